@@ -1,0 +1,42 @@
+"""Speculative sampling (Leviathan et al. 2023; Chen et al. 2023), spec 3.
+
+Lossless: the output is distributed exactly as AR sampling from the processed target
+distribution. At temperature 0 the one-hot distributions make the same rule greedy
+verification, so the output equals target greedy decoding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mtad.chain import commit_prefix, draft_chain, verify_chain
+from mtad.decoding import Block, Context, Decoder, register, require
+from mtad.sampling import residual, sample_one, uniform
+
+
+@register
+@dataclass
+class SpD(Decoder):
+    name = "spd"
+    gamma: int = 4
+
+    def __post_init__(self):
+        require(self.gamma >= 1, f"spd: gamma must be >= 1, got {self.gamma}")
+
+    def step(self, ctx: Context) -> Block:
+        x, q = draft_chain(ctx, self.gamma)
+        p = verify_chain(ctx, x)
+        accepted = 0
+        while accepted < self.gamma:
+            i, token = accepted, x[accepted]
+            if uniform(ctx.generator, ctx.engine.device) < float(p[i, token] / q[i, token]):
+                accepted += 1
+            else:
+                break
+        if accepted < self.gamma:
+            bonus_dist = residual(p[accepted], q[accepted])
+        else:
+            bonus_dist = p[self.gamma]
+        y = sample_one(bonus_dist, ctx.generator)
+        commit_prefix(ctx, accepted)
+        return Block(x[:accepted] + [y], accepted=accepted, drafted=self.gamma)

@@ -1,0 +1,16 @@
+"""mtad: a benchmark harness for draft-and-verify LLM decoding.
+
+    import mtad
+    pair = mtad.load_pair("tiny")
+    decoder = mtad.build_decoder("mtad", gamma=4, width=4, tau=0.5)
+    out = mtad.generate(pair, decoder, [1, 2, 3], max_new_tokens=32, seed=0)
+    out.tokens, out.stats.block_efficiency
+"""
+
+from mtad.decoding import Decoder, Generation, GenerationStats, build_decoder, generate
+from mtad.engine import Engine
+from mtad.models import load_pair
+from mtad.sampling import SamplingConfig
+
+__all__ = ["Decoder", "Engine", "Generation", "GenerationStats", "SamplingConfig", "build_decoder", "generate",
+           "load_pair"]

@@ -1,0 +1,185 @@
+"""The decoder protocol, the decoder registry and the one generation loop all decoders share.
+
+A decoder is a strategy: ``step(ctx)`` runs one draft-and-verify round on the engine and
+returns a ``Block`` of tokens to commit. The loop owns stopping (EOS anywhere in a block,
+``max_new_tokens``), truncation and the per-generation statistics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+
+from mtad.engine import Engine
+from mtad.sampling import SamplingConfig, process
+
+
+@dataclass
+class Block:
+    """What one decoder step emits: ``tokens`` = accepted draft tokens, then the decoder's own."""
+
+    tokens: list[int]
+    accepted: int = 0  # leading tokens of ``tokens`` that came from the draft
+    drafted: int = 0   # draft positions proposed this step (chain length, or tree depth)
+
+
+@dataclass
+class Context:
+    """State of one generation, handed to ``Decoder.step``."""
+
+    engine: Engine
+    tokens: list[int]  # committed: prompt, then emitted tokens
+    sampling: SamplingConfig
+    generator: torch.Generator
+
+    def probs(self, logits: torch.Tensor) -> torch.Tensor:
+        """The processed distribution of either model's logits (spec 1.2)."""
+        return process(logits, self.sampling)
+
+
+class Decoder(ABC):
+    """Base of all decoders. Sub-classes are dataclasses of their hyper-parameters."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def step(self, ctx: Context) -> Block:
+        """One round. On entry the target cache holds at most ``ctx.tokens[:-1]`` and the draft
+        cache a prefix of ``ctx.tokens``; on exit both hold at most the new ``tokens[:-1]``."""
+
+
+DECODERS: dict[str, type[Decoder]] = {}
+
+
+def register(cls: type[Decoder]) -> type[Decoder]:
+    DECODERS[cls.name] = cls
+    return cls
+
+
+def build_decoder(name: str, **params) -> Decoder:
+    """A decoder by registry name, with hyper-parameter overrides; bad input raises one clear line."""
+    import baselines  # noqa: F401  (registers ar, spd, ...)
+    import mtad.mtad  # noqa: F401  (registers mtad)
+
+    if name not in DECODERS:
+        raise ValueError(f"unknown decoder {name!r} (known: {', '.join(sorted(DECODERS))})")
+    cls = DECODERS[name]
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ValueError(f"decoder {name!r} has no parameter {', '.join(map(repr, unknown))} "
+                         f"(it takes: {', '.join(sorted(known)) or 'nothing'})")
+    return cls(**params)
+
+
+def require(condition: bool, message: str) -> None:
+    """Hyper-parameter validation with a one-line error."""
+    if not condition:
+        raise ValueError(message)
+
+
+@dataclass
+class GenerationStats:
+    new_tokens: int = 0
+    target_calls: int = 0
+    draft_calls: int = 0
+    target_tokens_fed: int = 0
+    draft_tokens_fed: int = 0
+    draft_proposed: int = 0          # draft positions proposed (depth for trees)
+    draft_accepted: int = 0          # emitted tokens that came from the draft
+    proposed_per_position: list[int] = field(default_factory=list)
+    accepted_per_position: list[int] = field(default_factory=list)
+    wall_seconds: float = 0.0
+    target_seconds: float = 0.0
+    draft_seconds: float = 0.0
+
+    @property
+    def block_efficiency(self) -> float:
+        """Mean emitted tokens per target call."""
+        return self.new_tokens / self.target_calls if self.target_calls else 0.0
+
+    @property
+    def acceptance_rate(self) -> float:
+        return self.draft_accepted / self.draft_proposed if self.draft_proposed else 0.0
+
+    @property
+    def acceptance_per_position(self) -> list[float]:
+        return [a / p if p else 0.0 for a, p in zip(self.accepted_per_position, self.proposed_per_position)]
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.new_tokens / self.wall_seconds if self.wall_seconds else 0.0
+
+    def record(self, block: Block, emitted: int) -> None:
+        accepted = min(block.accepted, emitted)
+        self.new_tokens += emitted
+        self.draft_proposed += block.drafted
+        self.draft_accepted += accepted
+        for counts, upto in ((self.proposed_per_position, block.drafted), (self.accepted_per_position, accepted)):
+            counts.extend([0] * (block.drafted - len(counts)))
+            for d in range(upto):
+                counts[d] += 1
+
+    def as_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        for name in ("block_efficiency", "acceptance_rate", "acceptance_per_position", "tokens_per_second"):
+            out[name] = getattr(self, name)
+        return out
+
+
+@dataclass
+class Generation:
+    tokens: list[int]       # new tokens only, truncated at the first stop token and max_new_tokens
+    stop_reason: str        # "stop_token" or "max_new_tokens"
+    stats: GenerationStats
+
+
+def start(engine: Engine, prompt: list[int], sampling: SamplingConfig, seed: int) -> Context:
+    """Reset both caches and counters and open a generation with its own seeded generator."""
+    prompt = [int(t) for t in prompt]
+    if not prompt:
+        raise ValueError("the prompt must hold at least one token")
+    if max(prompt) >= engine.target.vocab_size or min(prompt) < 0:
+        raise ValueError(f"prompt token ids must lie in [0, {engine.target.vocab_size})")
+    engine.reset()
+    generator = torch.Generator(device=engine.device).manual_seed(int(seed))
+    return Context(engine, prompt, sampling, generator)
+
+
+def generate(engine: Engine, decoder: Decoder, prompt: list[int], *, max_new_tokens: int,
+             sampling: SamplingConfig = SamplingConfig(), seed: int = 0,
+             stop_ids: tuple[int, ...] | None = None) -> Generation:
+    """Decode from ``prompt`` token ids until a stop token or ``max_new_tokens``."""
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    stop = set(engine.stop_ids if stop_ids is None else stop_ids)
+    ctx = start(engine, prompt, sampling, seed)
+    stats = GenerationStats()
+    new: list[int] = []
+    reason = "max_new_tokens"
+    began = time.perf_counter()
+    while len(new) < max_new_tokens:
+        block = decoder.step(ctx)
+        kept = block.tokens[: max_new_tokens - len(new)]
+        for i, token in enumerate(kept):
+            if token in stop:
+                kept, reason = kept[: i + 1], "stop_token"
+                break
+        ctx.tokens.extend(kept)
+        new.extend(kept)
+        stats.record(block, len(kept))
+        if reason == "stop_token":
+            break
+    if engine.device.type == "cuda":
+        torch.cuda.synchronize(engine.device)
+    stats.wall_seconds = time.perf_counter() - began
+    for model, runner in (("target", engine.target), ("draft", engine.draft)):
+        setattr(stats, f"{model}_calls", runner.counter.calls)
+        setattr(stats, f"{model}_tokens_fed", runner.counter.tokens)
+        setattr(stats, f"{model}_seconds", runner.counter.seconds)
+    return Generation(new, reason, stats)

@@ -1,0 +1,179 @@
+"""The engine: the only code that calls a model or edits its KV cache.
+
+A ``Runner`` wraps one causal LM and its cache. Decoders ask it to feed tokens (it feeds only
+what the cache lacks), to crop the cache after a rejection, to select or repeat batch rows
+(beams) and to keep arbitrary positions (a tree's accepted path). It counts forward calls,
+tokens and seconds. An ``Engine`` holds the target and draft runners of one model pair.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from mtad import cache as kv
+
+
+@dataclass
+class ForwardCounter:
+    calls: int = 0
+    tokens: int = 0  # token positions fed, summed over batch rows
+    seconds: float = 0.0
+
+
+class Runner(ABC):
+    """One model plus its cache. Sub-classes implement the forward pass and the cache edits."""
+
+    vocab_size: int
+    device: torch.device
+
+    def __init__(self):
+        self.counter = ForwardCounter()
+
+    # -- what sub-classes provide -------------------------------------------------------
+    @abstractmethod
+    def reset(self) -> None:
+        """Empty the cache and zero the counters (start of a generation)."""
+
+    @property
+    @abstractmethod
+    def length(self) -> int:
+        """Number of positions in the cache."""
+
+    @abstractmethod
+    def _forward(self, tokens: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None, keep: int) -> torch.Tensor:
+        """Run the model on ``tokens`` [B, n], append them to the cache, return logits [B, keep, V]
+        of the last ``keep`` positions. ``mask`` is None (causal) or a bool [n, m] matrix: which of the
+        last m key positions (cached tail plus the n new tokens) each new token may see; keys
+        before those are always visible."""
+
+    @abstractmethod
+    def crop(self, length: int) -> None:
+        """Keep the first ``length`` cached positions."""
+
+    @abstractmethod
+    def select_rows(self, rows: list[int] | torch.Tensor) -> None:
+        """Keep (and reorder, repeat) batch rows of the cache."""
+
+    @abstractmethod
+    def keep_positions(self, positions: list[int] | torch.Tensor) -> None:
+        """Keep only these cached positions, in this order."""
+
+    # -- shared -------------------------------------------------------------------------
+    def feed(self, tokens: torch.Tensor, positions: torch.Tensor | None = None,
+             tree_mask: torch.Tensor | None = None, keep: int = 1) -> torch.Tensor:
+        """Feed new tokens [B, n] after the cache; logits [B, keep, V] of the last ``keep`` positions.
+
+        Without ``tree_mask`` the tokens are causal and positions default to the cache length
+        onwards. With it (bool [n, m], m <= cached + n: True where new token i may attend to the
+        j-th of the last m key positions; earlier keys are always visible) explicit ``positions``
+        [B, n] are required.
+        """
+        tokens = torch.as_tensor(tokens, dtype=torch.long, device=self.device)
+        if tokens.dim() != 2 or tokens.shape[1] == 0:
+            raise ValueError(f"feed expects a non-empty [batch, n] token tensor, got shape {tuple(tokens.shape)}")
+        batch, n = tokens.shape
+        if not 1 <= keep <= n:
+            raise ValueError(f"keep must lie in [1, {n}], got {keep}")
+        if tree_mask is not None:
+            if positions is None:
+                raise ValueError("a tree mask needs explicit position ids")
+            if tree_mask.dim() != 2 or tree_mask.shape[0] != n or not n <= tree_mask.shape[1] <= self.length + n:
+                raise ValueError(f"tree mask must be [n={n}, m] with n <= m <= cached + n, got {tuple(tree_mask.shape)}")
+        if positions is None:
+            positions = torch.arange(self.length, self.length + n, device=self.device).expand(batch, n)
+        positions = torch.as_tensor(positions, dtype=torch.long, device=self.device)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            logits = self._forward(tokens, positions, tree_mask, keep)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.counter.seconds += time.perf_counter() - start
+        self.counter.calls += 1
+        self.counter.tokens += batch * n
+        return logits
+
+    def feed_uncached(self, sequence: list[int], keep: int = 1) -> torch.Tensor:
+        """Feed the part of ``sequence`` (one row) that the cache lacks; logits [keep, V]."""
+        new = sequence[self.length:]
+        if not new:
+            raise ValueError("nothing to feed: the cache already holds the whole sequence")
+        return self.feed(torch.tensor([new]), keep=keep)[0]
+
+
+class HFRunner(Runner):
+    """A Hugging Face causal LM with a DynamicCache."""
+
+    def __init__(self, model):
+        super().__init__()
+        from transformers import DynamicCache
+
+        self._cache_class = DynamicCache
+        self.model = model.eval()
+        self.device = next(model.parameters()).device
+        self.vocab_size = model.get_output_embeddings().out_features
+        self.cache = DynamicCache(config=model.config)
+
+    def reset(self) -> None:
+        self.cache = self._cache_class(config=self.model.config)
+        self.counter = ForwardCounter()
+
+    @property
+    def length(self) -> int:
+        return kv.cache_length(self.cache)
+
+    def _forward(self, tokens, positions, mask, keep):
+        attention_mask = None if mask is None else self._additive_mask(mask, tokens.shape[0])
+        out = self.model(input_ids=tokens, position_ids=positions, attention_mask=attention_mask,
+                         cache=self.cache, use_cache=True, logits_to_keep=keep)
+        return out.logits
+
+    def _additive_mask(self, tree_mask: torch.Tensor, batch: int) -> torch.Tensor:
+        """[B, 1, n, cached + n] float mask: 0 where attention is allowed, dtype-min elsewhere.
+
+        Float, not bool: a bool 4-D mask is silently mis-read by some attention implementations.
+        """
+        dtype = self.model.dtype
+        n, m = tree_mask.shape
+        allowed = torch.ones(n, self.length + n, dtype=torch.bool, device=self.device)
+        allowed[:, self.length + n - m:] = tree_mask.to(self.device, torch.bool)
+        mask = torch.zeros(allowed.shape, dtype=dtype, device=self.device)
+        mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+        return mask.expand(batch, 1, n, self.length + n)
+
+    def crop(self, length: int) -> None:
+        kv.crop(self.cache, length)
+
+    def select_rows(self, rows) -> None:
+        kv.select_rows(self.cache, torch.as_tensor(rows, dtype=torch.long))
+
+    def keep_positions(self, positions) -> None:
+        kv.keep_positions(self.cache, torch.as_tensor(positions, dtype=torch.long))
+
+
+@dataclass
+class Engine:
+    """A loaded model pair: target and draft runners, their stop ids and shared tokenizer."""
+
+    target: Runner
+    draft: Runner
+    name: str = ""
+    stop_ids: tuple[int, ...] = field(default_factory=tuple)
+    tokenizer: Any = None  # shared by both models; None for the token-level test pairs
+
+    def __post_init__(self):
+        if self.target.vocab_size != self.draft.vocab_size:
+            raise ValueError(f"draft and target vocabularies differ: target has {self.target.vocab_size} ids, "
+                             f"draft has {self.draft.vocab_size}")
+
+    @property
+    def device(self) -> torch.device:
+        return self.target.device
+
+    def reset(self) -> None:
+        self.target.reset()
+        self.draft.reset()

@@ -1,0 +1,82 @@
+"""The processed next-token distribution shared by every decoder (spec 1.2).
+
+Draft and target logits go through the same function, so "lossless" means: equal in
+distribution to autoregressive sampling from ``process(target logits)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Temperature, top-k and top-p, applied identically to draft and target.
+
+    ``temperature == 0`` means greedy: the processed distribution is one-hot on the argmax.
+    ``top_k == 0`` disables top-k; ``top_p == 1`` disables top-p.
+    """
+
+    temperature: float = 1.0
+    top_k: int = 10
+    top_p: float = 0.9
+
+    def __post_init__(self):
+        if not self.temperature >= 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not (isinstance(self.top_k, int) and self.top_k >= 0):
+            raise ValueError(f"top_k must be an integer >= 0 (0 disables it), got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must lie in (0, 1], got {self.top_p}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+def process(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
+    """Processed probabilities over the last dimension, in float32.
+
+    Top-k keeps every logit tied with the k-th largest; top-p (on the top-k-filtered logits)
+    removes a sorted position i >= 1 iff the cumulative probability before it exceeds top_p,
+    so the first token and the one that crosses top_p are always kept.
+    """
+    logits = logits.float()
+    if cfg.greedy:
+        return torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).float()
+    z = logits / cfg.temperature
+    if 0 < cfg.top_k < z.shape[-1]:
+        kth = torch.topk(z, cfg.top_k, dim=-1).values[..., -1:]
+        z = z.masked_fill(z < kth, float("-inf"))
+    if cfg.top_p < 1:
+        sorted_z, order = torch.sort(z, dim=-1, descending=True)
+        cum = sorted_z.softmax(-1).cumsum(-1)
+        remove_sorted = torch.zeros_like(cum, dtype=torch.bool)
+        remove_sorted[..., 1:] = cum[..., :-1] > cfg.top_p
+        remove = remove_sorted.scatter(-1, order, remove_sorted)
+        z = z.masked_fill(remove, float("-inf"))
+    return z.softmax(-1)
+
+
+def sample(probs: torch.Tensor, generator: torch.Generator, num: int = 1, replacement: bool = True) -> torch.Tensor:
+    """Draw ``num`` token ids from each row of ``probs`` (float32, rows need not be normalised)."""
+    return torch.multinomial(probs, num, replacement=replacement, generator=generator)
+
+
+def sample_one(probs: torch.Tensor, generator: torch.Generator) -> int:
+    """One token id from a single distribution (1-D)."""
+    return int(sample(probs, generator).item())
+
+
+def uniform(generator: torch.Generator, device: torch.device | str) -> float:
+    """One U ~ Uniform[0, 1) draw; accept with probability r iff ``uniform() < r``."""
+    return float(torch.rand((), generator=generator, device=device).item())
+
+
+def residual(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """norm(max(0, p - q)); falls back to p when the residual has no mass (p == q up to rounding)."""
+    r = (p - q).clamp_min(0)
+    total = r.sum()
+    return r / total if total > 0 else p

@@ -1,0 +1,75 @@
+"""Shared pieces of the tests: toy engines, exact AR probabilities and a G-test."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+
+import numpy as np
+import torch
+from scipy import stats
+
+from mtad.decoding import generate
+from mtad.engine import Engine, HFRunner
+from mtad.sampling import SamplingConfig, process
+from mtad.toy_models import TableLM, tiny_llama_pair
+
+
+def table_engine(vocab: int = 3, seed: int = 0, draft_noise: float = 0.8) -> Engine:
+    target, draft = TableLM.random_pair(vocab, seed, draft_noise=draft_noise)
+    return Engine(target, draft, name="table")
+
+
+def tiny_engine(seed: int = 0, attn_implementation: str = "sdpa") -> Engine:
+    target, draft = tiny_llama_pair(seed, attn_implementation=attn_implementation)
+    return Engine(HFRunner(target), HFRunner(draft), name="tiny")
+
+
+def exact_ar(model: TableLM, prompt: list[int], length: int, sampling: SamplingConfig) -> dict[tuple, float]:
+    """P_AR(x_1:length | prompt) for every sequence, from the table itself (no cache)."""
+    probs = {}
+    for seq in itertools.product(range(model.vocab_size), repeat=length):
+        p, context = 1.0, list(prompt)
+        for token in seq:
+            p *= float(process(model.logits_after(context), sampling)[token])
+            context.append(token)
+        probs[seq] = p
+    return probs
+
+
+def sample_sequences(engine: Engine, decoder, prompt: list[int], length: int, runs: int,
+                     sampling: SamplingConfig, seed: int = 0) -> Counter:
+    """Counts of the first ``length`` tokens over ``runs`` generations with consecutive seeds."""
+    counts = Counter()
+    for run in range(runs):
+        out = generate(engine, decoder, prompt, max_new_tokens=length, sampling=sampling, seed=seed + run,
+                       stop_ids=())
+        counts[tuple(out.tokens)] += 1
+    return counts
+
+
+def g_test(counts: Counter, expected_probs: dict[tuple, float]) -> tuple[float, float]:
+    """(p-value, total variation) of observed counts against exact cell probabilities.
+
+    Cells with expected count < 5 are pooled into one; a count in a zero-probability cell fails.
+    """
+    n = sum(counts.values())
+    impossible = sum(c for cell, c in counts.items() if expected_probs.get(cell, 0.0) == 0.0)
+    if impossible:
+        return 0.0, 1.0
+    observed, expected, pooled_obs, pooled_exp = [], [], 0.0, 0.0
+    for cell, p in expected_probs.items():
+        if p * n >= 5:
+            observed.append(counts.get(cell, 0))
+            expected.append(p * n)
+        else:
+            pooled_obs += counts.get(cell, 0)
+            pooled_exp += p * n
+    if pooled_exp > 0:
+        observed.append(pooled_obs)
+        expected.append(pooled_exp)
+    observed, expected = np.array(observed, float), np.array(expected, float)
+    expected *= observed.sum() / expected.sum()
+    _, pvalue = stats.power_divergence(observed, expected, lambda_="log-likelihood")
+    tv = 0.5 * sum(abs(counts.get(c, 0) / n - p) for c, p in expected_probs.items())
+    return float(pvalue), float(tv)

@@ -1,0 +1,148 @@
+"""The engine's cache bookkeeping and custom masks against uncached forward passes (float32)."""
+
+import pytest
+import torch
+
+from mtad.engine import Engine, HFRunner
+from mtad.toy_models import TableLM, tiny_llama, tiny_llama_pair
+
+from helpers import tiny_engine
+
+
+def plain_logits(model, sequence):
+    """Logits of the last position of ``sequence`` run from scratch, no cache."""
+    with torch.no_grad():
+        return model(torch.tensor([sequence])).logits[0, -1]
+
+
+@pytest.fixture(scope="module")
+def runner():
+    return HFRunner(tiny_llama(0))
+
+
+def test_feed_uncached_feeds_only_the_missing_tokens(runner):
+    runner.reset()
+    seq = [3, 14, 15, 9, 26]
+    runner.feed_uncached(seq[:3])
+    logits = runner.feed_uncached(seq)
+    assert runner.length == 5 and runner.counter.calls == 2 and runner.counter.tokens == 5
+    torch.testing.assert_close(logits[-1], plain_logits(runner.model, seq), rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="nothing to feed"):
+        runner.feed_uncached(seq)
+
+
+def test_cached_logits_equal_uncached_after_crop_and_row_selection(runner):
+    runner.reset()
+    prefix = [5, 6, 7, 8]
+    runner.feed_uncached(prefix)
+    runner.select_rows([0, 0, 0])                         # three beams
+    beams = torch.tensor([[10, 11], [20, 21], [30, 31]])
+    runner.feed(beams)
+    runner.select_rows([2, 0])                            # reorder and drop a beam
+    logits = runner.feed(torch.tensor([[40], [41]]))[:, -1]
+    torch.testing.assert_close(logits[0], plain_logits(runner.model, prefix + [30, 31, 40]), rtol=0, atol=1e-5)
+    torch.testing.assert_close(logits[1], plain_logits(runner.model, prefix + [10, 11, 41]), rtol=0, atol=1e-5)
+    runner.select_rows([1])
+    runner.crop(len(prefix) + 1)                          # keep prefix + [10]
+    logits = runner.feed_uncached(prefix + [10, 50, 51])
+    torch.testing.assert_close(logits[-1], plain_logits(runner.model, prefix + [10, 50, 51]), rtol=0, atol=1e-5)
+
+
+def test_keep_last_returns_the_last_positions(runner):
+    runner.reset()
+    seq = [1, 2, 3, 4, 5, 6]
+    logits = runner.feed_uncached(seq, keep=3)
+    with torch.no_grad():
+        full = runner.model(torch.tensor([seq])).logits[0]
+    torch.testing.assert_close(logits, full[-3:], rtol=0, atol=1e-5)
+
+
+# A small tree after a 4-token context: nodes 0,1 are children of the root; 2,3 children of 0; 4 child of 1.
+TREE_TOKENS = [11, 12, 21, 22, 23]
+TREE_PARENTS = [-1, -1, 0, 0, 1]
+
+
+def tree_inputs(context_len):
+    n = len(TREE_TOKENS)
+    mask = torch.zeros(n, n, dtype=torch.bool)
+    depth = []
+    for i, parent in enumerate(TREE_PARENTS):
+        mask[i, i] = True
+        if parent >= 0:
+            mask[i] |= mask[parent]
+        depth.append(0 if parent < 0 else depth[parent] + 1)
+    return mask, torch.tensor([[context_len + d for d in depth]])
+
+
+def path(i):
+    out = []
+    while i >= 0:
+        out.insert(0, TREE_TOKENS[i])
+        i = TREE_PARENTS[i]
+    return out
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_tree_logits_equal_path_logits_and_keep_positions(attn):
+    model = tiny_llama(0, attn_implementation=attn)
+    runner = HFRunner(model)
+    context = [7, 3, 9, 4]
+    runner.feed_uncached(context)
+    mask, positions = tree_inputs(len(context))
+    logits = runner.feed(torch.tensor([TREE_TOKENS]), positions=positions, tree_mask=mask, keep=len(TREE_TOKENS))[0]
+    for i in range(len(TREE_TOKENS)):
+        torch.testing.assert_close(logits[i], plain_logits(model, context + path(i)), rtol=0, atol=1e-5)
+    # Keep the accepted path (nodes 1 then 4) and continue as a plain sequence.
+    runner.keep_positions(list(range(len(context))) + [len(context) + 1, len(context) + 4])
+    assert runner.length == len(context) + 2
+    after = runner.feed_uncached(context + [12, 23, 30])
+    torch.testing.assert_close(after[-1], plain_logits(model, context + [12, 23, 30]), rtol=0, atol=1e-5)
+
+
+def test_mask_may_cover_part_of_the_cache():
+    """A draft-tree level sees its ancestors among already cached nodes, not their siblings."""
+    model = tiny_llama(0)
+    runner = HFRunner(model)
+    context = [7, 3, 9]
+    runner.feed_uncached(context)
+    level1 = torch.tensor([[11, 12]])
+    runner.feed(level1, positions=torch.tensor([[3, 3]]), tree_mask=torch.eye(2, dtype=torch.bool))
+    # level 2: one child under each level-1 node; mask over [11, 12, child_a, child_b]
+    mask = torch.tensor([[1, 0, 1, 0], [0, 1, 0, 1]], dtype=torch.bool)
+    logits = runner.feed(torch.tensor([[21, 22]]), positions=torch.tensor([[4, 4]]), tree_mask=mask, keep=2)[0]
+    torch.testing.assert_close(logits[0], plain_logits(model, context + [11, 21]), rtol=0, atol=1e-5)
+    torch.testing.assert_close(logits[1], plain_logits(model, context + [12, 22]), rtol=0, atol=1e-5)
+
+
+def test_table_lm_reads_masks_positions_and_cache_like_a_transformer():
+    target, _ = TableLM.random_pair(4, seed=1)
+    context = [1, 2, 3, 0]
+    target.feed_uncached(context)
+    mask, positions = tree_inputs(len(context))
+    tokens = [t % 4 for t in TREE_TOKENS]
+    logits = target.feed(torch.tensor([tokens]), positions=positions, tree_mask=mask, keep=len(tokens))[0]
+    for i in range(len(tokens)):
+        node_path = [t % 4 for t in path(i)]
+        assert torch.equal(logits[i], target.logits_after(context + node_path))
+    with pytest.raises(ValueError, match="position id"):
+        target.feed(torch.tensor([[1]]), positions=torch.tensor([[0]]), tree_mask=torch.ones(1, 1, dtype=torch.bool))
+
+
+def test_counters_and_reset():
+    engine = tiny_engine()
+    engine.target.feed_uncached([1, 2, 3])
+    engine.target.feed(torch.tensor([[4, 5]]))
+    assert engine.target.counter.calls == 2 and engine.target.counter.tokens == 5
+    assert engine.target.counter.seconds > 0
+    engine.reset()
+    assert engine.target.counter.calls == 0 and engine.target.length == 0 and engine.draft.length == 0
+
+
+def test_different_vocabularies_are_refused():
+    target, _ = tiny_llama_pair(0)
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    other = LlamaForCausalLM(LlamaConfig(vocab_size=80, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                         num_attention_heads=4, num_key_value_heads=2))
+    with pytest.raises(ValueError, match="vocabularies differ: target has 64 ids, draft has 80"):
+        Engine(HFRunner(target), HFRunner(other))
