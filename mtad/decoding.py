@@ -125,6 +125,16 @@ class GenerationStats:
             for d in range(upto):
                 counts[d] += 1
 
+    def add(self, other: "GenerationStats") -> None:
+        """Accumulate another generation's counts (totals are ratios of sums)."""
+        for f in dataclasses.fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(mine, list):
+                mine.extend([0] * (len(theirs) - len(mine)))
+                setattr(self, f.name, [a + b for a, b in zip(mine, theirs + [0] * (len(mine) - len(theirs)))])
+            else:
+                setattr(self, f.name, mine + theirs)
+
     def as_dict(self) -> dict:
         out = dataclasses.asdict(self)
         for name in ("block_efficiency", "acceptance_rate", "acceptance_per_position", "tokens_per_second"):

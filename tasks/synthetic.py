@@ -1,0 +1,27 @@
+"""Random token-id prompts: runs on any pair, tokenizer or not; measures speed only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from tasks.base import Example, Task, register
+
+
+@register
+@dataclass
+class Synthetic(Task):
+    name = "synthetic"
+    limit: int = 5
+    prompt_length: int = 8
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.limit < 1 or self.prompt_length < 1:
+            raise ValueError(f"synthetic: limit and prompt_length must be >= 1, got {self.limit}, {self.prompt_length}")
+
+    def examples(self, engine) -> list[Example]:
+        gen = torch.Generator().manual_seed(self.seed)
+        prompts = torch.randint(0, engine.target.vocab_size, (self.limit, self.prompt_length), generator=gen)
+        return [Example(f"synthetic/{i}", row.tolist()) for i, row in enumerate(prompts)]

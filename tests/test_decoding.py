@@ -1,0 +1,98 @@
+"""The generation loop: stopping, truncation, counters and bad input."""
+
+import pytest
+
+from mtad.decoding import Block, Context, Decoder, build_decoder, generate
+from mtad.sampling import SamplingConfig
+
+from helpers import table_engine, tiny_engine
+
+
+class Scripted(Decoder):
+    """Emits fixed blocks (accepted draft tokens first) and feeds the target once per step."""
+
+    name = "scripted"
+
+    def __init__(self, blocks):
+        self.blocks = list(blocks)
+
+    def step(self, ctx: Context) -> Block:
+        ctx.engine.target.feed_uncached(ctx.tokens)
+        tokens, accepted, drafted = self.blocks.pop(0)
+        return Block(tokens, accepted=accepted, drafted=drafted)
+
+
+def test_stop_token_anywhere_in_a_block_truncates_and_counts_only_emitted():
+    engine = table_engine(vocab=6)
+    decoder = Scripted([([1, 2, 3, 4, 0], 4, 4), ([1, 5, 2, 3, 4], 4, 4)])
+    out = generate(engine, decoder, [0], max_new_tokens=100, stop_ids=(5,))
+    assert out.tokens == [1, 2, 3, 4, 0, 1, 5] and out.stop_reason == "stop_token"
+    s = out.stats
+    assert s.new_tokens == 7 and s.target_calls == 2 and s.draft_proposed == 8
+    assert s.draft_accepted == 4 + 2          # the second block's accepted tokens after the stop are not emitted
+    assert s.proposed_per_position == [2, 2, 2, 2] and s.accepted_per_position == [2, 2, 1, 1]
+    assert s.block_efficiency == pytest.approx(3.5)
+
+
+def test_max_new_tokens_truncates_a_block():
+    engine = table_engine(vocab=6)
+    out = generate(engine, Scripted([([1, 2, 3], 2, 2), ([1, 2, 3], 2, 2)]), [0], max_new_tokens=4, stop_ids=())
+    assert out.tokens == [1, 2, 3, 1] and out.stop_reason == "max_new_tokens"
+    assert out.stats.new_tokens == 4 and out.stats.draft_accepted == 3
+
+
+@pytest.mark.parametrize("name, params", [("ar", {}), ("spd", {"gamma": 3}), ("mtad", {"gamma": 3, "width": 2})])
+def test_counters_add_up(name, params):
+    engine = tiny_engine()
+    out = generate(engine, build_decoder(name, **params), [3, 1, 4], max_new_tokens=37, seed=1, stop_ids=())
+    s = out.stats
+    assert len(out.tokens) == s.new_tokens == 37
+    assert s.target_calls == engine.target.counter.calls
+    gamma = params.get("gamma", 0)
+    assert s.draft_proposed == gamma * s.target_calls
+    # every step emits its accepted tokens plus one; only the last block may be cut short
+    assert s.new_tokens <= s.draft_accepted + s.target_calls
+    assert s.new_tokens > s.draft_accepted + s.target_calls - 1 - gamma
+    assert sum(s.accepted_per_position) == s.draft_accepted
+    assert s.block_efficiency == pytest.approx(s.new_tokens / s.target_calls)
+    assert s.wall_seconds >= s.target_seconds + s.draft_seconds > 0
+    if name == "ar":
+        assert s.draft_calls == 0 and s.target_calls == 37
+    else:
+        assert s.draft_calls > 0 and s.acceptance_rate > 0
+
+
+def test_same_seed_same_output_different_seed_different_output():
+    engine = tiny_engine()
+    decoder = build_decoder("mtad")
+    runs = [generate(engine, decoder, [5, 6], max_new_tokens=30, seed=s).tokens for s in (7, 7, 8)]
+    assert runs[0] == runs[1] != runs[2]
+
+
+@pytest.mark.parametrize("name, params, message", [
+    ("nope", {}, "unknown decoder 'nope' \\(known: ar, mtad, spd\\)"),
+    ("spd", {"gamma": 0}, "gamma must be >= 1"),
+    ("mtad", {"gamma": 0}, "gamma must be >= 1"),
+    ("mtad", {"width": 0}, "beam width W must be >= 1"),
+    ("mtad", {"tau": 0}, "tau must be > 0"),
+    ("mtad", {"tau": -1.0}, "tau must be > 0"),
+    ("mtad", {"accept_rule": "shortest"}, "accept_rule must be one of"),
+    ("mtad", {"beam_norm": "softmax"}, "beam_norm must be one of"),
+    ("spd", {"tau": 0.5}, "decoder 'spd' has no parameter 'tau' \\(it takes: gamma\\)"),
+])
+def test_bad_decoder_parameters_raise_one_line(name, params, message):
+    with pytest.raises(ValueError, match=message) as err:
+        build_decoder(name, **params)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_generation_input_raises():
+    engine = table_engine(vocab=3)
+    with pytest.raises(ValueError, match="at least one token"):
+        generate(engine, build_decoder("ar"), [], max_new_tokens=3)
+    with pytest.raises(ValueError, match=r"token ids must lie in \[0, 3\)"):
+        generate(engine, build_decoder("ar"), [7], max_new_tokens=3)
+    with pytest.raises(ValueError, match="max_new_tokens must be >= 1"):
+        generate(engine, build_decoder("ar"), [1], max_new_tokens=0)
+    with pytest.raises(ValueError, match="top_p"):
+        generate(engine, build_decoder("ar"), [1], max_new_tokens=3, sampling=SamplingConfig(top_p=0))
