@@ -12,5 +12,7 @@ from mtad.engine import Engine
 from mtad.models import load_pair
 from mtad.sampling import SamplingConfig
 
+__version__ = "0.1.0"
+
 __all__ = ["Decoder", "Engine", "Generation", "GenerationStats", "SamplingConfig", "build_decoder", "generate",
            "load_pair"]

@@ -16,6 +16,7 @@ from typing import ClassVar
 import torch
 
 from mtad.engine import Engine
+from mtad.errors import UserError
 from mtad.sampling import SamplingConfig, process
 
 
@@ -67,20 +68,20 @@ def build_decoder(name: str, **params) -> Decoder:
     import mtad.mtad  # noqa: F401  (registers mtad)
 
     if name not in DECODERS:
-        raise ValueError(f"unknown decoder {name!r} (known: {', '.join(sorted(DECODERS))})")
+        raise UserError(f"unknown decoder {name!r} (known: {', '.join(sorted(DECODERS))})")
     cls = DECODERS[name]
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(params) - known)
     if unknown:
-        raise ValueError(f"decoder {name!r} has no parameter {', '.join(map(repr, unknown))} "
+        raise UserError(f"decoder {name!r} has no parameter {', '.join(map(repr, unknown))} "
                          f"(it takes: {', '.join(sorted(known)) or 'nothing'})")
     return cls(**params)
 
 
 def require(condition: bool, message: str) -> None:
-    """Hyper-parameter validation with a one-line error."""
+    """Hyper-parameter validation with a one-line ``UserError``."""
     if not condition:
-        raise ValueError(message)
+        raise UserError(message)
 
 
 @dataclass
@@ -153,9 +154,9 @@ def start(engine: Engine, prompt: list[int], sampling: SamplingConfig, seed: int
     """Reset both caches and counters and open a generation with its own seeded generator."""
     prompt = [int(t) for t in prompt]
     if not prompt:
-        raise ValueError("the prompt must hold at least one token")
+        raise UserError("the prompt must hold at least one token")
     if max(prompt) >= engine.target.vocab_size or min(prompt) < 0:
-        raise ValueError(f"prompt token ids must lie in [0, {engine.target.vocab_size})")
+        raise UserError(f"prompt token ids must lie in [0, {engine.target.vocab_size})")
     engine.reset()
     generator = torch.Generator(device=engine.device).manual_seed(int(seed))
     return Context(engine, prompt, sampling, generator)
@@ -166,7 +167,7 @@ def generate(engine: Engine, decoder: Decoder, prompt: list[int], *, max_new_tok
              stop_ids: tuple[int, ...] | None = None) -> Generation:
     """Decode from ``prompt`` token ids until a stop token or ``max_new_tokens``."""
     if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        raise UserError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     stop = set(engine.stop_ids if stop_ids is None else stop_ids)
     ctx = start(engine, prompt, sampling, seed)
     stats = GenerationStats()

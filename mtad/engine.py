@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from mtad import cache as kv
+from mtad.errors import UserError
 
 
 @dataclass
@@ -164,10 +165,11 @@ class Engine:
     name: str = ""
     stop_ids: tuple[int, ...] = field(default_factory=tuple)
     tokenizer: Any = None  # shared by both models; None for the token-level test pairs
+    chat_template: bool = False  # whether text prompts go through the tokenizer's chat template
 
     def __post_init__(self):
         if self.target.vocab_size != self.draft.vocab_size:
-            raise ValueError(f"draft and target vocabularies differ: target has {self.target.vocab_size} ids, "
+            raise UserError(f"draft and target vocabularies differ: target has {self.target.vocab_size} ids, "
                              f"draft has {self.draft.vocab_size}")
 
     @property

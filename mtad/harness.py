@@ -1,9 +1,8 @@
-"""One benchmark job: model pair x decoder x task, with warm-up and aggregated statistics."""
+"""One benchmark job: model pair x decoder x task, with warm-up, records and a summary."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
@@ -11,15 +10,18 @@ from tqdm import tqdm
 from mtad.decoding import GenerationStats, build_decoder, generate
 from mtad.engine import Engine
 from mtad.models import PairConfig, load_pair
+from mtad.records import JobRecorder
 from mtad.sampling import SamplingConfig
 from tasks import build_task
+
+TIMING = "tokens_per_second = total emitted tokens / total generate() seconds (ratio of sums), after warm-up"
 
 _PAIRS: dict[str, Engine] = {}
 
 
-def cached_pair(model_cfg: DictConfig) -> Engine:
+def cached_pair(model_cfg: dict) -> Engine:
     """Load a pair once per process: the jobs of a Hydra multirun share it."""
-    spec = PairConfig(**OmegaConf.to_container(model_cfg, resolve=True))
+    spec = PairConfig(**model_cfg)
     key = repr(spec)
     if key not in _PAIRS:
         _PAIRS.clear()  # one pair in memory at a time
@@ -27,21 +29,16 @@ def cached_pair(model_cfg: DictConfig) -> Engine:
     return _PAIRS[key]
 
 
-@dataclass
-class JobResult:
-    decoder: str
-    stats: GenerationStats
-    quality: dict[str, float]
-    samples: list[dict[str, Any]] = field(default_factory=list)
-
-
-def run_job(cfg: DictConfig) -> JobResult:
-    engine = cached_pair(cfg.model)
-    decoder_params = OmegaConf.to_container(cfg.decoder, resolve=True)
+def run_job(cfg: DictConfig, out_dir: Path, sweep: str | None = None) -> dict:
+    """Run every example of the task with the decoder; write records; return the summary."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    decoder_params = dict(config["decoder"])
     decoder = build_decoder(decoder_params.pop("name"), **decoder_params)
-    task_params = OmegaConf.to_container(cfg.task, resolve=True)
+    task_params = dict(config["task"])
     task = build_task(task_params.pop("name"), **task_params)
-    sampling = SamplingConfig(**cfg.sampling)
+    sampling = SamplingConfig(**config["sampling"])
+    recorder = JobRecorder(Path(out_dir), Path(config["results_dir"]), config)
+    engine = cached_pair(config["model"])
     examples = task.examples(engine)
 
     def run(example, seed):
@@ -51,23 +48,19 @@ def run_job(cfg: DictConfig) -> JobResult:
     for _ in range(cfg.warmup):
         run(examples[0], cfg.seed)
     total = GenerationStats()
-    samples, verdicts = [], []
+    verdicts = []
     for i, example in enumerate(tqdm(examples, desc=f"{decoder.name} on {task.name}", leave=False)):
         out = run(example, cfg.seed + i)
         verdict = task.score(example, out.tokens, engine)
         total.add(out.stats)
         verdicts.append(verdict)
-        samples.append({"id": example.id, "new_tokens": out.tokens, "stop_reason": out.stop_reason,
-                        "stats": out.stats.as_dict(), "verdict": verdict})
-    return JobResult(decoder.name, total, task.quality(verdicts), samples)
-
-
-def stats_line(result: JobResult) -> str:
-    s = result.stats
-    parts = [f"{result.decoder:<6}", f"tokens={s.new_tokens}", f"tok/s={s.tokens_per_second:.1f}",
-             f"block_eff={s.block_efficiency:.2f}", f"accept={s.acceptance_rate:.2f}",
-             f"per_pos=[{', '.join(f'{a:.2f}' for a in s.acceptance_per_position)}]",
-             f"target_calls={s.target_calls}", f"draft_calls={s.draft_calls}",
-             f"target_s={s.target_seconds:.2f}", f"draft_s={s.draft_seconds:.2f}", f"wall_s={s.wall_seconds:.2f}"]
-    parts += [f"{k}={v:.3f}" for k, v in result.quality.items()]
-    return "  ".join(parts)
+        recorder.sample({"id": example.id, "prompt_tokens": len(example.prompt_ids), "new_tokens": out.tokens,
+                         "stop_reason": out.stop_reason, "stats": out.stats.as_dict(), "verdict": verdict})
+    return recorder.finish({
+        "sweep": sweep, "task": task.name, "model": engine.name, "decoder": decoder.name,
+        "decoder_params": decoder_params, "seed": cfg.seed, "sampling": config["sampling"],
+        "max_new_tokens": cfg.max_new_tokens, "examples": len(examples),
+        "tokens_per_second": total.tokens_per_second, "block_efficiency": total.block_efficiency,
+        "acceptance_rate": total.acceptance_rate, "acceptance_per_position": total.acceptance_per_position,
+        "quality": task.quality(verdicts), "totals": total.as_dict(), "timing": TIMING,
+    })

@@ -1,18 +1,21 @@
 """Loading a target/draft model pair into an ``Engine``.
 
 A pair is described by a config (``conf/model/<name>.yaml``): target and draft sources, dtype,
-device and attention implementation. A source is a Hugging Face hub id or local folder, or
+device, attention implementation, prompt style and stop tokens. A source is a Hugging Face hub
+id or local folder, ``prepared:<name>`` for an embedded model built by ``mtad.prepare``, or
 ``tiny-llama/target`` / ``tiny-llama/draft`` for the in-process random test pair.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import os
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
 
 from mtad.engine import Engine, HFRunner
+from mtad.errors import UserError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 TINY_PREFIX = "tiny-llama/"
@@ -28,6 +31,7 @@ class PairConfig:
     device: str = "auto"         # auto: cuda when available, else cpu
     attn_implementation: str = "sdpa"
     chat_template: bool = False  # whether prompts go through the tokenizer's chat template
+    stop_tokens: list[str] = field(default_factory=list)  # besides the eos ids the model configs name
     seed: int = 0                # weights seed of the tiny pair
 
     def resolved_device(self) -> torch.device:
@@ -39,7 +43,7 @@ class PairConfig:
         if self.dtype == "auto":
             return torch.bfloat16
         if self.dtype not in DTYPES:
-            raise ValueError(f"unknown dtype {self.dtype!r} (known: auto, {', '.join(DTYPES)})")
+            raise UserError(f"unknown dtype {self.dtype!r} (known: auto, {', '.join(DTYPES)})")
         return DTYPES[self.dtype]
 
 
@@ -50,7 +54,7 @@ def pair_config(name: str, **overrides) -> PairConfig:
     path = CONF_DIR / "model" / f"{name}.yaml"
     if not path.exists():
         known = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
-        raise ValueError(f"unknown model pair {name!r} (known: {', '.join(known)})")
+        raise UserError(f"unknown model pair {name!r} (known: {', '.join(known)})")
     values = {**OmegaConf.to_container(OmegaConf.load(path)), **overrides}
     known_fields = {f.name for f in fields(PairConfig)}
     return PairConfig(**{k: v for k, v in values.items() if k in known_fields})
@@ -66,30 +70,51 @@ def load_pair(pair: str | PairConfig = "tiny", **overrides) -> Engine:
         target, draft = tiny_llama_pair(cfg.seed, attn_implementation=cfg.attn_implementation)
         tokenizer = None
     else:
-        target, draft = (_load_hf(src, dtype, cfg.attn_implementation) for src in (cfg.target, cfg.draft))
-        tokenizer = _load_tokenizer(cfg.target)
+        from mtad.prepare import resolve_source
+
+        target_src, draft_src = resolve_source(cfg.target), resolve_source(cfg.draft)
+        tokenizer = _load_tokenizer(target_src)
+        _check_same_tokenizer(tokenizer, _load_tokenizer(draft_src), cfg)
+        target, draft = (_load_hf(src, dtype, cfg.attn_implementation) for src in (target_src, draft_src))
     target, draft = (m.to(device=device, dtype=dtype) for m in (target, draft))
-    return Engine(HFRunner(target), HFRunner(draft), name=cfg.name, stop_ids=_stop_ids(target, tokenizer),
-                  tokenizer=tokenizer)
+    return Engine(HFRunner(target), HFRunner(draft), name=cfg.name, stop_ids=_stop_ids(target, tokenizer, cfg),
+                  tokenizer=tokenizer, chat_template=cfg.chat_template)
+
+
+def _token() -> str | None:
+    return os.environ.get("HF_TOKEN") or None
 
 
 def _load_hf(source: str, dtype: torch.dtype, attn_implementation: str):
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(source, dtype=dtype, attn_implementation=attn_implementation)
+    return AutoModelForCausalLM.from_pretrained(source, dtype=dtype, attn_implementation=attn_implementation,
+                                                token=_token())
 
 
 def _load_tokenizer(source: str):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(source)
+    return AutoTokenizer.from_pretrained(source, token=_token())
 
 
-def _stop_ids(model, tokenizer) -> tuple[int, ...]:
-    """Every end-of-sequence id the model or tokenizer names: instruct models end chat turns and
-    plain completions with different tokens, and generation configs often list only one."""
+def _check_same_tokenizer(target_tok, draft_tok, cfg: PairConfig) -> None:
+    if target_tok.get_vocab() != draft_tok.get_vocab():
+        raise UserError(f"model pair {cfg.name!r}: target and draft tokenizers differ "
+                        f"({len(target_tok)} vs {len(draft_tok)} tokens); draft-and-verify needs one vocabulary")
+
+
+def _stop_ids(model, tokenizer, cfg: PairConfig) -> tuple[int, ...]:
+    """Every end-of-sequence id: the configs' eos ids plus the pair's ``stop_tokens``. Instruct
+    models end chat turns and plain completions with different tokens, and generation configs
+    often list only one."""
     ids: set[int] = set()
     for source in (model.generation_config, model.config, tokenizer):
         eos = getattr(source, "eos_token_id", None) if source is not None else None
         ids.update([eos] if isinstance(eos, int) else (eos or []))
+    for token in cfg.stop_tokens:
+        token_id = tokenizer.convert_tokens_to_ids(token) if tokenizer is not None else None
+        if token_id is None or token_id == tokenizer.unk_token_id:
+            raise UserError(f"model pair {cfg.name!r}: stop token {token!r} is not in the tokenizer")
+        ids.add(token_id)
     return tuple(sorted(ids))

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
+from mtad.errors import UserError
+
 
 @dataclass(frozen=True)
 class SamplingConfig:
@@ -25,11 +27,11 @@ class SamplingConfig:
 
     def __post_init__(self):
         if not self.temperature >= 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+            raise UserError(f"temperature must be >= 0, got {self.temperature}")
         if not (isinstance(self.top_k, int) and self.top_k >= 0):
-            raise ValueError(f"top_k must be an integer >= 0 (0 disables it), got {self.top_k}")
+            raise UserError(f"top_k must be an integer >= 0 (0 disables it), got {self.top_k}")
         if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must lie in (0, 1], got {self.top_p}")
+            raise UserError(f"top_p must lie in (0, 1], got {self.top_p}")
 
     @property
     def greedy(self) -> bool:

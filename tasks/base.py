@@ -6,6 +6,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from mtad.errors import UserError
+
 TASKS: dict[str, type["Task"]] = {}
 
 
@@ -39,5 +41,5 @@ def register(cls):
 
 def build_task(name: str, **params) -> Task:
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r} (known: {', '.join(sorted(TASKS))})")
+        raise UserError(f"unknown task {name!r} (known: {', '.join(sorted(TASKS))})")
     return TASKS[name](**params)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from mtad.errors import UserError
 from tasks.base import Example, Task, register
 
 
@@ -19,7 +20,7 @@ class Synthetic(Task):
 
     def __post_init__(self):
         if self.limit < 1 or self.prompt_length < 1:
-            raise ValueError(f"synthetic: limit and prompt_length must be >= 1, got {self.limit}, {self.prompt_length}")
+            raise UserError(f"synthetic: limit and prompt_length must be >= 1, got {self.limit}, {self.prompt_length}")
 
     def examples(self, engine) -> list[Example]:
         gen = torch.Generator().manual_seed(self.seed)

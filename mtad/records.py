@@ -1,0 +1,134 @@
+"""Run records: what each job leaves behind, and the results store that tables are built from.
+
+In a job's output folder:
+- ``config.yaml``: the resolved config;
+- ``samples.jsonl``: one line per example, appended and flushed as each one finishes;
+- ``summary.json``: the job's totals, written atomically (temporary file, then rename).
+Each summary is also appended as one line to ``<results_dir>/runs.jsonl``, the results store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mtad.errors import UserError
+
+REPO = Path(__file__).resolve().parent.parent
+STORE = "runs.jsonl"
+
+
+def run_id(config: dict) -> str:
+    """Stable id of a run from its resolved config (seed included): reruns are recognised."""
+    canonical = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def append_line(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record, default=str) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def writable_dir(path: Path, what: str) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.TemporaryFile(dir=path)
+        probe.close()
+    except OSError as err:
+        raise UserError(f"{what} {path} is not writable: {err.strerror}") from None
+    return path
+
+
+def environment() -> dict[str, Any]:
+    """Versions and hardware, for every summary."""
+    import torch
+    import transformers
+
+    from mtad import __version__
+
+    env = {
+        "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+        "mtad": __version__, "git_commit": _git_commit(), "platform": platform.platform(),
+        "cpu": _cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "gpu": None,
+    }
+    if torch.cuda.is_available():
+        env["gpu"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        env["cuda"] = torch.version.cuda
+    return env
+
+
+def _git_commit() -> str | None:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if commit.returncode != 0:
+        return None
+    return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+class JobRecorder:
+    """Writes one job's records as it runs."""
+
+    def __init__(self, out_dir: Path, results_dir: Path, config: dict):
+        self.out_dir = writable_dir(out_dir, "output folder")
+        self.results_dir = writable_dir(results_dir, "results folder")
+        self.config = config
+        self.run_id = run_id(config)
+        write_atomic(self.out_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+        self.samples_path = self.out_dir / "samples.jsonl"
+
+    def sample(self, record: dict) -> None:
+        append_line(self.samples_path, {"run_id": self.run_id, **record})
+
+    def finish(self, summary: dict) -> dict:
+        summary = {"run_id": self.run_id, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                   "output_dir": str(self.out_dir), **summary, "environment": environment(), "config": self.config}
+        write_atomic(self.out_dir / "summary.json", json.dumps(summary, indent=2, default=str))
+        append_line(self.results_dir / STORE, summary)
+        return summary
+
+
+def read_store(results_dir: Path) -> list[dict]:
+    path = Path(results_dir) / STORE
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

