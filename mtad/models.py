@@ -65,10 +65,10 @@ def load_pair(pair: str | PairConfig = "tiny", **overrides) -> Engine:
     cfg = pair if isinstance(pair, PairConfig) else pair_config(pair, **overrides)
     device, dtype = cfg.resolved_device(), cfg.resolved_dtype()
     if cfg.target.startswith(TINY_PREFIX) and cfg.draft.startswith(TINY_PREFIX):
-        from mtad.toy_models import tiny_llama_pair
+        from mtad.toy_models import tiny_llama_pair, tiny_tokenizer
 
         target, draft = tiny_llama_pair(cfg.seed, attn_implementation=cfg.attn_implementation)
-        tokenizer = None
+        tokenizer = tiny_tokenizer()
     else:
         from mtad.prepare import resolve_source
 

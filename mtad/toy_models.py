@@ -1,7 +1,8 @@
-"""Models built in-process from a seed (no files, no network), for tests and the offline demo.
+"""Models built in-process from a seed (no files, no network), for tests.
 
 - ``tiny_llama_pair``: a tiny random Llama target and a weight-perturbed copy as its draft,
-  run through the real ``HFRunner`` (cache, masks and positions as for a real model).
+  run through the real ``HFRunner`` (cache, masks and positions as for a real model), with
+  ``tiny_tokenizer``, a byte-level tokenizer of the same vocabulary, so text tasks run on it.
 - ``TableLM``: an order-2 Markov "table LM" whose cache stores the tokens it consumed, so exact
   sequence probabilities are known in closed form and any cache bookkeeping error changes its
   logits (spec 10.1).
@@ -13,7 +14,25 @@ import torch
 
 from mtad.engine import ForwardCounter, Runner
 
-TINY_VOCAB = 64
+TINY_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+TINY_VOCAB = 256 + len(TINY_SPECIAL_TOKENS)
+TINY_CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+                      "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def tiny_tokenizer():
+    """Byte-level tokenizer: the 256 byte symbols (no merges) plus chat special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    backend = Tokenizer(models.BPE(vocab={ch: i for i, ch in enumerate(alphabet)}, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    backend.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token=TINY_SPECIAL_TOKENS[0],
+                                        additional_special_tokens=TINY_SPECIAL_TOKENS[1:])
+    tokenizer.chat_template = TINY_CHAT_TEMPLATE
+    return tokenizer
 
 
 def tiny_llama(seed: int = 0, vocab_size: int = TINY_VOCAB, attn_implementation: str = "sdpa"):

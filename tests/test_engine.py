@@ -144,5 +144,16 @@ def test_different_vocabularies_are_refused():
 
     other = LlamaForCausalLM(LlamaConfig(vocab_size=80, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                                          num_attention_heads=4, num_key_value_heads=2))
-    with pytest.raises(ValueError, match="vocabularies differ: target has 64 ids, draft has 80"):
+    with pytest.raises(ValueError, match="vocabularies differ: target has 259 ids, draft has 80"):
         Engine(HFRunner(target), HFRunner(other))
+
+
+def test_pairs_with_different_tokenizers_are_refused():
+    from mtad.models import PairConfig, _check_same_tokenizer
+    from mtad.toy_models import tiny_tokenizer
+
+    a, b = tiny_tokenizer(), tiny_tokenizer()
+    b.add_tokens(["<extra>"])
+    _check_same_tokenizer(a, tiny_tokenizer(), PairConfig("p", "t", "d"))
+    with pytest.raises(ValueError, match="model pair 'p': target and draft tokenizers differ \\(259 vs 260 tokens\\)"):
+        _check_same_tokenizer(a, b, PairConfig("p", "t", "d"))

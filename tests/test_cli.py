@@ -1,0 +1,75 @@
+"""The Hydra CLI end to end on the tiny pair: sweeps, records, the results store, bad input."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(tmp_path, *overrides):
+    env = {**os.environ, "MTAD_RESULTS": str(tmp_path / "results"), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "run.py", *overrides, f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                           f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_multirun_sweep_writes_records_and_prints_one_table(tmp_path):
+    proc = run_cli(tmp_path, "-m", "model=tiny", "task=humaneval", "task.limit=2", "decoder=ar,spd,mtad",
+                   "max_new_tokens=24")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    jobs = sorted((tmp_path / "sweep").glob("*/summary.json"))
+    assert len(jobs) == 3
+    summaries = [json.loads(p.read_text()) for p in jobs]
+    assert [s["decoder"] for s in summaries] == ["ar", "spd", "mtad"]
+    for job, s in zip(jobs, summaries):
+        samples = [json.loads(line) for line in (job.parent / "samples.jsonl").read_text().splitlines()]
+        assert [x["id"] for x in samples] == ["HumanEval/0#0", "HumanEval/1#0"]
+        assert sum(len(x["new_tokens"]) for x in samples) == s["totals"]["new_tokens"]
+        assert all("passed" in x["verdict"] for x in samples)
+        assert "pass@1" in s["quality"] and s["examples"] == 2 and s["sweep"] == str(tmp_path / "sweep")
+        assert s["environment"]["torch"] and s["config"]["decoder"]["name"] == s["decoder"]
+        assert (job.parent / "config.yaml").exists()
+    assert summaries[2]["decoder_params"] == {"gamma": 4, "width": 4, "tau": 0.5, "replacement": True,
+                                              "accept_rule": "longest", "beam_norm": "joint"}
+    store = [json.loads(line) for line in (tmp_path / "results" / "runs.jsonl").read_text().splitlines()]
+    assert [r["run_id"] for r in store] == [s["run_id"] for s in summaries]
+    assert len({r["run_id"] for r in store}) == 3
+    table = proc.stdout
+    assert "| decoder" in table and "1.00x" in table and table.count("| tiny ") == 3
+
+
+def test_same_config_gives_the_same_run_id_and_overrides_reach_the_decoder(tmp_path):
+    for tau in ("0.3", "0.3", "0.7"):
+        assert run_cli(tmp_path, "model=tiny", "task=synthetic", "task.limit=1", "decoder=mtad",
+                       f"decoder.tau={tau}", "max_new_tokens=4").returncode == 0
+    store = [json.loads(line) for line in (tmp_path / "results" / "runs.jsonl").read_text().splitlines()]
+    assert [r["decoder_params"]["tau"] for r in store] == [0.3, 0.3, 0.7]
+    assert store[0]["run_id"] == store[1]["run_id"] != store[2]["run_id"]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["task.limit=0"], "error: humaneval: task.limit must be >= 1, got 0"),
+    (["decoder.gamma=0"], "error: mtad: gamma must be >= 1, got 0"),
+    (["decoder=nope"], "Could not find 'decoder/nope'"),
+    (["sampling.top_p=1.5"], "error: top_p must lie in (0, 1], got 1.5"),
+])
+def test_bad_input_gives_a_clear_error(tmp_path, overrides, message):
+    proc = run_cli(tmp_path, "model=tiny", *overrides)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "results" / "runs.jsonl").exists()
+
+
+def test_unwritable_results_folder(tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    env_results = blocked / "results"
+    proc = subprocess.run([sys.executable, "run.py", "model=tiny", "task=synthetic", f"hydra.run.dir={tmp_path / 'run'}"],
+                          cwd=ROOT, env={**os.environ, "MTAD_RESULTS": str(env_results)}, capture_output=True, text=True)
+    assert proc.returncode == 2 and "error: results folder" in proc.stderr and "is not writable" in proc.stderr

