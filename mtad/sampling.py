@@ -49,17 +49,23 @@ def process(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
     if cfg.greedy:
         return torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).float()
     z = logits / cfg.temperature
-    if 0 < cfg.top_k < z.shape[-1]:
+    top_k_active = 0 < cfg.top_k < z.shape[-1]
+    if not top_k_active and cfg.top_p == 1:
+        return z.softmax(-1)
+    # Work on the surviving logits only, sorted descending, then scatter back: top-k leaves few.
+    if top_k_active:
         kth = torch.topk(z, cfg.top_k, dim=-1).values[..., -1:]
-        z = z.masked_fill(z < kth, float("-inf"))
+        survivors = int((z >= kth).sum(-1).max())  # ties with the k-th value are kept
+        values, index = torch.topk(z, survivors, dim=-1)
+        values = values.masked_fill(values < kth, float("-inf"))
+    else:
+        values, index = torch.sort(z, dim=-1, descending=True)
     if cfg.top_p < 1:
-        sorted_z, order = torch.sort(z, dim=-1, descending=True)
-        cum = sorted_z.softmax(-1).cumsum(-1)
-        remove_sorted = torch.zeros_like(cum, dtype=torch.bool)
-        remove_sorted[..., 1:] = cum[..., :-1] > cfg.top_p
-        remove = remove_sorted.scatter(-1, order, remove_sorted)
-        z = z.masked_fill(remove, float("-inf"))
-    return z.softmax(-1)
+        cum = values.softmax(-1).cumsum(-1)
+        remove = torch.zeros_like(cum, dtype=torch.bool)
+        remove[..., 1:] = cum[..., :-1] > cfg.top_p
+        values = values.masked_fill(remove, float("-inf"))
+    return torch.zeros_like(z).scatter(-1, index, values.softmax(-1))
 
 
 def sample(probs: torch.Tensor, generator: torch.Generator, num: int = 1, replacement: bool = True) -> torch.Tensor:
