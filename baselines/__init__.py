@@ -1,3 +1,3 @@
 """Baseline decoders; importing the package registers them."""
 
-from baselines import ar, spd  # noqa: F401
+from baselines import ar, mcss, spd, specinfer, spectr  # noqa: F401

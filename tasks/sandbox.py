@@ -88,9 +88,12 @@ def run_program(program: str, limits: Limits = Limits()) -> Outcome:
             os.chown(workdir, uid, uid)
             os.chown(path, uid, uid)
         env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8"}
-        proc = subprocess.Popen([python, "-I", path], cwd=workdir, env=env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-                                preexec_fn=_limit(limits, uid))
+        try:
+            proc = subprocess.Popen([python, "-I", path], cwd=workdir, env=env, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                                    preexec_fn=_limit(limits, uid))
+        except (OSError, subprocess.SubprocessError) as err:  # a sample that cannot start fails; the run goes on
+            return Outcome(False, "crashed", None, f"could not start the sandbox: {err}", "nobody" if uid else "self")
         try:
             out, _ = proc.communicate(timeout=limits.wall_seconds)
             status = None

@@ -69,3 +69,14 @@ def test_runs_in_a_fresh_empty_directory_and_cannot_touch_the_project(tmp_path):
 def test_cpu_limit_stops_a_busy_loop_even_with_a_long_wall_limit():
     out = run_program("while True: pass", Limits(wall_seconds=30, cpu_seconds=1))
     assert not out.passed and out.status != "timeout"
+
+
+def test_a_sandbox_that_cannot_start_is_a_failed_sample(monkeypatch):
+    import subprocess
+
+    def refuse(*args, **kwargs):
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+    out = run_program("print(1)")
+    assert not out.passed and out.status == "crashed" and "could not start" in out.output

@@ -1,0 +1,70 @@
+"""SpecInfer (Miao et al. 2024): a static token tree with i.i.d. children, verified by
+multi-step speculative sampling (MSS), spec 4. Lossless.
+
+At each tree node the children are tried in their sampled order: child s is accepted with
+probability min(1, P(s)/Q(s)); on rejection P <- norm(max(0, P - Q)). If every child is rejected
+the new token is drawn from the final P; after a full-depth accept, from the leaf's p.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from mtad.decoding import Block, Context, Decoder, register, require
+from mtad.sampling import residual, sample_one, uniform
+from mtad.tree import commit_path, draft_tree, verify_tree
+
+
+def remove_candidate(q: torch.Tensor, token: int) -> torch.Tensor:
+    """The proposal of the next candidate drawn without replacement: q without ``token``."""
+    q = q.clone()
+    q[token] = 0
+    total = q.sum()
+    return q / total if total > 0 else q
+
+
+def mss_plan(p: torch.Tensor, q: torch.Tensor, candidates: list[int], without_replacement: bool):
+    """Acceptance probability of each candidate given that the earlier ones were rejected, and the
+    distribution of the new token when all are rejected. With candidates drawn without
+    replacement (MCSS), each rejection first subtracts the q the candidate was drawn from, then
+    removes the candidate from q (spec 5: the order matters)."""
+    accept = []
+    for token in candidates:
+        accept.append(min(1.0, float(p[token] / q[token])) if q[token] > 0 else 0.0)
+        p = residual(p, q)
+        if without_replacement:
+            q = remove_candidate(q, token)
+    return accept, p
+
+
+@register
+@dataclass
+class SpecInfer(Decoder):
+    name = "specinfer"
+    k_config: list[int] = field(default_factory=lambda: [4, 2, 2])
+    replacement = True  # children i.i.d. from q; MCSS draws them without replacement
+
+    def __post_init__(self):
+        self.k_config = list(self.k_config)
+        require(len(self.k_config) >= 1 and all(int(k) >= 1 for k in self.k_config),
+                f"{self.name}: k_config must be a non-empty list of integers >= 1, got {self.k_config}")
+
+    def step(self, ctx: Context) -> Block:
+        tree = draft_tree(ctx, self.k_config, self.replacement)
+        p, p_nodes = verify_tree(ctx, tree)
+        node, path = -1, []
+        for _ in self.k_config:
+            children = tree.children(node)
+            accept, rejected_all = mss_plan(p, tree.q[node], [tree.tokens[c] for c in children],
+                                            without_replacement=not self.replacement)
+            chosen = next((c for c, a in zip(children, accept) if uniform(ctx.generator, ctx.engine.device) < a), None)
+            if chosen is None:
+                p = rejected_all
+                break
+            path.append(chosen)
+            node, p = chosen, p_nodes[chosen]
+        y = sample_one(p, ctx.generator)
+        commit_path(ctx, tree, path, last_level=len(self.k_config) - 1)
+        return Block([tree.tokens[i] for i in path] + [y], accepted=len(path), drafted=len(self.k_config))

@@ -1,0 +1,238 @@
+"""SpecInfer, MCSS and SpecTr (spec 4-6, 10): exact single-step enumeration, multi-token
+distribution tests with negative controls, greedy identity, tree logits, and equivalence with
+SpD on chains."""
+
+import itertools
+from collections import Counter
+
+import pytest
+import torch
+
+import baselines.specinfer
+import baselines.spectr
+from baselines.spectr import kseq_plan, optimal_rho
+from baselines.specinfer import mss_plan
+from mtad.decoding import build_decoder, generate, start
+from mtad.sampling import SamplingConfig
+from mtad.tree import draft_tree, verify_tree
+
+from helpers import exact_ar, g_test, sample_sequences, table_engine, tiny_engine
+
+UNFILTERED = SamplingConfig(temperature=1.0, top_k=0, top_p=1.0)
+FILTERED = SamplingConfig(temperature=1.0, top_k=2, top_p=0.8)
+
+
+def random_pair(vocab, gen, zeros=False):
+    p, q = torch.rand(vocab, generator=gen) ** 3, torch.rand(vocab, generator=gen) ** 3
+    if zeros:
+        p[torch.randperm(vocab, generator=gen)[: vocab // 2]] = 0
+        q[torch.randperm(vocab, generator=gen)[: vocab // 3]] = 0
+    return (p / p.sum()).double(), (q / q.sum()).double()
+
+
+def candidate_draws(q, k, replacement):
+    """Every ordered tuple of k candidates with its probability (sequential without replacement)."""
+    vocab = len(q)
+    for draw in itertools.product(range(vocab), repeat=k):
+        prob, left = 1.0, q.clone()
+        for token in draw:
+            if left.sum() <= 0 or left[token] == 0:
+                prob = 0.0
+                break
+            prob *= float(left[token] / left.sum())
+            if not replacement:
+                left[token] = 0
+        if prob > 0:
+            yield draw, prob
+
+
+def output_distribution(plan, p, q, k, replacement):
+    out = torch.zeros_like(p)
+    for draw, prob in candidate_draws(q, k, replacement):
+        accept, rest = plan(p, q, list(draw))
+        still_rejected = 1.0
+        for token, a in zip(draw, accept):
+            out[token] += prob * still_rejected * a
+            still_rejected *= 1 - a
+        out += prob * still_rejected * rest
+    return out
+
+
+@pytest.mark.parametrize("zeros", [False, True])
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_single_step_outputs_are_exactly_p(k, zeros):
+    gen = torch.Generator().manual_seed(k + 10 * zeros)
+    for _ in range(20):
+        p, q = random_pair(5, gen, zeros)
+        k_eff = min(k, int((q > 0).sum()))
+        methods = {
+            "specinfer": (lambda p_, q_, d: mss_plan(p_, q_, d, without_replacement=False), k, True),
+            "mcss": (lambda p_, q_, d: mss_plan(p_, q_, d, without_replacement=True), k_eff, False),
+            "spectr": (kseq_plan, k, True),
+        }
+        for name, (plan, draws, replacement) in methods.items():
+            out = output_distribution(plan, p, q, draws, replacement)
+            torch.testing.assert_close(out, p, rtol=0, atol=1e-9, msg=f"{name} k={k}")
+
+
+def test_single_step_negative_controls_are_not_p():
+    p, q = random_pair(5, torch.Generator().manual_seed(3))
+    no_update = output_distribution(lambda p_, q_, d: mss_plan(p_, q_, d, without_replacement=False), p, q, 3, False)
+    assert (no_update - p).abs().sum() > 1e-3
+    rho_one = output_distribution(lambda p_, q_, d: ([min(1.0, float(p_[x] / q_[x])) for x in d], p_), p, q, 3, True)
+    assert (rho_one - p).abs().sum() > 1e-3
+
+
+def test_optimal_rho_makes_the_residual_non_negative_and_is_minimal():
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        p, q = random_pair(6, gen, zeros=bool(torch.randint(2, (1,), generator=gen)))
+        k = int(torch.randint(2, 5, (1,), generator=gen))
+        rho = optimal_rho(p, q, k)
+        beta = float(torch.minimum(q, p / rho).sum())
+        assert 1 <= rho <= k
+        assert 1 - (1 - beta) ** k <= rho * beta + 1e-9
+        if rho > 1 + 1e-6:  # a smaller rho breaks the condition
+            smaller = rho - 1e-4
+            b = float(torch.minimum(q, p / smaller).sum())
+            assert 1 - (1 - b) ** k > smaller * b
+    assert optimal_rho(p, q, 1) == 1.0
+
+
+def test_mcss_accepts_at_least_as_often_as_with_replacement():
+    gen = torch.Generator().manual_seed(4)
+    for _ in range(100):
+        p, q = random_pair(5, gen)
+        for k in (2, 3):
+            rates = []
+            for without, replacement in ((True, False), (False, True)):
+                total = 0.0
+                for draw, prob in candidate_draws(q, k, replacement):
+                    accept, _ = mss_plan(p, q, list(draw), without_replacement=without)
+                    rejected = 1.0
+                    for a in accept:
+                        rejected *= 1 - a
+                    total += prob * (1 - rejected)
+                rates.append(total)
+            assert rates[0] >= rates[1] - 1e-12
+
+
+# ---------------------------------------------------------------- multi-token, toy table LM
+PROMPT = [0, 1]
+LENGTH = 5
+RUNS = 20_000
+
+
+def distribution_check(decoder, sampling, vocab=3, seed=0):
+    engine = table_engine(vocab=vocab, seed=seed)
+    expected = exact_ar(engine.target, PROMPT, LENGTH, sampling)
+    return g_test(sample_sequences(engine, decoder, PROMPT, LENGTH, RUNS, sampling), expected)
+
+
+@pytest.mark.parametrize("name, params, sampling", [
+    ("specinfer", {"k_config": [2, 2]}, UNFILTERED),
+    ("specinfer", {"k_config": [3, 1]}, FILTERED),
+    ("mcss", {"k_config": [3, 2]}, UNFILTERED),
+    ("mcss", {"k_config": [2, 2]}, FILTERED),
+    ("spectr", {"k": 3, "gamma": 2}, UNFILTERED),
+    ("spectr", {"k": 2, "gamma": 3}, FILTERED),
+], ids=lambda x: str(x))
+def test_tree_decoders_reproduce_ar(name, params, sampling):
+    pvalue, tv = distribution_check(build_decoder(name, **params), sampling)
+    assert pvalue > 1e-4, f"p={pvalue:.2e}, TV={tv:.3f}"
+
+
+def test_mcss_that_never_updates_q_fails(monkeypatch):
+    monkeypatch.setattr(baselines.specinfer, "remove_candidate", lambda q, token: q)
+    pvalue, tv = distribution_check(build_decoder("mcss", k_config=[3, 2]), UNFILTERED)
+    assert pvalue < 1e-4, f"negative control passed: p={pvalue:.2e}, TV={tv:.3f}"
+
+
+def test_spectr_with_rho_fixed_to_one_fails(monkeypatch):
+    monkeypatch.setattr(baselines.spectr, "optimal_rho", lambda p, q, k: 1.0)
+    pvalue, tv = distribution_check(build_decoder("spectr", k=3, gamma=2), UNFILTERED)
+    assert pvalue < 1e-4, f"negative control passed: p={pvalue:.2e}, TV={tv:.3f}"
+
+
+# ---------------------------------------------------------------- chains are SpD
+@pytest.mark.parametrize("name, params", [("specinfer", {"k_config": [1, 1, 1]}), ("mcss", {"k_config": [1, 1, 1]}),
+                                          ("spectr", {"k": 1, "gamma": 3})])
+def test_chain_equals_spd_on_the_same_random_stream(name, params):
+    engine = table_engine(vocab=5, seed=2)
+    spd = build_decoder("spd", gamma=3)
+    decoder = build_decoder(name, **params)
+    for seed in range(200):
+        a = generate(engine, spd, PROMPT, max_new_tokens=12, sampling=FILTERED, seed=seed, stop_ids=())
+        b = generate(engine, decoder, PROMPT, max_new_tokens=12, sampling=FILTERED, seed=seed, stop_ids=())
+        assert a.tokens == b.tokens, seed
+        assert a.stats.accepted_per_position == b.stats.accepted_per_position
+
+
+# ---------------------------------------------------------------- tiny transformer
+@pytest.mark.parametrize("name, params", [("specinfer", {"k_config": [4, 2, 2]}), ("mcss", {"k_config": [3, 2, 2]}),
+                                          ("spectr", {"k": 3, "gamma": 4})])
+def test_greedy_identity(name, params):
+    engine = tiny_engine()
+    greedy = SamplingConfig(temperature=0)
+    for prompt in ([1, 2, 3, 4, 5], [17], [40, 41, 9, 60, 2, 33, 8, 8]):
+        ref = generate(engine, build_decoder("ar"), prompt, max_new_tokens=40, sampling=greedy)
+        out = generate(engine, build_decoder(name, **params), prompt, max_new_tokens=40, sampling=greedy)
+        assert out.tokens == ref.tokens
+        assert out.stats.draft_accepted > 0
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_tree_node_logits_equal_path_logits(attn):
+    engine = tiny_engine(attn_implementation=attn)
+    ctx = start(engine, [5, 9, 2, 7], SamplingConfig(temperature=1.0, top_k=0, top_p=1.0), seed=0)
+    ctx.engine.target.feed_uncached(ctx.tokens[:2])  # part of the context cached, part not
+    tree = draft_tree(ctx, [4, 2, 2], replacement=True)
+    assert len(tree) == 28
+    p_root, p_nodes = verify_tree(ctx, tree)
+    model, draft_model = engine.target.model, engine.draft.model
+    with torch.no_grad():
+        plain = model(torch.tensor([ctx.tokens])).logits[0, -1]
+        torch.testing.assert_close(p_root, plain.softmax(-1), rtol=0, atol=1e-6)
+        for node in range(len(tree)):
+            seq = ctx.tokens + [tree.tokens[i] for i in tree.path(node)]
+            torch.testing.assert_close(p_nodes[node], model(torch.tensor([seq])).logits[0, -1].softmax(-1),
+                                       rtol=0, atol=1e-6)
+            if node in tree.q:  # the draft's distributions, computed level by level with tree masks
+                torch.testing.assert_close(tree.q[node], draft_model(torch.tensor([seq])).logits[0, -1].softmax(-1),
+                                           rtol=0, atol=1e-6)
+    assert engine.target.length == len(ctx.tokens) + len(tree)
+    assert engine.draft.length == len(ctx.tokens) + 4 + 8  # the last level is never fed to the draft
+
+
+def test_kept_path_leaves_caches_consistent():
+    """After a tree step, continuing with plain decoding gives uncached logits (cache crop by path)."""
+    engine = tiny_engine()
+    decoder = build_decoder("specinfer", k_config=[3, 2, 2])
+    ctx = start(engine, [3, 1, 4, 1, 5], SamplingConfig(), seed=3)
+    for _ in range(6):
+        block = decoder.step(ctx)
+        ctx.tokens.extend(block.tokens)
+        for runner in (engine.target, engine.draft):
+            logits = runner.feed_uncached(ctx.tokens + [7], keep=1)[-1]
+            with torch.no_grad():
+                plain = runner.model(torch.tensor([ctx.tokens + [7]])).logits[0, -1]
+            torch.testing.assert_close(logits, plain, rtol=0, atol=1e-5)
+            runner.crop(len(ctx.tokens) - 1)
+
+
+def test_mcss_survives_a_single_supported_draft_token():
+    engine = table_engine(vocab=6, seed=4)
+    tight = SamplingConfig(temperature=1.0, top_k=0, top_p=0.01)
+    out = generate(engine, build_decoder("mcss", k_config=[4, 2, 2]), PROMPT, max_new_tokens=30, sampling=tight,
+                   seed=0, stop_ids=())
+    assert len(out.tokens) == 30
+
+
+@pytest.mark.parametrize("name, params, message", [
+    ("specinfer", {"k_config": []}, "k_config must be a non-empty list"),
+    ("mcss", {"k_config": [2, 0]}, "k_config must be a non-empty list"),
+    ("spectr", {"k": 0}, "k must be >= 1"), ("spectr", {"gamma": 0}, "gamma must be >= 1"),
+])
+def test_bad_parameters(name, params, message):
+    with pytest.raises(ValueError, match=message):
+        build_decoder(name, **params)
