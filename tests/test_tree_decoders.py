@@ -23,11 +23,11 @@ FILTERED = SamplingConfig(temperature=1.0, top_k=2, top_p=0.8)
 
 
 def random_pair(vocab, gen, zeros=False):
-    p, q = torch.rand(vocab, generator=gen) ** 3, torch.rand(vocab, generator=gen) ** 3
+    p, q = torch.rand(vocab, generator=gen).double() ** 3, torch.rand(vocab, generator=gen).double() ** 3
     if zeros:
         p[torch.randperm(vocab, generator=gen)[: vocab // 2]] = 0
         q[torch.randperm(vocab, generator=gen)[: vocab // 3]] = 0
-    return (p / p.sum()).double(), (q / q.sum()).double()
+    return p / p.sum(), q / q.sum()
 
 
 def candidate_draws(q, k, replacement):
@@ -72,15 +72,15 @@ def test_single_step_outputs_are_exactly_p(k, zeros):
         }
         for name, (plan, draws, replacement) in methods.items():
             out = output_distribution(plan, p, q, draws, replacement)
-            torch.testing.assert_close(out, p, rtol=0, atol=1e-9, msg=f"{name} k={k}")
+            torch.testing.assert_close(out, p, rtol=0, atol=1e-12, msg=f"{name} k={k}")
 
 
 def test_single_step_negative_controls_are_not_p():
-    p, q = random_pair(5, torch.Generator().manual_seed(3))
+    p, q = random_pair(5, torch.Generator().manual_seed(4))
     no_update = output_distribution(lambda p_, q_, d: mss_plan(p_, q_, d, without_replacement=False), p, q, 3, False)
-    assert (no_update - p).abs().sum() > 1e-3
+    assert (no_update - p).abs().sum() > 0.05
     rho_one = output_distribution(lambda p_, q_, d: ([min(1.0, float(p_[x] / q_[x])) for x in d], p_), p, q, 3, True)
-    assert (rho_one - p).abs().sum() > 1e-3
+    assert (rho_one - p).abs().sum() > 0.05
 
 
 def test_optimal_rho_makes_the_residual_non_negative_and_is_minimal():
@@ -123,28 +123,32 @@ LENGTH = 5
 RUNS = 20_000
 
 
-def distribution_check(decoder, sampling, vocab=3, seed=0):
-    engine = table_engine(vocab=vocab, seed=seed)
+def distribution_check(decoder, sampling, seed=0, draft_noise=0.8):
+    engine = table_engine(vocab=3, seed=seed, draft_noise=draft_noise)
     expected = exact_ar(engine.target, PROMPT, LENGTH, sampling)
     return g_test(sample_sequences(engine, decoder, PROMPT, LENGTH, RUNS, sampling), expected)
 
 
-@pytest.mark.parametrize("name, params, sampling", [
-    ("specinfer", {"k_config": [2, 2]}, UNFILTERED),
-    ("specinfer", {"k_config": [3, 1]}, FILTERED),
-    ("mcss", {"k_config": [3, 2]}, UNFILTERED),
-    ("mcss", {"k_config": [2, 2]}, FILTERED),
-    ("spectr", {"k": 3, "gamma": 2}, UNFILTERED),
-    ("spectr", {"k": 2, "gamma": 3}, FILTERED),
+# A draft far from the target (seed 2, noise 1.5) gives the MCSS negative control its power.
+FAR_DRAFT = {"seed": 2, "draft_noise": 1.5}
+
+
+@pytest.mark.parametrize("name, params, sampling, table", [
+    ("specinfer", {"k_config": [2, 2]}, UNFILTERED, {}),
+    ("specinfer", {"k_config": [3, 1]}, FILTERED, {}),
+    ("mcss", {"k_config": [3, 2]}, UNFILTERED, FAR_DRAFT),
+    ("mcss", {"k_config": [2, 2]}, FILTERED, {}),
+    ("spectr", {"k": 3, "gamma": 2}, UNFILTERED, {}),
+    ("spectr", {"k": 2, "gamma": 3}, FILTERED, {}),
 ], ids=lambda x: str(x))
-def test_tree_decoders_reproduce_ar(name, params, sampling):
-    pvalue, tv = distribution_check(build_decoder(name, **params), sampling)
+def test_tree_decoders_reproduce_ar(name, params, sampling, table):
+    pvalue, tv = distribution_check(build_decoder(name, **params), sampling, **table)
     assert pvalue > 1e-4, f"p={pvalue:.2e}, TV={tv:.3f}"
 
 
 def test_mcss_that_never_updates_q_fails(monkeypatch):
     monkeypatch.setattr(baselines.specinfer, "remove_candidate", lambda q, token: q)
-    pvalue, tv = distribution_check(build_decoder("mcss", k_config=[3, 2]), UNFILTERED)
+    pvalue, tv = distribution_check(build_decoder("mcss", k_config=[3, 2]), UNFILTERED, **FAR_DRAFT)
     assert pvalue < 1e-4, f"negative control passed: p={pvalue:.2e}, TV={tv:.3f}"
 
 
