@@ -24,7 +24,7 @@ demo: prepare
 	$(PY) run.py -m model=qwen2.5-coder task=humaneval task.limit=10 decoder=ar,spd,mtad
 
 test: prepare
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache

@@ -22,14 +22,24 @@ def speedups_vs_ar(summaries: list[dict]) -> list[float | None]:
             for s in summaries]
 
 
+def varying_params(summaries: list[dict]) -> list[str]:
+    """Per summary, the decoder parameters that differ between jobs of the same decoder, as k=v."""
+    values: dict[tuple[str, str], set[str]] = {}
+    for s in summaries:
+        for key, value in s["decoder_params"].items():
+            values.setdefault((s["decoder"], key), set()).add(json.dumps(value))
+    return [" ".join(f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in s["decoder_params"].items()
+                     if len(values[(s["decoder"], k)]) > 1) for s in summaries]
+
+
 def format_table(summaries: list[dict]) -> str:
     quality_names = sorted({k for s in summaries for k in s["quality"]})
-    header = ["model", "task", "decoder", "examples", "tokens", "tok/s", "vs AR", "block eff", "accept",
+    header = ["model", "task", "decoder", "params", "examples", "tokens", "tok/s", "vs AR", "block eff", "accept",
               "accept per position", *quality_names]
     rows = [header]
-    for s, speedup in zip(summaries, speedups_vs_ar(summaries)):
+    for s, speedup, params in zip(summaries, speedups_vs_ar(summaries), varying_params(summaries)):
         rows.append([
-            s["model"], s["task"], s["decoder"], str(s["examples"]), str(s["totals"]["new_tokens"]),
+            s["model"], s["task"], s["decoder"], params or "-", str(s["examples"]), str(s["totals"]["new_tokens"]),
             f"{s['tokens_per_second']:.2f}", "-" if speedup is None else f"{speedup:.2f}x",
             f"{s['block_efficiency']:.2f}", f"{s['acceptance_rate']:.2f}",
             " ".join(f"{a:.2f}" for a in s["acceptance_per_position"]) or "-",
