@@ -1,3 +1,3 @@
 """Baseline decoders; importing the package registers them."""
 
-from baselines import ar, mcss, spd, specinfer, spectr  # noqa: F401
+from baselines import ar, bild, mcss, mtjd, spd, specinfer, spectr, typical  # noqa: F401

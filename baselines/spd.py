@@ -25,7 +25,7 @@ class SpD(Decoder):
 
     def step(self, ctx: Context) -> Block:
         x, q = draft_chain(ctx, self.gamma)
-        p = verify_chain(ctx, x)
+        p = ctx.probs(verify_chain(ctx, x))
         accepted = 0
         while accepted < self.gamma:
             i, token = accepted, x[accepted]

@@ -22,8 +22,9 @@ def draft_chain(ctx: Context, gamma: int) -> tuple[list[int], torch.Tensor]:
 
 
 def verify_chain(ctx: Context, tokens: list[int]) -> torch.Tensor:
-    """One target call over the uncached context plus ``tokens``: processed p [len+1, V]."""
-    return ctx.probs(ctx.engine.target.feed_uncached(ctx.tokens + tokens, keep=len(tokens) + 1))
+    """One target call over the uncached context plus ``tokens``: raw logits [len+1, V] at the
+    positions that predict each token and the one after them."""
+    return ctx.engine.target.feed_uncached(ctx.tokens + tokens, keep=len(tokens) + 1)
 
 
 def commit_prefix(ctx: Context, accepted: int) -> None:

@@ -37,6 +37,7 @@ class Context:
     tokens: list[int]  # committed: prompt, then emitted tokens
     sampling: SamplingConfig
     generator: torch.Generator
+    state: dict = field(default_factory=dict)  # a decoder's own state between its steps
 
     def probs(self, logits: torch.Tensor) -> torch.Tensor:
         """The processed distribution of either model's logits (spec 1.2)."""

@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from mtad.decoding import GenerationStats, build_decoder, generate
 from mtad.engine import Engine
+from mtad.metrics import perplexity, target_log_probs
 from mtad.models import PairConfig, load_pair
 from mtad.records import JobRecorder
 from mtad.sampling import SamplingConfig
@@ -48,19 +49,26 @@ def run_job(cfg: DictConfig, out_dir: Path, sweep: str | None = None) -> dict:
     for _ in range(cfg.warmup):
         run(examples[0], cfg.seed)
     total = GenerationStats()
-    verdicts = []
+    verdicts, mean_log_probs = [], []
     for i, example in enumerate(tqdm(examples, desc=f"{decoder.name} on {task.name}", leave=False)):
         out = run(example, cfg.seed + i)
         verdict = task.score(example, out.tokens, engine)
+        log_probs = target_log_probs(engine.target, example.prompt_ids, out.tokens)
+        if log_probs:
+            mean_log_probs.append(sum(log_probs) / len(log_probs))
         total.add(out.stats)
         verdicts.append(verdict)
         recorder.sample({"id": example.id, "prompt_tokens": len(example.prompt_ids), "new_tokens": out.tokens,
-                         "stop_reason": out.stop_reason, "stats": out.stats.as_dict(), "verdict": verdict})
+                         "stop_reason": out.stop_reason, "stats": out.stats.as_dict(), "verdict": verdict,
+                         "target_log_prob_mean": mean_log_probs[-1] if log_probs else None})
+    quality = task.quality(verdicts)
+    if mean_log_probs:
+        quality["target_ppl"] = perplexity(mean_log_probs)
     return recorder.finish({
         "sweep": sweep, "task": task.name, "model": engine.name, "decoder": decoder.name,
         "decoder_params": decoder_params, "seed": cfg.seed, "sampling": config["sampling"],
         "max_new_tokens": cfg.max_new_tokens, "examples": len(examples),
         "tokens_per_second": total.tokens_per_second, "block_efficiency": total.block_efficiency,
         "acceptance_rate": total.acceptance_rate, "acceptance_per_position": total.acceptance_per_position,
-        "quality": task.quality(verdicts), "totals": total.as_dict(), "timing": TIMING,
+        "quality": quality, "totals": total.as_dict(), "timing": TIMING,
     })

@@ -103,7 +103,7 @@ class MTAD(Decoder):
     def step(self, ctx: Context) -> Block:
         draft = beam_sample(ctx, self.gamma, self.width, self.replacement, self.beam_norm)
         x = draft.tokens
-        p = verify_chain(ctx, x)
+        p = ctx.probs(verify_chain(ctx, x))
         log_ratio = p[torch.arange(self.gamma, device=p.device), torch.tensor(x, device=p.device)].log() - draft.log_q.to(p.device)
         accepted = accepted_length(log_ratio, math.log(self.tau), self.accept_rule)
         y = sample_one(p[accepted], ctx.generator)

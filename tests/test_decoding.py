@@ -70,7 +70,7 @@ def test_same_seed_same_output_different_seed_different_output():
 
 
 @pytest.mark.parametrize("name, params, message", [
-    ("nope", {}, "unknown decoder 'nope' \\(known: ar, mcss, mtad, spd, specinfer, spectr\\)"),
+    ("nope", {}, "unknown decoder 'nope' \\(known: ar, bild, mcss, mtad, mtjd, spd, specinfer, spectr, typical\\)"),
     ("spd", {"gamma": 0}, "gamma must be >= 1"),
     ("mtad", {"gamma": 0}, "gamma must be >= 1"),
     ("mtad", {"width": 0}, "beam width W must be >= 1"),

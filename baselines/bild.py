@@ -1,0 +1,79 @@
+"""Big Little Decoder (Kim et al. 2023), decoder-only port, spec 8. Lossy.
+
+The small (draft) model runs until its max probability falls below ``fallback`` or it has
+produced ``n_small`` tokens; the fallback step's token is discarded. The large (target) model
+then checks the pending small tokens in one call and rolls back at the first one whose
+cross-entropy -log p_L(z) exceeds ``rollback``, replacing it with its own token and staying in
+charge for one more step. Without a rollback it appends its own next token. Policies use the
+raw softmax (T=1); tokens are argmax at temperature 0, else sampled from the processed
+distributions. ``rollback_rule``: ``fixed`` (greedy: the first flagged token that differs from
+the large model's argmax; sampling: the first flagged token, always redrawn) or ``official``
+(the original code: if the redrawn first flagged token equals the small one, the whole rollback
+is skipped and later flagged tokens survive).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from mtad.decoding import Block, Context, Decoder, register, require
+from mtad.sampling import sample_one
+
+ROLLBACK_RULES = ("fixed", "official")
+
+
+@register
+@dataclass
+class BiLD(Decoder):
+    name = "bild"
+    fallback: float = 0.6
+    rollback: float = 5.0
+    n_small: int = 10
+    rollback_rule: str = "fixed"
+
+    def __post_init__(self):
+        require(0 <= self.fallback <= 1, f"bild: fallback must lie in [0, 1], got {self.fallback}")
+        require(self.rollback >= 0, f"bild: rollback must be >= 0, got {self.rollback}")
+        require(self.n_small >= 1, f"bild: n_small must be >= 1, got {self.n_small}")
+        require(self.rollback_rule in ROLLBACK_RULES,
+                f"bild: rollback_rule must be one of {ROLLBACK_RULES}, got {self.rollback_rule!r}")
+
+    def _token(self, ctx: Context, logits: torch.Tensor) -> int:
+        return int(logits.argmax()) if ctx.sampling.greedy else sample_one(ctx.probs(logits), ctx.generator)
+
+    def step(self, ctx: Context) -> Block:
+        pending: list[int] = []
+        if not ctx.state.pop("stay_large", False):
+            while len(pending) < self.n_small:
+                logits = ctx.engine.draft.feed_uncached(ctx.tokens + pending)[-1].float()
+                if float(logits.softmax(-1).max()) < self.fallback:
+                    break  # fall back: this step's small token is discarded
+                pending.append(self._token(ctx, logits))
+        logits = ctx.engine.target.feed_uncached(ctx.tokens + pending, keep=len(pending) + 1).float()
+        m, replacement = self._rollback(ctx, logits, pending)
+        if m is None:
+            return Block(pending + [self._token(ctx, logits[-1])], accepted=len(pending), drafted=len(pending))
+        keep = len(ctx.tokens) + m  # caches hold the new committed sequence minus its last token
+        ctx.engine.target.crop(keep)
+        ctx.engine.draft.crop(min(ctx.engine.draft.length, keep))
+        ctx.state["stay_large"] = True
+        return Block(pending[:m] + [replacement], accepted=m, drafted=len(pending))
+
+    def _rollback(self, ctx: Context, logits: torch.Tensor, pending: list[int]) -> tuple[int | None, int | None]:
+        """Index of the first small token to replace, and its replacement (None: keep them all)."""
+        if not pending:
+            return None, None
+        log_p = logits[:-1].log_softmax(-1)
+        flagged = [i for i, z in enumerate(pending) if -float(log_p[i, z]) > self.rollback]
+        if self.rollback_rule == "fixed" and ctx.sampling.greedy:
+            flagged = [i for i in flagged if int(logits[i].argmax()) != pending[i]]
+        if not flagged:
+            return None, None
+        m = flagged[0]
+        replacement = self._token(ctx, logits[m])
+        if self.rollback_rule == "official" and replacement == pending[m]:
+            return None, None
+        return m, replacement
+
