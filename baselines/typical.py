@@ -37,7 +37,7 @@ class Typical(Decoder):
 
     def __post_init__(self):
         require(self.gamma >= 1, f"typical: gamma must be >= 1, got {self.gamma}")
-        require(self.epsilon >= 0 and self.delta >= 0, f"typical: epsilon and delta must be >= 0")
+        require(self.epsilon >= 0 and self.delta >= 0, f"typical: epsilon and delta must be >= 0, got {self.epsilon}, {self.delta}")
         require(self.bonus in BONUS_RULES, f"typical: bonus must be one of {BONUS_RULES}, got {self.bonus!r}")
 
     def step(self, ctx: Context) -> Block:

@@ -126,9 +126,3 @@ class JobRecorder:
         append_line(self.results_dir / STORE, summary)
         return summary
 
-
-def read_store(results_dir: Path) -> list[dict]:
-    path = Path(results_dir) / STORE
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

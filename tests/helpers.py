@@ -6,7 +6,6 @@ import itertools
 from collections import Counter
 
 import numpy as np
-import torch
 from scipy import stats
 
 from mtad.decoding import generate

@@ -10,7 +10,7 @@ import torch
 from mtad.decoding import build_decoder, generate
 from mtad.engine import Engine
 from mtad.metrics import perplexity, target_log_probs
-from mtad.sampling import SamplingConfig, process
+from mtad.sampling import SamplingConfig
 from mtad.toy_models import TableLM
 
 from helpers import exact_ar, g_test, sample_sequences, table_engine, tiny_engine

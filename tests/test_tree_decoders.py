@@ -3,7 +3,6 @@ distribution tests with negative controls, greedy identity, tree logits, and equ
 SpD on chains."""
 
 import itertools
-from collections import Counter
 
 import pytest
 import torch
