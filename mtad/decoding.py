@@ -8,6 +8,7 @@ returns a ``Block`` of tokens to commit. The loop owns stopping (EOS anywhere in
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -131,9 +132,8 @@ class GenerationStats:
         """Accumulate another generation's counts (totals are ratios of sums)."""
         for f in dataclasses.fields(self):
             mine, theirs = getattr(self, f.name), getattr(other, f.name)
-            if isinstance(mine, list):
-                mine.extend([0] * (len(theirs) - len(mine)))
-                setattr(self, f.name, [a + b for a, b in zip(mine, theirs + [0] * (len(mine) - len(theirs)))])
+            if isinstance(mine, list):  # per-position counts; generations may differ in depth
+                setattr(self, f.name, [a + b for a, b in itertools.zip_longest(mine, theirs, fillvalue=0)])
             else:
                 setattr(self, f.name, mine + theirs)
 

@@ -96,3 +96,12 @@ def test_bad_generation_input_raises():
         generate(engine, build_decoder("ar"), [1], max_new_tokens=0)
     with pytest.raises(ValueError, match="top_p"):
         generate(engine, build_decoder("ar"), [1], max_new_tokens=3, sampling=SamplingConfig(top_p=0))
+
+
+def test_stats_add_sums_counts_and_pads_per_position_lists():
+    from mtad.decoding import GenerationStats
+
+    total = GenerationStats(new_tokens=3, proposed_per_position=[2], accepted_per_position=[1])
+    total.add(GenerationStats(new_tokens=4, proposed_per_position=[3, 3, 3], accepted_per_position=[2, 1, 0]))
+    assert total.new_tokens == 7
+    assert total.proposed_per_position == [5, 3, 3] and total.accepted_per_position == [3, 1, 0]
