@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import json
+from contextlib import closing
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from mtad.decoding import GenerationStats, build_decoder, generate
+from mtad.energy import build_meter
 from mtad.engine import Engine
 from mtad.metrics import perplexity, target_log_probs
 from mtad.models import PairConfig, load_pair
-from mtad.records import JobRecorder
+from mtad.errors import UserError
+from mtad.judge import JudgeUnavailable, build_judge
+from mtad.records import JobRecorder, update_summary
 from mtad.sampling import SamplingConfig
 from tasks import build_task
 
 TIMING = "tokens_per_second = total emitted tokens / total generate() seconds (ratio of sums), after warm-up"
+ENERGY = "joules over the timed generate() calls, idle power included (idle_watts says how much to subtract)"
 
 _PAIRS: dict[str, Engine] = {}
 
@@ -37,38 +43,82 @@ def run_job(cfg: DictConfig, out_dir: Path, sweep: str | None = None) -> dict:
     decoder = build_decoder(decoder_params.pop("name"), **decoder_params)
     task_params = dict(config["task"])
     task = build_task(task_params.pop("name"), **task_params)
+    judge = build_judge(config.get("judge"))
     sampling = SamplingConfig(**config["sampling"])
     recorder = JobRecorder(Path(out_dir), Path(config["results_dir"]), config)
     engine = cached_pair(config["model"])
     examples = task.examples(engine)
+    with closing(build_meter(cfg.meter, [engine.target.device, engine.draft.device])) as meter:
+        idle_watts = meter.idle_watts(cfg.meter_idle_seconds)
+        for _ in range(cfg.warmup):
+            generate(engine, decoder, examples[0].prompt_ids, max_new_tokens=cfg.max_new_tokens, sampling=sampling,
+                     seed=cfg.seed)
+        total = GenerationStats()
+        verdicts, mean_log_probs, joules = [], [], []
+        for i, example in enumerate(tqdm(examples, desc=f"{decoder.name} on {task.name}", leave=False)):
+            turns = []  # (prompt, generation) per turn
 
-    def run(example, seed):
-        return generate(engine, decoder, example.prompt_ids, max_new_tokens=cfg.max_new_tokens, sampling=sampling,
-                        seed=seed)
+            def generate_turn(prompt_ids: list[int]) -> list[int]:
+                out = generate(engine, decoder, prompt_ids, max_new_tokens=cfg.max_new_tokens, sampling=sampling,
+                               seed=cfg.seed + i)
+                turns.append((prompt_ids, out))
+                return out.tokens
 
-    for _ in range(cfg.warmup):
-        run(examples[0], cfg.seed)
-    total = GenerationStats()
-    verdicts, mean_log_probs = [], []
-    for i, example in enumerate(tqdm(examples, desc=f"{decoder.name} on {task.name}", leave=False)):
-        out = run(example, cfg.seed + i)
-        verdict = task.score(example, out.tokens, engine)
-        log_probs = target_log_probs(engine.target, example.prompt_ids, out.tokens)
-        if log_probs:
-            mean_log_probs.append(sum(log_probs) / len(log_probs))
-        total.add(out.stats)
-        verdicts.append(verdict)
-        recorder.sample({"id": example.id, "prompt_tokens": len(example.prompt_ids), "new_tokens": out.tokens,
-                         "stop_reason": out.stop_reason, "stats": out.stats.as_dict(), "verdict": verdict,
-                         "target_log_prob_mean": mean_log_probs[-1] if log_probs else None})
+            before = meter.joules()
+            replies = task.converse(example, generate_turn, engine)
+            after = meter.joules()
+            joules.append(None if after is None else after - before)
+            verdict = task.score(example, replies, engine)
+            stats = GenerationStats()
+            log_probs = []
+            for prompt_ids, out in turns:
+                stats.add(out.stats)
+                log_probs += target_log_probs(engine.target, prompt_ids, out.tokens)
+            if log_probs:
+                mean_log_probs.append(sum(log_probs) / len(log_probs))
+            total.add(stats)
+            verdicts.append(verdict)
+            record = {"id": example.id, "prompt_tokens": len(example.prompt_ids),
+                      "new_tokens": [t for _, out in turns for t in out.tokens], "stop_reason": turns[-1][1].stop_reason,
+                      "stats": stats.as_dict(), "energy_joules": joules[-1], "verdict": verdict,
+                      "target_log_prob_mean": mean_log_probs[-1] if log_probs else None}
+            if len(turns) > 1:
+                record["turn_tokens"] = [len(out.tokens) for _, out in turns]
+            recorder.sample(record)
+    energy_joules = None if meter.source == "none" else sum(joules)
     quality = task.quality(verdicts)
     if mean_log_probs:
         quality["target_ppl"] = perplexity(mean_log_probs)
-    return recorder.finish({
+    task.write_outputs(recorder.out_dir, verdicts, model_id=f"{engine.name}-{decoder.name}-{recorder.run_id[:8]}")
+    summary = recorder.finish({
         "sweep": sweep, "task": task.name, "model": engine.name, "decoder": decoder.name,
         "decoder_params": decoder_params, "seed": cfg.seed, "sampling": config["sampling"],
         "max_new_tokens": cfg.max_new_tokens, "examples": len(examples),
         "tokens_per_second": total.tokens_per_second, "block_efficiency": total.block_efficiency,
         "acceptance_rate": total.acceptance_rate, "acceptance_per_position": total.acceptance_per_position,
-        "quality": quality, "totals": total.as_dict(), "timing": TIMING,
+        "energy_source": meter.source, "energy_joules": energy_joules,
+        "joules_per_token": energy_joules / total.new_tokens if energy_joules is not None and total.new_tokens else None,
+        "idle_watts": idle_watts, "quality": quality, "totals": total.as_dict(), "timing": TIMING, "energy": ENERGY,
     })
+    if judge is not None:
+        summary = judge_job(recorder.out_dir, judge, task)
+    return summary
+
+
+def judge_job(job_dir: Path, judge, task=None) -> dict:
+    """Grade a finished job's saved answers with ``judge`` (resuming earlier judgments) and record
+    the scores in its summary and the results store. The answers stay whatever happens."""
+    job_dir = Path(job_dir)
+    summary_path = job_dir / "summary.json"
+    if not summary_path.is_file():
+        raise UserError(f"{job_dir} holds no finished job (no summary.json)")
+    summary = json.loads(summary_path.read_text())
+    if task is None:
+        task_params = dict(summary["config"]["task"])
+        task = build_task(task_params.pop("name"), **task_params)
+    try:
+        judged = task.judge(job_dir, judge)
+    except JudgeUnavailable as err:
+        raise UserError(f"{err}. The answers are kept in {job_dir}; grade them later with: "
+                        f"python judge.py job={job_dir} judge=...") from None
+    return update_summary(job_dir, {"quality": {**summary["quality"], **judged}})

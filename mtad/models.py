@@ -32,6 +32,7 @@ class PairConfig:
     attn_implementation: str = "sdpa"
     chat_template: bool = False  # whether prompts go through the tokenizer's chat template
     stop_tokens: list[str] = field(default_factory=list)  # besides the eos ids the model configs name
+    draft_head_rows: int | None = None  # restrict the draft's output head to ids < N (see HFRunner)
     seed: int = 0                # weights seed of the tiny pair
 
     def resolved_device(self) -> torch.device:
@@ -77,8 +78,8 @@ def load_pair(pair: str | PairConfig = "tiny", **overrides) -> Engine:
         _check_same_tokenizer(tokenizer, _load_tokenizer(draft_src), cfg)
         target, draft = (_load_hf(src, dtype, cfg.attn_implementation) for src in (target_src, draft_src))
     target, draft = (m.to(device=device, dtype=dtype) for m in (target, draft))
-    return Engine(HFRunner(target), HFRunner(draft), name=cfg.name, stop_ids=_stop_ids(target, tokenizer, cfg),
-                  tokenizer=tokenizer, chat_template=cfg.chat_template)
+    return Engine(HFRunner(target), HFRunner(draft, head_rows=cfg.draft_head_rows), name=cfg.name,
+                  stop_ids=_stop_ids(target, tokenizer, cfg), tokenizer=tokenizer, chat_template=cfg.chat_template)
 
 
 def _token() -> str | None:

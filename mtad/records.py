@@ -28,8 +28,10 @@ STORE = "runs.jsonl"
 
 
 def run_id(config: dict) -> str:
-    """Stable id of a run from its resolved config (seed included): reruns are recognised."""
-    canonical = json.dumps(config, sort_keys=True, default=str)
+    """Stable id of a run from its resolved config (seed included): reruns are recognised. The
+    judge is left out: it grades saved answers and changes nothing that was generated."""
+    generation = {k: v for k, v in config.items() if k != "judge"}
+    canonical = json.dumps(generation, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
@@ -126,3 +128,14 @@ class JobRecorder:
         append_line(self.results_dir / STORE, summary)
         return summary
 
+
+
+def update_summary(job_dir: Path, changes: dict) -> dict:
+    """Rewrite a job's summary with ``changes`` (atomically) and append the new version to the
+    results store: the last record of a run id is the current one."""
+    job_dir = Path(job_dir)
+    summary = {**json.loads((job_dir / "summary.json").read_text()), **changes,
+               "updated": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    write_atomic(job_dir / "summary.json", json.dumps(summary, indent=2, default=str))
+    append_line(Path(summary["config"]["results_dir"]) / STORE, summary)
+    return summary

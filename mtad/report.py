@@ -32,18 +32,24 @@ def varying_params(summaries: list[dict]) -> list[str]:
                      if len(values[(s["decoder"], k)]) > 1) for s in summaries]
 
 
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
 def format_table(summaries: list[dict]) -> str:
     quality_names = sorted({k for s in summaries for k in s["quality"]})
-    header = ["model", "task", "decoder", "params", "examples", "tokens", "tok/s", "vs AR", "block eff", "accept",
-              "accept per position", *quality_names]
+    header = ["model", "task", "decoder", "params", "examples", "tokens", "tok/s", "vs AR", "J/token", "block eff",
+              "accept", "accept per position", *quality_names]
     rows = [header]
     for s, speedup, params in zip(summaries, speedups_vs_ar(summaries), varying_params(summaries)):
         rows.append([
             s["model"], s["task"], s["decoder"], params or "-", str(s["examples"]), str(s["totals"]["new_tokens"]),
             f"{s['tokens_per_second']:.2f}", "-" if speedup is None else f"{speedup:.2f}x",
-            f"{s['block_efficiency']:.2f}", f"{s['acceptance_rate']:.2f}",
+            _cell(s.get("joules_per_token")), f"{s['block_efficiency']:.2f}", f"{s['acceptance_rate']:.2f}",
             " ".join(f"{a:.2f}" for a in s["acceptance_per_position"]) or "-",
-            *(f"{s['quality'][q]:.3f}" if q in s["quality"] else "-" for q in quality_names),
+            *(_cell(s["quality"].get(q)) for q in quality_names),
         ])
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths)) + " |" for row in rows]

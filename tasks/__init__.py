@@ -3,4 +3,4 @@
 from __future__ import annotations
 
 from tasks.base import TASKS, Example, Task, build_task  # noqa: F401
-from tasks import humaneval, synthetic  # noqa: F401  (registers)
+from tasks import humaneval, mtbench, spider, synthetic  # noqa: F401  (registers)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any, Callable, ClassVar
 
 from mtad.errors import UserError
 
@@ -25,13 +26,27 @@ class Task(ABC):
     def examples(self, engine) -> list[Example]:
         """The prompts, tokenised for this model pair."""
 
-    def score(self, example: Example, tokens: list[int], engine) -> dict[str, Any]:
-        """A verdict for one output (empty when the task has no quality metric)."""
+    def converse(self, example: Example, generate_turn: Callable[[list[int]], Any], engine) -> list[list[int]]:
+        """Run the example's conversation; ``generate_turn(prompt_ids)`` generates one reply and
+        returns its new tokens. Single-turn tasks generate once from ``example.prompt_ids``;
+        multi-turn tasks build each turn's prompt from the replies before it."""
+        return [generate_turn(example.prompt_ids)]
+
+    def score(self, example: Example, replies: list[list[int]], engine) -> dict[str, Any]:
+        """A verdict for one example from the tokens of its replies, one list per turn (empty when
+        the task has no quality metric)."""
         return {}
 
-    def quality(self, verdicts: list[dict[str, Any]]) -> dict[str, float]:
+    def quality(self, verdicts: list[dict[str, Any]]) -> dict[str, Any]:
         """Aggregate quality over all verdicts (empty when the task has no quality metric)."""
         return {}
+
+    def write_outputs(self, out_dir: Path, verdicts: list[dict[str, Any]], model_id: str) -> None:
+        """Task-specific files in the job folder (e.g. answers in another tool's format)."""
+
+    def judge(self, out_dir: Path, judge) -> dict[str, Any]:
+        """Quality from an LLM judge over the answers saved in ``out_dir``."""
+        raise UserError(f"task {self.name!r} is not graded by an LLM judge; leave judge=none")
 
 
 def register(cls):

@@ -116,7 +116,8 @@ class HumanEval(Task):
             solution = prompt + body_completion(text)
         return f"{solution}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n"
 
-    def score(self, example: Example, tokens: list[int], engine) -> dict:
+    def score(self, example: Example, replies: list[list[int]], engine) -> dict:
+        (tokens,) = replies  # one turn
         text = engine.tokenizer.decode(tokens, skip_special_tokens=True)
         program = self.program(example.data["problem"], text, engine.chat_template)
         outcome = run_program(program, Limits(wall_seconds=self.timeout, cpu_seconds=math.ceil(self.timeout)))

@@ -34,6 +34,9 @@ def test_multirun_sweep_writes_records_and_prints_one_table(tmp_path):
         assert "pass@1" in s["quality"] and s["examples"] == 2 and s["sweep"] == str(tmp_path / "sweep")
         assert s["environment"]["torch"] and s["config"]["decoder"]["name"] == s["decoder"]
         assert (job.parent / "config.yaml").exists()
+        assert s["energy_source"] in ("none", "rapl")  # a CPU machine: its RAPL counters if readable, else nothing
+        if s["energy_source"] == "none":
+            assert s["energy_joules"] is s["joules_per_token"] is None and all(x["energy_joules"] is None for x in samples)
     assert summaries[2]["decoder_params"] == {"gamma": 4, "width": 4, "tau": 0.5, "replacement": True,
                                               "accept_rule": "longest", "beam_norm": "joint"}
     store = [json.loads(line) for line in (tmp_path / "results" / "runs.jsonl").read_text().splitlines()]
@@ -73,3 +76,18 @@ def test_unwritable_results_folder(tmp_path):
     proc = subprocess.run([sys.executable, "run.py", "model=tiny", "task=synthetic", f"hydra.run.dir={tmp_path / 'run'}"],
                           cwd=ROOT, env={**os.environ, "MTAD_RESULTS": str(env_results)}, capture_output=True, text=True)
     assert proc.returncode == 2 and "error: results folder" in proc.stderr and "is not writable" in proc.stderr
+
+
+def test_spider_sweep_on_the_tiny_pair_scores_on_synthetic_databases(tmp_path, monkeypatch):
+    monkeypatch.setenv("MTAD_HOME", str(tmp_path / "home"))
+    data = ROOT.parent / "shared" / "data" / "spider"
+    proc = run_cli(tmp_path, "-m", "model=tiny", "task=spider", "task.limit=3", f"task.data_dir={data}",
+                   "decoder=ar,mtad", "max_new_tokens=8")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summaries = [json.loads(p.read_text()) for p in sorted((tmp_path / "sweep").glob("*/summary.json"))]
+    assert [s["decoder"] for s in summaries] == ["ar", "mtad"]
+    for s in summaries:
+        assert s["quality"]["database_mode"] == "synthetic" and s["quality"]["gold_failed"] == 0
+        assert s["quality"]["execution_accuracy"] == 0.0  # random bytes are no SQL
+    assert len(list((tmp_path / "home" / "spider_synthetic" / "concert_singer").glob("*.sqlite"))) == 3
+    assert "execution_accuracy" in proc.stdout and "synthetic" in proc.stdout

@@ -53,3 +53,14 @@ def test_mtad_with_finite_tau_is_not_ar():
     """The same test rejects MTAD at tau = 0.5: it is lossy by design, and the test can see it."""
     pvalue, tv = check(build_decoder("mtad", gamma=2, width=3, tau=0.5), UNFILTERED)
     assert pvalue < THRESHOLD, f"p={pvalue:.2e}, TV={tv:.3f}"
+
+
+def test_spd_with_a_draft_that_never_proposes_a_token_reproduces_ar():
+    """A cut draft head gives some ids q = 0 (HFRunner.head_rows); the residual must supply them."""
+    engine = table_engine(vocab=3, seed=0)
+    engine.draft.table[..., 2] = float("-inf")
+    expected = exact_ar(engine.target, PROMPT, LENGTH, UNFILTERED)
+    counts = sample_sequences(engine, build_decoder("spd", gamma=2), PROMPT, LENGTH, RUNS, UNFILTERED)
+    pvalue, tv = g_test(counts, expected)
+    assert pvalue > THRESHOLD, f"p={pvalue:.2e}, TV={tv:.3f}"
+    assert any(2 in seq for seq in counts), "token 2 never appeared: the test would not see the residual"

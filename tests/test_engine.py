@@ -157,3 +157,15 @@ def test_pairs_with_different_tokenizers_are_refused():
     _check_same_tokenizer(a, tiny_tokenizer(), PairConfig("p", "t", "d"))
     with pytest.raises(ValueError, match="model pair 'p': target and draft tokenizers differ \\(259 vs 260 tokens\\)"):
         _check_same_tokenizer(a, b, PairConfig("p", "t", "d"))
+
+
+def test_head_rows_keeps_the_first_ids_and_bans_the_rest():
+    full, cut = HFRunner(tiny_llama(0)), HFRunner(tiny_llama(0), head_rows=100)
+    seq = [3, 14, 15, 92, 6, 5]
+    expected = full.feed_uncached(seq, keep=2)
+    logits = cut.feed_uncached(seq, keep=2)
+    torch.testing.assert_close(logits[:, :100], expected[:, :100], rtol=0, atol=1e-5)
+    assert torch.isneginf(logits[:, 100:]).all()
+    assert HFRunner(tiny_llama(0), head_rows=full.vocab_size).head_rows is None  # the whole head: no slicing
+    with pytest.raises(ValueError, match="head_rows must lie in"):
+        HFRunner(tiny_llama(0), head_rows=0)

@@ -52,3 +52,18 @@ def test_greedy_identity(engine, reference, params):
         accepted += out.stats.draft_accepted
     if kwargs.get("tau", 0.5) < 1:
         assert accepted > 0, "the draft never contributed: the identity would hold trivially"
+
+
+@pytest.mark.parametrize("name", ["spd", "mtad"])
+def test_greedy_identity_with_a_cut_draft_head(engine, reference, name):
+    """A draft that can only propose ids < 128 still leaves the output equal to target greedy."""
+    engine.draft.head_rows = 128
+    try:
+        accepted = 0
+        for prompt in PROMPTS:
+            out = generate(engine, build_decoder(name), prompt, max_new_tokens=NEW_TOKENS, sampling=GREEDY)
+            assert out.tokens == reference[tuple(prompt)]
+            accepted += out.stats.draft_accepted
+    finally:
+        engine.draft.head_rows = None
+    assert accepted > 0

@@ -46,8 +46,8 @@ def test_canonical_solutions_pass_and_wrong_ones_fail(tiny):
         problem = example.data["problem"]
         good = tiny.tokenizer(problem["canonical_solution"]).input_ids
         bad = tiny.tokenizer("    return None\n").input_ids
-        assert task.score(example, good, tiny)["passed"], problem["task_id"]
-        assert not task.score(example, bad, tiny)["passed"], problem["task_id"]
+        assert task.score(example, [good], tiny)["passed"], problem["task_id"]
+        assert not task.score(example, [bad], tiny)["passed"], problem["task_id"]
 
 
 def test_body_extraction_keeps_helper_functions_the_paper_rule_drops(tiny):
@@ -55,8 +55,8 @@ def test_body_extraction_keeps_helper_functions_the_paper_rule_drops(tiny):
     example = build_task("humaneval", limit=11).examples(tiny)[10]
     assert example.data["problem"] is not None and example.data["problem"]["task_id"] == "HumanEval/10"
     solution = tiny.tokenizer(problem["canonical_solution"]).input_ids
-    assert build_task("humaneval", extraction="body").score(example, solution, tiny)["passed"]
-    assert not build_task("humaneval", extraction="paper").score(example, solution, tiny)["passed"]
+    assert build_task("humaneval", extraction="body").score(example, [solution], tiny)["passed"]
+    assert not build_task("humaneval", extraction="paper").score(example, [solution], tiny)["passed"]
 
 
 def test_prompt_styles(tiny):

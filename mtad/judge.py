@@ -1,0 +1,216 @@
+"""LLM judges for MT-Bench: FastChat's single-answer grading over saved answers.
+
+A judge turns (system prompt, user prompt) into text. Two kinds, chosen by the ``judge`` config:
+- ``openai``: any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, SGLang, llama.cpp
+  servers); the key comes from an environment variable;
+- ``local``: a transformers chat model, greedy.
+
+Grading follows FastChat's ``gen_judgment.py`` (single mode): turn 1 with ``single-v1`` (or
+``single-math-v1`` and the reference answer for math, reasoning and coding), turn 2 with the
+``-multi-turn`` prompts over the whole conversation; the rating is the number in ``[[N]]``.
+Judging is resumable: judgments are appended one per line to a FastChat ``model_judgment`` file,
+and ratings already there are not asked for again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from mtad.errors import UserError
+
+NEEDS_REFERENCE = ("math", "reasoning", "coding")
+RATING = re.compile(r"\[\[(\d+\.?\d*)\]\]")
+RATING_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")
+
+
+class JudgeUnavailable(UserError):
+    """The judge cannot be reached or refuses to answer."""
+
+
+class Judge(ABC):
+    name: str
+
+    @abstractmethod
+    def complete(self, system: str, user: str) -> str:
+        """The judge's reply to one grading prompt."""
+
+
+@dataclass
+class OpenAIJudge(Judge):
+    """POST {base_url}/chat/completions, temperature 0 (FastChat's settings)."""
+
+    model: str
+    base_url: str = "https://api.openai.com/v1"
+    api_key_env: str = "OPENAI_API_KEY"
+    max_tokens: int = 2048
+    timeout: float = 120.0
+
+    @property
+    def name(self) -> str:
+        return self.model
+
+    def complete(self, system: str, user: str) -> str:
+        body = {"model": self.model, "temperature": 0, "max_tokens": self.max_tokens,
+                "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}]}
+        request = urllib.request.Request(f"{self.base_url.rstrip('/')}/chat/completions", method="POST",
+                                         data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        key = os.environ.get(self.api_key_env)
+        if key:
+            request.add_header("Authorization", f"Bearer {key}")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                reply = json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            raise JudgeUnavailable(f"judge endpoint {self.base_url} answered HTTP {err.code}: "
+                                   f"{err.read()[:200].decode(errors='replace')}") from None
+        except (urllib.error.URLError, OSError) as err:
+            reason = getattr(err, "reason", err)
+            raise JudgeUnavailable(f"judge endpoint {self.base_url} is unreachable: {reason}") from None
+        try:
+            return reply["choices"][0]["message"]["content"] or ""
+        except (KeyError, IndexError, TypeError):
+            raise JudgeUnavailable(f"judge endpoint {self.base_url} sent no chat completion: {str(reply)[:200]}") from None
+
+
+@dataclass
+class LocalJudge(Judge):
+    """A transformers chat model on this machine, greedy decoding."""
+
+    model: str
+    dtype: str = "auto"
+    device: str = "auto"
+    max_new_tokens: int = 1024
+
+    def __post_init__(self):
+        from mtad.models import PairConfig, _load_hf, _load_tokenizer
+        from mtad.prepare import resolve_source
+
+        source = resolve_source(self.model)
+        spec = PairConfig(name="judge", target=source, draft=source, dtype=self.dtype, device=self.device)
+        self.tokenizer = _load_tokenizer(source)
+        self._model = _load_hf(source, spec.resolved_dtype(), "sdpa").to(spec.resolved_device())
+
+    @property
+    def name(self) -> str:
+        return Path(self.model).name
+
+    def complete(self, system: str, user: str) -> str:
+        import torch
+
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                                 return_dict=False).to(self._model.device)
+        with torch.inference_mode():
+            out = self._model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                       max_new_tokens=self.max_new_tokens)
+        return self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+
+
+def build_judge(config: dict | None) -> Judge | None:
+    """The judge of a ``judge`` config (``name: none`` gives None)."""
+    config = dict(config or {"name": "none"})
+    kind = config.pop("name")
+    kinds = {"openai": OpenAIJudge, "local": LocalJudge}
+    if kind == "none":
+        return None
+    if kind not in kinds:
+        raise UserError(f"unknown judge {kind!r} (known: none, {', '.join(kinds)})")
+    if not config.get("model"):
+        raise UserError(f"judge={kind} needs judge.model")
+    return kinds[kind](**config)
+
+
+def parse_rating(text: str) -> float | None:
+    """The rating in ``[[N]]`` (or FastChat's fallback ``[N]``); None when there is none."""
+    match = RATING.search(text) or RATING_BACKUP.search(text)
+    return float(match.group(1)) if match else None
+
+
+def load_prompts(path: Path) -> dict[str, dict]:
+    return {p["name"]: p for p in map(json.loads, Path(path).read_text().splitlines())}
+
+
+def load_references(path: Path) -> dict[int, list[str]]:
+    """Reference answers by question id (not by judge name)."""
+    return {r["question_id"]: r["choices"][0]["turns"] for r in map(json.loads, Path(path).read_text().splitlines())}
+
+
+def grading_prompt(question: dict, answers: list[str], turn: int, prompts: dict[str, dict],
+                   references: dict[int, list[str]]) -> tuple[str, str, str]:
+    """(prompt name, system prompt, user prompt) for grading ``turn`` (1 or 2) of one answer."""
+    reference = references.get(question["question_id"]) if question["category"] in NEEDS_REFERENCE else None
+    if question["category"] in NEEDS_REFERENCE and reference is None:
+        raise UserError(f"MT-Bench question {question['question_id']} ({question['category']}) needs a reference "
+                        "answer and has none")
+    name = ("single-math-v1" if reference else "single-v1") + ("-multi-turn" if turn == 2 else "")
+    template = prompts[name]
+    fields = {}
+    if turn == 1:
+        fields.update(question=question["turns"][0], answer=answers[0])
+        if reference:
+            fields["ref_answer_1"] = reference[0]
+    else:
+        fields.update(question_1=question["turns"][0], question_2=question["turns"][1],
+                      answer_1=answers[0], answer_2=answers[1])
+        if reference:
+            fields.update(ref_answer_1=reference[0], ref_answer_2=reference[1])
+    return name, template["system_prompt"], template["prompt_template"].format(**fields)
+
+
+def judge_answers(answers: list[dict], questions: dict[int, dict], judge: Judge, out_path: Path,
+                  prompts: dict[str, dict], references: dict[int, list[str]], retries: int = 2) -> list[dict]:
+    """Rate every turn of every answer (FastChat ``model_answer`` records) not yet rated in
+    ``out_path``; append each judgment as it comes. Returns all judgments in the file.
+
+    A reply without a rating is asked again up to ``retries`` times, then recorded with
+    ``score: -1`` (FastChat's marker) and counted as missing.
+    """
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    done = {}
+    if out_path.exists():
+        for record in map(json.loads, out_path.read_text().splitlines()):
+            done[(record["question_id"], record["turn"])] = record
+    todo = [(a, turn) for a in answers for turn in (1, 2) if (a["question_id"], turn) not in done]
+    with open(out_path, "a") as out:
+        for answer, turn in tqdm(todo, desc=f"judging with {judge.name}", leave=False):
+            question = questions[answer["question_id"]]
+            turns = answer["choices"][0]["turns"]
+            name, system, user = grading_prompt(question, turns, turn, prompts, references)
+            score, judgment = None, ""
+            for _ in range(retries + 1):
+                judgment = judge.complete(system, user)
+                score = parse_rating(judgment)
+                if score is not None:
+                    break
+            record = {"question_id": answer["question_id"], "model": answer["model_id"], "judge": [judge.name, name],
+                      "user_prompt": user, "judgment": judgment, "score": -1 if score is None else score,
+                      "turn": turn, "tstamp": time.time()}
+            out.write(json.dumps(record) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+            done[(answer["question_id"], turn)] = record
+    return list(done.values())
+
+
+def scores(judgments: list[dict], questions: dict[int, dict]) -> dict:
+    """Mean rating over turns and questions, per turn and per category; missing ratings counted."""
+    rated = [j for j in judgments if j["score"] >= 0]
+    mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
+    out = {"mt_bench_score": mean([j["score"] for j in rated]), "judge_missing": len(judgments) - len(rated)}
+    for turn in (1, 2):
+        out[f"mt_bench_turn{turn}"] = mean([j["score"] for j in rated if j["turn"] == turn])
+    categories = sorted({questions[j["question_id"]]["category"] for j in rated})
+    for category in categories:
+        out[f"mt_bench_{category}"] = mean([j["score"] for j in rated
+                                            if questions[j["question_id"]]["category"] == category])
+    return out

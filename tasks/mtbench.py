@@ -1,0 +1,103 @@
+"""MT-Bench: 80 two-turn questions through the pair's chat template, graded by an LLM judge.
+
+The second turn is conditioned on the model's own first answer. Answers are saved in the job
+folder as FastChat ``model_answer`` JSONL, so they are generated once and judged later, by one
+judge or several (``judge.py``), or right after generation when the job names a ``judge``.
+Judgments go to ``model_judgment/<judge>_single.jsonl`` beside them (``mtad.judge``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from mtad.errors import UserError
+from mtad.judge import Judge, judge_answers, load_prompts, load_references, scores
+from tasks.base import Example, Task, register
+
+ANSWERS = "model_answer"
+JUDGMENTS = "model_judgment"
+
+
+@register
+@dataclass
+class MTBench(Task):
+    name = "mtbench"
+    data_dir: str = "../shared/data/mt_bench"
+    limit: int | None = None   # the first N questions; None = all 80
+    retries: int = 2           # judge replies without a rating asked again, then counted missing
+
+    def __post_init__(self):
+        if self.limit is not None and self.limit < 1:
+            raise UserError(f"mtbench: task.limit must be >= 1, got {self.limit}")
+        root = Path(self.data_dir)
+        self.files = {"questions": root / "question.jsonl", "prompts": root / "judge_prompts.jsonl",
+                      "references": root / "reference_answer" / "gpt-4.jsonl"}
+        missing = [str(p) for p in self.files.values() if not p.is_file()]
+        if missing:
+            raise UserError(f"mtbench: missing {', '.join(missing)} (task.data_dir={root})")
+        questions = [json.loads(line) for line in self.files["questions"].read_text().splitlines() if line.strip()]
+        self.questions = {q["question_id"]: q for q in questions[: self.limit]}
+
+    def examples(self, engine) -> list[Example]:
+        if engine.tokenizer is None or not getattr(engine.tokenizer, "chat_template", None):
+            raise UserError(f"mtbench needs a model pair whose tokenizer has a chat template; {engine.name!r} has none")
+        return [Example(f"mtbench/{qid}", self._chat(engine, [q["turns"][0]], []), {"question": q})
+                for qid, q in self.questions.items()]
+
+    @staticmethod
+    def _chat(engine, questions: list[str], answers: list[str]) -> list[int]:
+        messages = []
+        for i, question in enumerate(questions):
+            messages.append({"role": "user", "content": question})
+            if i < len(answers):
+                messages.append({"role": "assistant", "content": answers[i]})
+        return list(engine.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                                         return_dict=False))
+
+    def converse(self, example, generate_turn, engine) -> list[list[int]]:
+        turns = example.data["question"]["turns"]
+        replies, answers = [], []
+        for turn in range(len(turns)):
+            prompt = example.prompt_ids if turn == 0 else self._chat(engine, turns[: turn + 1], answers)
+            replies.append(generate_turn(prompt))
+            answers.append(self._text(engine, replies[-1]))
+        return replies
+
+    @staticmethod
+    def _text(engine, tokens: list[int]) -> str:
+        return engine.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+
+    def score(self, example, replies, engine) -> dict:
+        question = example.data["question"]
+        return {"question_id": question["question_id"], "category": question["category"],
+                "answers": [self._text(engine, tokens) for tokens in replies]}
+
+    def quality(self, verdicts) -> dict:
+        return {"answered": len(verdicts)}  # ratings come from a judge (judge=, or judge.py later)
+
+    def write_outputs(self, out_dir: Path, verdicts: list[dict], model_id: str) -> None:
+        """The answers in FastChat's model_answer format: <out_dir>/model_answer/<model_id>.jsonl."""
+        folder = out_dir / ANSWERS
+        folder.mkdir(exist_ok=True)
+        lines = [json.dumps({"question_id": v["question_id"], "answer_id": f"{model_id}-{v['question_id']}",
+                             "model_id": model_id, "choices": [{"index": 0, "turns": v["answers"]}],
+                             "tstamp": time.time()}) for v in verdicts]
+        (folder / f"{model_id}.jsonl").write_text("".join(line + "\n" for line in lines))
+
+    def judge(self, out_dir: Path, judge: Judge) -> dict:
+        """Rate the saved answers of a job (resuming earlier judgments); the scores."""
+        files = sorted((out_dir / ANSWERS).glob("*.jsonl"))
+        if not files:
+            raise UserError(f"no MT-Bench answers under {out_dir / ANSWERS}")
+        answers = [json.loads(line) for f in files for line in f.read_text().splitlines() if line.strip()]
+        unknown = sorted({a["question_id"] for a in answers} - set(self.questions))
+        if unknown:
+            raise UserError(f"answers for questions {unknown[:5]} that task.limit={self.limit} leaves out")
+        safe_name = "".join(c if c.isalnum() or c in "-_." else "_" for c in judge.name)
+        judgments = judge_answers(answers, self.questions, judge, out_dir / JUDGMENTS / f"{safe_name}_single.jsonl",
+                                  load_prompts(self.files["prompts"]), load_references(self.files["references"]),
+                                  self.retries)
+        return {**scores(judgments, self.questions), "judge": judge.name}

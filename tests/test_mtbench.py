@@ -1,0 +1,157 @@
+"""MT-Bench: two-turn conversations, FastChat answer files, judge prompts and ratings, and judging
+through a stub OpenAI-compatible server on 127.0.0.1 (resumable, retries, a judge that is down)."""
+
+import json
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from mtad.judge import OpenAIJudge, grading_prompt, judge_answers, load_prompts, load_references, parse_rating
+from mtad.models import load_pair
+from tasks.mtbench import MTBench
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data" / "mt_bench"
+
+
+class StubJudge(BaseHTTPRequestHandler):
+    """Chat completions that rate every answer [[6]], except that the first request whose prompt
+    holds NO_RATING_ONCE gets a reply without a rating and ALWAYS_UNRATED never gets one."""
+
+    requests: list = []
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        StubJudge.requests.append(body)
+        prompt = body["messages"][1]["content"]
+        seen = sum("NO_RATING_ONCE" in r["messages"][1]["content"] for r in StubJudge.requests)
+        if "ALWAYS_UNRATED" in prompt or ("NO_RATING_ONCE" in prompt and seen == 1):
+            text = "I cannot decide."
+        else:
+            text = "A fine answer. Rating: [[6]]"
+        reply = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def stub_url():
+    StubJudge.requests = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), StubJudge)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    thread.join()
+
+
+@pytest.fixture(scope="module")
+def task():
+    return MTBench(data_dir=str(DATA))
+
+
+def test_ratings_parse():
+    assert parse_rating("Good. Rating: [[7]]") == 7.0
+    assert parse_rating("Rating: [[7.5]]") == 7.5
+    assert parse_rating("Rating: [8]") == 8.0  # FastChat's fallback pattern
+    assert parse_rating("no rating here") is None
+
+
+def test_math_judge_prompts_carry_the_reference_answer_of_their_question(task):
+    prompts, references = load_prompts(DATA / "judge_prompts.jsonl"), load_references(DATA / "reference_answer" / "gpt-4.jsonl")
+    math = next(q for q in task.questions.values() if q["category"] == "math")
+    name, system, user = grading_prompt(math, ["A1", "A2"], 1, prompts, references)
+    assert name == "single-math-v1" and references[math["question_id"]][0] in user and "A1" in user
+    name, _, user = grading_prompt(math, ["A1", "A2"], 2, prompts, references)
+    assert name == "single-math-v1-multi-turn"
+    assert references[math["question_id"]][1] in user and "A2" in user and math["turns"][1] in user
+    writing = next(q for q in task.questions.values() if q["category"] == "writing")
+    name, system, user = grading_prompt(writing, ["A1", "A2"], 1, prompts, references)
+    assert name == "single-v1" and "Reference" not in user and system == "You are a helpful assistant."
+
+
+def test_second_turn_is_conditioned_on_the_first_answer(task):
+    tiny = load_pair("tiny")
+    example = task.examples(tiny)[0]
+    prompts = []
+
+    def generate_turn(prompt_ids):
+        prompts.append(prompt_ids)
+        return tiny.tokenizer("FIRST ANSWER" if len(prompts) == 1 else "SECOND").input_ids
+
+    replies = task.converse(example, generate_turn, tiny)
+    assert len(replies) == 2 and prompts[0] == example.prompt_ids
+    second = tiny.tokenizer.decode(prompts[1])
+    assert second.index(example.data["question"]["turns"][0]) < second.index("FIRST ANSWER") < \
+        second.index(example.data["question"]["turns"][1])
+    assert task.score(example, replies, tiny)["answers"] == ["FIRST ANSWER", "SECOND"]
+
+
+def answer(question_id, turns, model="m"):
+    return {"question_id": question_id, "model_id": model, "choices": [{"index": 0, "turns": turns}]}
+
+
+def test_judging_retries_counts_missing_and_resumes(task, stub_url, tmp_path):
+    prompts, references = load_prompts(DATA / "judge_prompts.jsonl"), load_references(DATA / "reference_answer" / "gpt-4.jsonl")
+    answers = [answer(81, ["NO_RATING_ONCE", "fine"]), answer(82, ["ALWAYS_UNRATED", "fine"])]
+    judge = OpenAIJudge(model="stub", base_url=stub_url)
+    out = tmp_path / "judgments.jsonl"
+    judgments = judge_answers(answers, task.questions, judge, out, prompts, references, retries=2)
+    by_key = {(j["question_id"], j["turn"]): j for j in judgments}
+    assert by_key[(81, 1)]["score"] == 6 and by_key[(81, 2)]["score"] == 6
+    assert by_key[(82, 1)]["score"] == -1 and by_key[(82, 2)]["score"] == -1  # turn 2 shows turn 1's answer too
+    assert len(StubJudge.requests) == 2 + 1 + 3 + 3   # 81: one retry on turn 1; 82: 1 + 2 retries per turn
+    assert all(r["temperature"] == 0 for r in StubJudge.requests)
+    again = judge_answers(answers, task.questions, judge, out, prompts, references)
+    assert len(StubJudge.requests) == 9 and len(again) == 4 and len(out.read_text().splitlines()) == 4
+
+
+def run(script, tmp_path, *overrides):
+    env = {"MTAD_RESULTS": str(tmp_path / "results"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    return subprocess.run([sys.executable, script, *overrides], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_sweep_with_a_judge_that_is_down_keeps_the_answers_and_judge_py_grades_them_later(tmp_path, stub_url):
+    down = "http://127.0.0.1:9/v1"  # discard port: nothing listens
+    proc = run("run.py", tmp_path, "-m", "model=tiny", "task=mtbench", "task.limit=2", f"task.data_dir={DATA}",
+               "decoder=ar,mtad", "max_new_tokens=6", "judge=openai", "judge.model=stub", f"judge.base_url={down}",
+               f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert proc.returncode == 2
+    assert f"error: judge endpoint {down} is unreachable" in proc.stderr and "python judge.py job=" in proc.stderr
+    job = tmp_path / "sweep" / "0"
+    samples = [json.loads(line) for line in (job / "samples.jsonl").read_text().splitlines()]
+    assert [s["id"] for s in samples] == ["mtbench/81", "mtbench/82"] and all(len(s["turn_tokens"]) == 2 for s in samples)
+    (answers_file,) = (job / "model_answer").glob("*.jsonl")
+    answers = [json.loads(line) for line in answers_file.read_text().splitlines()]
+    assert [a["question_id"] for a in answers] == [81, 82]
+    assert all(len(a["choices"][0]["turns"]) == 2 and a["model_id"] == answers_file.stem for a in answers)
+    assert "mt_bench_score" not in json.loads((job / "summary.json").read_text())["quality"]
+
+    proc = run("judge.py", tmp_path, f"job={job}", "judge=openai", "judge.model=stub", f"judge.base_url={stub_url}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((job / "summary.json").read_text())
+    assert summary["quality"]["mt_bench_score"] == 6.0 and summary["quality"]["judge_missing"] == 0
+    assert summary["quality"]["mt_bench_writing"] == 6.0 and summary["quality"]["judge"] == "stub"
+    assert len((job / "model_judgment" / "stub_single.jsonl").read_text().splitlines()) == 4
+    store = [json.loads(line) for line in (tmp_path / "results" / "runs.jsonl").read_text().splitlines()]
+    assert store[-1]["run_id"] == summary["run_id"] and store[-1]["quality"]["mt_bench_score"] == 6.0
+
+
+def test_sweep_with_a_live_judge_records_scores(tmp_path, stub_url):
+    proc = run("run.py", tmp_path, "-m", "model=tiny", "task=mtbench", "task.limit=1", f"task.data_dir={DATA}",
+               "decoder=spd", "max_new_tokens=4", "judge=openai", "judge.model=stub", f"judge.base_url={stub_url}",
+               f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((tmp_path / "sweep" / "0" / "summary.json").read_text())
+    assert summary["quality"]["mt_bench_score"] == 6.0 and "mt_bench_score" in proc.stdout
