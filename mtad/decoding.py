@@ -137,6 +137,11 @@ class GenerationStats:
             else:
                 setattr(self, f.name, mine + theirs)
 
+    @classmethod
+    def from_dict(cls, values: dict) -> "GenerationStats":
+        """Back from ``as_dict`` (derived values are recomputed, not read)."""
+        return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls)})
+
     def as_dict(self) -> dict:
         out = dataclasses.asdict(self)
         for name in ("block_efficiency", "acceptance_rate", "acceptance_per_position", "tokens_per_second"):

@@ -16,7 +16,7 @@ from mtad.metrics import perplexity, target_log_probs
 from mtad.models import PairConfig, load_pair
 from mtad.errors import UserError
 from mtad.judge import JudgeUnavailable, build_judge
-from mtad.records import JobRecorder, update_summary
+from mtad.records import JobRecorder, update_summary, write_atomic
 from mtad.sampling import SamplingConfig
 from tasks import build_task
 
@@ -37,7 +37,8 @@ def cached_pair(model_cfg: dict) -> Engine:
 
 
 def run_job(cfg: DictConfig, out_dir: Path, sweep: str | None = None) -> dict:
-    """Run every example of the task with the decoder; write records; return the summary."""
+    """Run the examples of the task that this run (same config, same run id) has not recorded
+    yet; write records; return the summary. A run already in the results store is not rerun."""
     config = OmegaConf.to_container(cfg, resolve=True)
     decoder_params = dict(config["decoder"])
     decoder = build_decoder(decoder_params.pop("name"), **decoder_params)
@@ -45,48 +46,33 @@ def run_job(cfg: DictConfig, out_dir: Path, sweep: str | None = None) -> dict:
     task = build_task(task_params.pop("name"), **task_params)
     judge = build_judge(config.get("judge"))
     sampling = SamplingConfig(**config["sampling"])
-    recorder = JobRecorder(Path(out_dir), Path(config["results_dir"]), config)
+    recorder = JobRecorder(Path(out_dir), Path(config["results_dir"]), config, resume=cfg.resume)
+    if recorder.finished:
+        print(f"run {recorder.run_id} finished before ({recorder.finished['output_dir']}); not run again "
+              "(resume=false reruns it)", flush=True)
+        write_atomic(recorder.out_dir / "summary.json", json.dumps(recorder.finished, indent=2, default=str))
+        return recorder.finished
     engine = cached_pair(config["model"])
     examples = task.examples(engine)
+    todo = [(i, example) for i, example in enumerate(examples) if example.id not in recorder.done]
     with closing(build_meter(cfg.meter, [engine.target.device, engine.draft.device])) as meter:
         idle_watts = meter.idle_watts(cfg.meter_idle_seconds)
-        for _ in range(cfg.warmup):
+        for _ in range(cfg.warmup if todo else 0):
             generate(engine, decoder, examples[0].prompt_ids, max_new_tokens=cfg.max_new_tokens, sampling=sampling,
                      seed=cfg.seed)
-        total = GenerationStats()
-        verdicts, mean_log_probs, joules = [], [], []
-        for i, example in enumerate(tqdm(examples, desc=f"{decoder.name} on {task.name}", leave=False)):
-            turns = []  # (prompt, generation) per turn
-
-            def generate_turn(prompt_ids: list[int]) -> list[int]:
-                out = generate(engine, decoder, prompt_ids, max_new_tokens=cfg.max_new_tokens, sampling=sampling,
-                               seed=cfg.seed + i)
-                turns.append((prompt_ids, out))
-                return out.tokens
-
-            before = meter.joules()
-            replies = task.converse(example, generate_turn, engine)
-            after = meter.joules()
-            joules.append(None if after is None else after - before)
-            verdict = task.score(example, replies, engine)
-            stats = GenerationStats()
-            log_probs = []
-            for prompt_ids, out in turns:
-                stats.add(out.stats)
-                log_probs += target_log_probs(engine.target, prompt_ids, out.tokens)
-            if log_probs:
-                mean_log_probs.append(sum(log_probs) / len(log_probs))
-            total.add(stats)
-            verdicts.append(verdict)
-            record = {"id": example.id, "prompt_tokens": len(example.prompt_ids),
-                      "new_tokens": [t for _, out in turns for t in out.tokens], "stop_reason": turns[-1][1].stop_reason,
-                      "stats": stats.as_dict(), "energy_joules": joules[-1], "verdict": verdict,
-                      "target_log_prob_mean": mean_log_probs[-1] if log_probs else None}
-            if len(turns) > 1:
-                record["turn_tokens"] = [len(out.tokens) for _, out in turns]
-            recorder.sample(record)
-    energy_joules = None if meter.source == "none" else sum(joules)
+        for i, example in tqdm(todo, desc=f"{decoder.name} on {task.name}", leave=False,
+                               initial=len(examples) - len(todo), total=len(examples)):
+            recorder.sample(run_example(engine, decoder, task, example, sampling, cfg.max_new_tokens, cfg.seed + i,
+                                        meter))
+    records = [recorder.done[example.id] for example in examples]
+    verdicts = [record["verdict"] for record in records]
+    total = GenerationStats()
+    for record in records:
+        total.add(GenerationStats.from_dict(record["stats"]))
+    joules = [record["energy_joules"] for record in records]
+    energy_joules = None if None in joules else sum(joules)
     quality = task.quality(verdicts)
+    mean_log_probs = [r["target_log_prob_mean"] for r in records if r["target_log_prob_mean"] is not None]
     if mean_log_probs:
         quality["target_ppl"] = perplexity(mean_log_probs)
     task.write_outputs(recorder.out_dir, verdicts, model_id=f"{engine.name}-{decoder.name}-{recorder.run_id[:8]}")
@@ -94,15 +80,42 @@ def run_job(cfg: DictConfig, out_dir: Path, sweep: str | None = None) -> dict:
         "sweep": sweep, "task": task.name, "model": engine.name, "decoder": decoder.name,
         "decoder_params": decoder_params, "seed": cfg.seed, "sampling": config["sampling"],
         "max_new_tokens": cfg.max_new_tokens, "examples": len(examples),
+        "resumed_examples": len(examples) - len(todo),
         "tokens_per_second": total.tokens_per_second, "block_efficiency": total.block_efficiency,
         "acceptance_rate": total.acceptance_rate, "acceptance_per_position": total.acceptance_per_position,
-        "energy_source": meter.source, "energy_joules": energy_joules,
+        "energy_source": meter.source if energy_joules is not None else "none", "energy_joules": energy_joules,
         "joules_per_token": energy_joules / total.new_tokens if energy_joules is not None and total.new_tokens else None,
         "idle_watts": idle_watts, "quality": quality, "totals": total.as_dict(), "timing": TIMING, "energy": ENERGY,
     })
     if judge is not None:
         summary = judge_job(recorder.out_dir, judge, task)
     return summary
+
+
+def run_example(engine, decoder, task, example, sampling, max_new_tokens: int, seed: int, meter) -> dict:
+    """Generate every turn of one example, score it, and return its record."""
+    turns = []  # (prompt, generation) per turn
+
+    def generate_turn(prompt_ids: list[int]) -> list[int]:
+        out = generate(engine, decoder, prompt_ids, max_new_tokens=max_new_tokens, sampling=sampling, seed=seed)
+        turns.append((prompt_ids, out))
+        return out.tokens
+
+    before = meter.joules()
+    replies = task.converse(example, generate_turn, engine)
+    after = meter.joules()
+    stats, log_probs = GenerationStats(), []
+    for prompt_ids, out in turns:
+        stats.add(out.stats)
+        log_probs += target_log_probs(engine.target, prompt_ids, out.tokens)
+    record = {"id": example.id, "prompt_tokens": len(example.prompt_ids),
+              "new_tokens": [t for _, out in turns for t in out.tokens], "stop_reason": turns[-1][1].stop_reason,
+              "stats": stats.as_dict(), "energy_joules": None if after is None else after - before,
+              "verdict": task.score(example, replies, engine),
+              "target_log_prob_mean": sum(log_probs) / len(log_probs) if log_probs else None}
+    if len(turns) > 1:
+        record["turn_tokens"] = [len(out.tokens) for _, out in turns]
+    return record
 
 
 def judge_job(job_dir: Path, judge, task=None) -> dict:

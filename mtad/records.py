@@ -4,7 +4,10 @@ In a job's output folder:
 - ``config.yaml``: the resolved config;
 - ``samples.jsonl``: one line per example, appended and flushed as each one finishes;
 - ``summary.json``: the job's totals, written atomically (temporary file, then rename).
-Each summary is also appended as one line to ``<results_dir>/runs.jsonl``, the results store.
+Each summary is also appended as one line to ``<results_dir>/runs.jsonl``, the results store,
+and each example's record to ``<results_dir>/samples/<run_id>.jsonl``. That is what makes a job
+resumable: rerun with the same config (same run id), it skips the examples already recorded
+there, and a run already in the store is not run again. A line cut short by a kill is dropped.
 """
 
 from __future__ import annotations
@@ -29,8 +32,8 @@ STORE = "runs.jsonl"
 
 def run_id(config: dict) -> str:
     """Stable id of a run from its resolved config (seed included): reruns are recognised. The
-    judge is left out: it grades saved answers and changes nothing that was generated."""
-    generation = {k: v for k, v in config.items() if k != "judge"}
+    judge, the resume switch and where results go are left out: they change nothing generated."""
+    generation = {k: v for k, v in config.items() if k not in ("judge", "resume", "results_dir")}
     canonical = json.dumps(generation, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -49,10 +52,31 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def append_line(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record, default=str) + "\n")
+    """Append one JSON line durably, first cutting off a line that a kill left unfinished."""
+    with open(path, "a+b") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size:
+            f.seek(size - 1)
+            if f.read(1) != b"\n":
+                f.seek(0)
+                f.truncate(f.read().rfind(b"\n") + 1)
+        f.write((json.dumps(record, default=str) + "\n").encode())
         f.flush()
         os.fsync(f.fileno())
+
+
+def read_lines(path: Path) -> list[dict]:
+    """The complete JSON lines of a file (none if it is missing); an unfinished last line is ignored."""
+    if not Path(path).exists():
+        return []
+    text = Path(path).read_text()
+    lines = text.split("\n")
+    return [json.loads(line) for line in lines[:-1] if line.strip()]  # text after the last newline is unfinished
+
+
+def latest_runs(results_dir: Path) -> dict[str, dict]:
+    """The current summary of every run in the store (the last record of each run id)."""
+    return {record["run_id"]: record for record in read_lines(Path(results_dir) / STORE)}
 
 
 def writable_dir(path: Path, what: str) -> Path:
@@ -108,18 +132,31 @@ def _cpu_model() -> str:
 
 
 class JobRecorder:
-    """Writes one job's records as it runs."""
+    """Writes one job's records as it runs, and knows what an earlier try of the same run left.
 
-    def __init__(self, out_dir: Path, results_dir: Path, config: dict):
+    ``done`` maps example ids to the records already in the store; ``finished`` is the run's
+    summary if it completed before. With ``resume=False`` both are ignored: the run starts over.
+    """
+
+    def __init__(self, out_dir: Path, results_dir: Path, config: dict, resume: bool = True):
         self.out_dir = writable_dir(out_dir, "output folder")
         self.results_dir = writable_dir(results_dir, "results folder")
         self.config = config
         self.run_id = run_id(config)
+        self.store_samples = writable_dir(self.results_dir / "samples", "results folder") / f"{self.run_id}.jsonl"
+        if not resume:
+            self.store_samples.unlink(missing_ok=True)
+        self.finished = latest_runs(self.results_dir).get(self.run_id) if resume else None
+        self.done = {record["id"]: record for record in read_lines(self.store_samples)}
         write_atomic(self.out_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-        self.samples_path = self.out_dir / "samples.jsonl"
+        self.samples_path = self.out_dir / "samples.jsonl"  # this job folder gets the complete list too
+        write_atomic(self.samples_path, "".join(json.dumps(r, default=str) + "\n" for r in self.done.values()))
 
     def sample(self, record: dict) -> None:
-        append_line(self.samples_path, {"run_id": self.run_id, **record})
+        record = {"run_id": self.run_id, **record}
+        append_line(self.store_samples, record)
+        append_line(self.samples_path, record)
+        self.done[record["id"]] = record
 
     def finish(self, summary: dict) -> dict:
         summary = {"run_id": self.run_id, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

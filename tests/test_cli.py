@@ -46,13 +46,21 @@ def test_multirun_sweep_writes_records_and_prints_one_table(tmp_path):
     assert "| decoder" in table and "1.00x" in table and table.count("| tiny ") == 3
 
 
-def test_same_config_gives_the_same_run_id_and_overrides_reach_the_decoder(tmp_path):
+def test_same_config_is_recognised_not_rerun_and_overrides_reach_the_decoder(tmp_path):
+    outputs = []
     for tau in ("0.3", "0.3", "0.7"):
-        assert run_cli(tmp_path, "model=tiny", "task=synthetic", "task.limit=1", "decoder=mtad",
-                       f"decoder.tau={tau}", "max_new_tokens=4").returncode == 0
+        proc = run_cli(tmp_path, "model=tiny", "task=synthetic", "task.limit=1", "decoder=mtad", f"decoder.tau={tau}",
+                       "max_new_tokens=4")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        outputs.append(proc.stdout)
     store = [json.loads(line) for line in (tmp_path / "results" / "runs.jsonl").read_text().splitlines()]
-    assert [r["decoder_params"]["tau"] for r in store] == [0.3, 0.3, 0.7]
-    assert store[0]["run_id"] == store[1]["run_id"] != store[2]["run_id"]
+    assert [r["decoder_params"]["tau"] for r in store] == [0.3, 0.7]
+    assert store[0]["run_id"] != store[1]["run_id"]
+    assert f"run {store[0]['run_id']} finished before" in outputs[1] and "finished before" not in outputs[2]
+    assert run_cli(tmp_path, "model=tiny", "task=synthetic", "task.limit=1", "decoder=mtad", "decoder.tau=0.3",
+                   "max_new_tokens=4", "resume=false").returncode == 0
+    store = [json.loads(line) for line in (tmp_path / "results" / "runs.jsonl").read_text().splitlines()]
+    assert [r["run_id"] for r in store] == [store[0]["run_id"], store[1]["run_id"], store[0]["run_id"]]
 
 
 @pytest.mark.parametrize("overrides, message", [
