@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup prepare demo test clean
+.PHONY: setup prepare demo test table clean
 
 setup: $(VENV)/.installed
 
@@ -25,6 +25,10 @@ demo: prepare
 
 test: prepare
 	$(PY) -m pytest -q -n 2
+
+# The paper-layout table (Markdown, LaTeX, CSV), plots and HTML report from results/runs.jsonl.
+table: setup
+	$(PY) -m mtad.tables --results $${MTAD_RESULTS:-results}
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache

@@ -105,3 +105,11 @@ def test_stats_add_sums_counts_and_pads_per_position_lists():
     total.add(GenerationStats(new_tokens=4, proposed_per_position=[3, 3, 3], accepted_per_position=[2, 1, 0]))
     assert total.new_tokens == 7
     assert total.proposed_per_position == [5, 3, 3] and total.accepted_per_position == [3, 1, 0]
+
+
+def test_numbers_given_as_text_become_numbers_and_bad_ones_are_one_clear_error():
+    from mtad.errors import UserError
+
+    assert build_decoder("mtad", tau=".inf").tau == float("inf") and build_decoder("spd", gamma="3").gamma == 3
+    with pytest.raises(UserError, match="decoder parameter tau must be a number, got 'abc'"):
+        build_decoder("mtad", tau="abc")

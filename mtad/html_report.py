@@ -1,0 +1,42 @@
+"""A static HTML report (``results/report/index.html``): the table and the plots, readable
+offline (no scripts, no remote assets; the plots are copied beside the page)."""
+
+from __future__ import annotations
+
+import html
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+from mtad.records import write_atomic
+from mtad.tables import display_rows
+
+STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;font-size:13px}"
+         "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}td:nth-child(-n+4){text-align:left}"
+         "th{background:#eee}.missing{color:#999}img{max-width:100%;margin:1em 0;border:1px solid #ddd}")
+
+
+def write_report(results_dir: Path, table: list[dict], plots: list[Path]) -> Path:
+    folder = Path(results_dir) / "report"
+    (folder / "plots").mkdir(parents=True, exist_ok=True)
+    header, rows = display_rows(table)
+    cells = lambda row, tag: "".join(  # noqa: E731
+        f"<{tag}{' class=missing' if c in ('not run', 'not in paper', '-') else ''}>{html.escape(c)}</{tag}>" for c in row)
+    body = [f"<h1>mtad results</h1><p>Built {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from "
+            f"<code>{html.escape(str(Path(results_dir) / 'runs.jsonl'))}</code>. tokens/s is a ratio of sums over "
+            "examples; intervals are 95% bootstrap intervals over examples (and seeds); speed-ups compare with "
+            "AR and SpD runs of the same sweep; the paper's numbers are its published table.</p>",
+            "<table><tr>" + cells(header, "th") + "</tr>"]
+    body += ["<tr>" + cells(row, "td") + "</tr>" for row in rows]
+    body.append("</table>")
+    for plot in (p for p in plots if p.suffix == ".png"):
+        shutil.copyfile(plot, folder / "plots" / plot.name)
+        svg = plot.with_suffix(".svg")
+        if svg.exists():
+            shutil.copyfile(svg, folder / "plots" / svg.name)
+        body.append(f"<h2>{html.escape(plot.stem.replace('_', ' '))}</h2>"
+                    f"<a href='plots/{svg.name}'><img src='plots/{plot.name}' alt='{html.escape(plot.stem)}'></a>")
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>mtad results</title><style>{STYLE}</style>"
+            f"</head><body>{''.join(body)}</body></html>\n")
+    write_atomic(folder / "index.html", page)
+    return folder / "index.html"

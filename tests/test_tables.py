@@ -1,0 +1,102 @@
+"""`make table`: the paper-layout table, bootstrap intervals, speed-ups in the same sweep, plots
+and the HTML report, from a hand-made results store (known numbers) and from a real tiny sweep."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mtad.records import append_line
+from mtad.tables import bootstrap, build_rows, write_tables
+
+ROOT = Path(__file__).resolve().parent.parent
+PAPER = ROOT / "results" / "paper_table.csv"
+
+
+def add_run(results: Path, run_id: str, decoder: str, seed: int, seconds: float, passed: list[bool], sweep="s1",
+            joules=None):
+    """A HumanEval run on the llama3 pair: every example emits 10 tokens in ``seconds``."""
+    samples = [{"run_id": run_id, "id": f"HumanEval/{i}#0", "new_tokens": list(range(10)),
+                "stats": {"wall_seconds": seconds}, "energy_joules": joules, "verdict": {"passed": p}}
+               for i, p in enumerate(passed)]
+    for sample in samples:
+        append_line(results / "samples" / f"{run_id}.jsonl", sample)
+    append_line(results / "runs.jsonl", {
+        "run_id": run_id, "sweep": sweep, "task": "humaneval", "model": "llama3", "decoder": decoder,
+        "decoder_params": {}, "seed": seed, "sampling": {"temperature": 1.0}, "max_new_tokens": 128,
+        "tokens_per_second": 10 / seconds, "block_efficiency": 1.0, "acceptance_per_position": [],
+        "quality": {"pass@1": sum(passed) / len(passed)}})
+
+
+@pytest.fixture
+def store(tmp_path):
+    (tmp_path / "samples").mkdir()
+    add_run(tmp_path, "ar1", "ar", 1, 1.0, [True, False, False, False])
+    add_run(tmp_path, "spd1", "spd", 1, 0.5, [True, False, True, False])
+    add_run(tmp_path, "mtad1", "mtad", 1, 0.25, [True, True, True, False], joules=2.0)
+    add_run(tmp_path, "mtad2", "mtad", 2, 0.25, [True, True, False, False], joules=2.0)
+    return tmp_path
+
+
+def row(table, task, model, decoder):
+    (found,) = [r for r in table if (r["task"], r["model"], r["decoder"]) == (task, model, decoder)]
+    return found
+
+
+def test_table_values_speedups_intervals_and_paper_numbers(store):
+    table = build_rows(store, PAPER)
+    mtad = row(table, "humaneval", "llama3", "mtad")["ours"]
+    assert mtad["tokens_per_s"] == pytest.approx(40.0) and mtad["seeds"] == 2 and mtad["examples"] == 8
+    assert mtad["vs_ar"] == pytest.approx(4.0) and mtad["vs_spd"] == pytest.approx(2.0)  # seed 1 has both; seed 2 neither
+    assert mtad["quality"] == pytest.approx(62.5) and mtad["joules_per_token"] == pytest.approx(0.2)
+    low, high = mtad["quality_ci"]
+    assert 0 <= low < 62.5 < high <= 100
+    assert row(table, "humaneval", "llama3", "ar")["ours"]["joules_per_token"] is None  # no meter: no number
+    assert row(table, "humaneval", "llama3", "mtad")["paper"]["tokens_per_s"] == 25.6
+    assert row(table, "spider", "llama3", "bild")["ours"] is None  # in the paper, not run here
+
+
+def test_bootstrap_interval():
+    same = [[{"v": 3.0}] * 20]
+    mean = lambda xs: sum(x["v"] for x in xs) / len(xs)  # noqa: E731
+    assert bootstrap(same, mean) == (3.0, 3.0)
+    spread = [[{"v": float(i)} for i in range(100)]]
+    low, high = bootstrap(spread, mean)
+    assert 40 < low < 49.5 < high < 59  # about 49.5 +- 1.96 * 2.9
+    two_seeds = [[{"v": 0.0}] * 10, [{"v": 10.0}] * 10]  # only seed-to-seed variation
+    low, high = bootstrap(two_seeds, mean)
+    assert low == 0.0 and high == 10.0
+
+
+def test_files_say_not_run_never_blank(store):
+    write_tables(store, PAPER)
+    markdown = (store / "table.md").read_text()
+    assert "| spider | llama3 | bild | - | not run |" in markdown and "no meter" in markdown
+    assert "\\begin{tabular}" in (store / "table.tex").read_text()
+    rows = list(csv.DictReader((store / "table.csv").open()))
+    assert all(value != "" for r in rows for value in r.values())
+    bild = next(r for r in rows if (r["task"], r["model"], r["decoder"]) == ("spider", "llama3", "bild"))
+    assert bild["tokens_per_s"] == "not run" and bild["paper_tokens_per_s"] == "23.3"
+
+
+def test_make_table_after_a_tiny_sweep_with_two_seeds(tmp_path):
+    env = {**os.environ, "MTAD_RESULTS": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    sweep = subprocess.run([sys.executable, "run.py", "-m", "model=tiny", "task=humaneval", "task.limit=2",
+                            "decoder=ar,spd,mtad", "seed=1,2", "max_new_tokens=12", f"hydra.sweep.dir={tmp_path / 's'}"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert sweep.returncode == 0, sweep.stderr[-2000:]
+    made = subprocess.run([sys.executable, "-m", "mtad.tables", "--results", str(tmp_path), "--paper", str(PAPER)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert made.returncode == 0, made.stderr[-2000:]
+    assert "| humaneval | tiny | mtad | - | 2 | 4 |" in (tmp_path / "table.md").read_text()
+    plots = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    assert {"speed_vs_quality_humaneval.png", "speed_vs_quality_humaneval.svg", "acceptance_per_position.png"} <= set(plots)
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "<table>" in page and "plots/speed_vs_quality_humaneval.png" in page and "http" not in page
+    assert (tmp_path / "report" / "plots" / "speed_vs_quality_humaneval.png").exists()
+    summaries = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    assert sorted({s["seed"] for s in summaries}) == [1, 2]
