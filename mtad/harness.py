@@ -18,6 +18,7 @@ from mtad.errors import UserError
 from mtad.judge import JudgeUnavailable, build_judge
 from mtad.records import JobRecorder, update_summary, write_atomic
 from mtad.sampling import SamplingConfig
+from mtad.wandb_log import log_job
 from tasks import build_task
 
 TIMING = "tokens_per_second = total emitted tokens / total generate() seconds (ratio of sums), after warm-up"
@@ -89,6 +90,8 @@ def run_job(cfg: DictConfig, out_dir: Path, sweep: str | None = None) -> dict:
     })
     if judge is not None:
         summary = judge_job(recorder.out_dir, judge, task)
+    if config.get("logger", {}).get("name", "none") != "none":
+        log_job(summary, records, recorder.out_dir, config["logger"])
     return summary
 
 

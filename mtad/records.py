@@ -32,8 +32,9 @@ STORE = "runs.jsonl"
 
 def run_id(config: dict) -> str:
     """Stable id of a run from its resolved config (seed included): reruns are recognised. The
-    judge, the resume switch and where results go are left out: they change nothing generated."""
-    generation = {k: v for k, v in config.items() if k not in ("judge", "resume", "results_dir")}
+    judge, the logger, the resume switch and where results go are left out: they change nothing
+    that is generated."""
+    generation = {k: v for k, v in config.items() if k not in ("judge", "logger", "resume", "results_dir")}
     canonical = json.dumps(generation, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

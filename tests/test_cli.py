@@ -99,3 +99,30 @@ def test_spider_sweep_on_the_tiny_pair_scores_on_synthetic_databases(tmp_path, m
         assert s["quality"]["execution_accuracy"] == 0.0  # random bytes are no SQL
     assert len(list((tmp_path / "home" / "spider_synthetic" / "concert_singer").glob("*.sqlite"))) == 3
     assert "execution_accuracy" in proc.stdout and "synthetic" in proc.stdout
+
+
+def test_two_job_sweep_through_the_submitit_local_launcher(tmp_path):
+    proc = run_cli(tmp_path, "-m", "model=tiny", "task=synthetic", "task.limit=2", "decoder=ar,spd", "max_new_tokens=4",
+                   "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summaries = [json.loads(p.read_text()) for p in sorted((tmp_path / "sweep").glob("*/summary.json"))]
+    assert [s["decoder"] for s in summaries] == ["ar", "spd"]
+    assert (tmp_path / "sweep" / ".submitit").is_dir()  # the jobs went through submitit
+    assert "| tiny  | synthetic | spd " in proc.stdout
+
+
+def test_wandb_logger_writes_an_offline_run_per_job(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    proc = run_cli(tmp_path, "-m", "model=tiny", "task=synthetic", "task.limit=2", "decoder=ar,mtad", "max_new_tokens=4",
+                   "logger=wandb")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for job in ("0", "1"):
+        (run,) = (tmp_path / "sweep" / job / "wandb").glob("offline-run-*")
+        log = next(run.glob("run-*.wandb")).read_bytes()
+        assert b"tokens_per_second" in log and b"quality/target_ppl" in log
+        assert (b"acceptance_per_position/1" in log) == (job == "1")  # ar drafts nothing
+        (table,) = (run / "files" / "media" / "table").glob("samples_*.table.json")
+        assert len(json.loads(table.read_text())["data"]) == 2
+    store = [json.loads(line) for line in (tmp_path / "results" / "runs.jsonl").read_text().splitlines()]
+    assert len(store) == 2  # the local store stays the record
