@@ -92,13 +92,13 @@ class LocalJudge(Judge):
     max_new_tokens: int = 1024
 
     def __post_init__(self):
-        from mtad.models import PairConfig, _load_hf, _load_tokenizer
+        from mtad.models import PairConfig, load_causal_lm, load_tokenizer
         from mtad.prepare import resolve_source
 
         source = resolve_source(self.model)
         spec = PairConfig(name="judge", target=source, draft=source, dtype=self.dtype, device=self.device)
-        self.tokenizer = _load_tokenizer(source)
-        self._model = _load_hf(source, spec.resolved_dtype(), "sdpa").to(spec.resolved_device())
+        self.tokenizer = load_tokenizer(source)
+        self._model = load_causal_lm(source, spec.resolved_dtype(), "sdpa").to(spec.resolved_device())
 
     @property
     def name(self) -> str:

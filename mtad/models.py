@@ -74,9 +74,9 @@ def load_pair(pair: str | PairConfig = "tiny", **overrides) -> Engine:
         from mtad.prepare import resolve_source
 
         target_src, draft_src = resolve_source(cfg.target), resolve_source(cfg.draft)
-        tokenizer = _load_tokenizer(target_src)
-        _check_same_tokenizer(tokenizer, _load_tokenizer(draft_src), cfg)
-        target, draft = (_load_hf(src, dtype, cfg.attn_implementation) for src in (target_src, draft_src))
+        tokenizer = load_tokenizer(target_src)
+        _check_same_tokenizer(tokenizer, load_tokenizer(draft_src), cfg)
+        target, draft = (load_causal_lm(src, dtype, cfg.attn_implementation) for src in (target_src, draft_src))
     target, draft = (m.to(device=device, dtype=dtype) for m in (target, draft))
     return Engine(HFRunner(target), HFRunner(draft, head_rows=cfg.draft_head_rows), name=cfg.name,
                   stop_ids=_stop_ids(target, tokenizer, cfg), tokenizer=tokenizer, chat_template=cfg.chat_template)
@@ -86,14 +86,14 @@ def _token() -> str | None:
     return os.environ.get("HF_TOKEN") or None
 
 
-def _load_hf(source: str, dtype: torch.dtype, attn_implementation: str):
+def load_causal_lm(source: str, dtype: torch.dtype, attn_implementation: str):
     from transformers import AutoModelForCausalLM
 
     return AutoModelForCausalLM.from_pretrained(source, dtype=dtype, attn_implementation=attn_implementation,
                                                 token=_token())
 
 
-def _load_tokenizer(source: str):
+def load_tokenizer(source: str):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(source, token=_token())

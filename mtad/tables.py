@@ -121,6 +121,9 @@ def summarize(cell: Cell, runs: list[dict]) -> dict:
         "quality": sum(run_quality) / len(run_quality) if run_quality else None,
         "quality_ci": bootstrap(cell.examples, _quality),
         "seeds": len({r["seed"] for r in cell.runs}), "examples": len(pooled),
+        # Spider: which databases scored it (official or synthetic)
+        "database_mode": "+".join(sorted({r["quality"]["database_mode"] for r in cell.runs
+                                          if "database_mode" in r["quality"]})) or None,
     }
     for reference in ("ar", "spd"):
         ratios = [s for s in (_speedup(r, runs, reference) for r in cell.runs) if s is not None]
@@ -176,6 +179,8 @@ def display_rows(table: list[dict]) -> tuple[list[str], list[list[str]]]:
     for row in table:
         ours, paper = row["ours"], row["paper"] or {}
         measure = QUALITY.get(row["task"], (None, 1, "-"))[2]
+        if ours and ours["database_mode"]:
+            measure += f" ({ours['database_mode']} DBs)"
         if ours is None:
             cells = [NOT_RUN] * 8
         else:

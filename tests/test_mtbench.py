@@ -155,3 +155,14 @@ def test_sweep_with_a_live_judge_records_scores(tmp_path, stub_url):
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((tmp_path / "sweep" / "0" / "summary.json").read_text())
     assert summary["quality"]["mt_bench_score"] == 6.0 and "mt_bench_score" in proc.stdout
+
+
+def test_local_judge_runs_a_chat_model_from_a_folder(tmp_path):
+    from mtad.judge import LocalJudge
+    from mtad.toy_models import tiny_llama, tiny_tokenizer
+
+    tiny_llama(0).save_pretrained(tmp_path)
+    tiny_tokenizer().save_pretrained(tmp_path)
+    judge = LocalJudge(model=str(tmp_path), dtype="float32", device="cpu", max_new_tokens=5)
+    reply = judge.complete("You are a judge.", "Rate this.")
+    assert isinstance(reply, str) and judge.name == tmp_path.name

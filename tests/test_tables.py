@@ -100,3 +100,16 @@ def test_make_table_after_a_tiny_sweep_with_two_seeds(tmp_path):
     assert (tmp_path / "report" / "plots" / "speed_vs_quality_humaneval.png").exists()
     summaries = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
     assert sorted({s["seed"] for s in summaries}) == [1, 2]
+
+
+def test_spider_rows_name_the_databases_that_scored_them(tmp_path):
+    (tmp_path / "samples").mkdir()
+    append_line(tmp_path / "samples" / "sp.jsonl", {"id": "spider/0", "new_tokens": [1], "stats": {"wall_seconds": 1.0},
+                                                     "energy_joules": None, "verdict": {"correct": True, "gold_failed": False}})
+    append_line(tmp_path / "runs.jsonl", {
+        "run_id": "sp", "sweep": None, "task": "spider", "model": "qwen2.5-coder", "decoder": "mtad", "decoder_params": {},
+        "seed": 0, "sampling": {}, "max_new_tokens": 8, "tokens_per_second": 1.0, "block_efficiency": 1.0,
+        "acceptance_per_position": [], "quality": {"execution_accuracy": 100.0, "database_mode": "synthetic"}})
+    write_tables(tmp_path, PAPER)
+    assert "| spider | qwen2.5-coder | mtad | - | 1 | 1 | 1.00 [1.00, 1.00] | - | - | no meter | 100.0 [100.0, 100.0] | " \
+           "exec. acc. % (synthetic DBs) |" in (tmp_path / "table.md").read_text()
