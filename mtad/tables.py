@@ -115,12 +115,15 @@ def summarize(cell: Cell, runs: list[dict]) -> dict:
     quality_key, factor, _ = QUALITY.get(cell.task, (None, 1.0, ""))
     run_quality = [r["quality"].get(quality_key) for r in cell.runs if quality_key]
     run_quality = [q * factor for q in run_quality if q is not None]
+    if not pooled:  # runs recorded before per-example records were kept: their totals, no intervals
+        pooled = [{"tokens": r["totals"]["new_tokens"], "seconds": r["totals"]["wall_seconds"],
+                   "joules": r.get("energy_joules"), "quality": None} for r in cell.runs]
     ours = {
         "tokens_per_s": _tokens_per_second(pooled), "tokens_per_s_ci": bootstrap(cell.examples, _tokens_per_second),
         "joules_per_token": _joules_per_token(pooled), "joules_per_token_ci": bootstrap(cell.examples, _joules_per_token),
         "quality": sum(run_quality) / len(run_quality) if run_quality else None,
         "quality_ci": bootstrap(cell.examples, _quality),
-        "seeds": len({r["seed"] for r in cell.runs}), "examples": len(pooled),
+        "seeds": len({r["seed"] for r in cell.runs}), "examples": sum(r["examples"] for r in cell.runs),
         # Spider: which databases scored it (official or synthetic)
         "database_mode": "+".join(sorted({r["quality"]["database_mode"] for r in cell.runs
                                           if "database_mode" in r["quality"]})) or None,

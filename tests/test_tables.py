@@ -29,6 +29,8 @@ def add_run(results: Path, run_id: str, decoder: str, seed: int, seconds: float,
         "run_id": run_id, "sweep": sweep, "task": "humaneval", "model": "llama3", "decoder": decoder,
         "decoder_params": {}, "seed": seed, "sampling": {"temperature": 1.0}, "max_new_tokens": 128,
         "tokens_per_second": 10 / seconds, "block_efficiency": 1.0, "acceptance_per_position": [],
+        "examples": len(passed), "totals": {"new_tokens": 10 * len(passed), "wall_seconds": seconds * len(passed)},
+        "energy_joules": None if joules is None else joules * len(passed),
         "quality": {"pass@1": sum(passed) / len(passed)}})
 
 
@@ -109,7 +111,16 @@ def test_spider_rows_name_the_databases_that_scored_them(tmp_path):
     append_line(tmp_path / "runs.jsonl", {
         "run_id": "sp", "sweep": None, "task": "spider", "model": "qwen2.5-coder", "decoder": "mtad", "decoder_params": {},
         "seed": 0, "sampling": {}, "max_new_tokens": 8, "tokens_per_second": 1.0, "block_efficiency": 1.0,
+        "examples": 1, "totals": {"new_tokens": 1, "wall_seconds": 1.0}, "energy_joules": None,
         "acceptance_per_position": [], "quality": {"execution_accuracy": 100.0, "database_mode": "synthetic"}})
     write_tables(tmp_path, PAPER)
     assert "| spider | qwen2.5-coder | mtad | - | 1 | 1 | 1.00 [1.00, 1.00] | - | - | no meter | 100.0 [100.0, 100.0] | " \
            "exec. acc. % (synthetic DBs) |" in (tmp_path / "table.md").read_text()
+
+
+def test_runs_without_per_example_records_use_their_totals(store):
+    for path in (store / "samples").glob("mtad*.jsonl"):
+        path.unlink()
+    mtad = row(build_rows(store, PAPER), "humaneval", "llama3", "mtad")["ours"]
+    assert mtad["tokens_per_s"] == pytest.approx(40.0) and mtad["tokens_per_s_ci"] is None
+    assert mtad["joules_per_token"] == pytest.approx(0.2) and mtad["examples"] == 8
