@@ -22,6 +22,7 @@ from pathlib import Path
 ROWS = 12         # rows per table
 POOL = 6          # distinct random values per non-key column (so values repeat)
 NULL_SHARE = 0.05
+VERSION = 1       # part of every file name: bump it when the data a seed gives changes, so caches rebuild
 SQL_TYPES = {"number": "NUMERIC", "boolean": "NUMERIC"}  # text, time, others: TEXT
 
 
@@ -64,13 +65,24 @@ class SchemaDatabases:
     """Builds and caches the synthetic databases of one schema (an entry of tables.json)."""
 
     def __init__(self, schema: dict, literals: dict[int, set], cache_dir: Path, seed: int = 0, count: int = 3):
-        self.schema, self.literals, self.seed, self.count = schema, literals, seed, count
+        self.schema, self.seed, self.count = schema, seed, count
         self.folder = Path(cache_dir) / schema["db_id"]
+        # a literal compared with a foreign-key column must exist in the column it references too
+        planted = {c: set(v) for c, v in literals.items()}
+        changed = True
+        while changed:
+            changed = False
+            for column, referenced in schema["foreign_keys"]:
+                missing = planted.get(column, set()) - planted.get(referenced, set())
+                if missing:
+                    planted.setdefault(referenced, set()).update(missing)
+                    changed = True
+        self.planted = {c: sorted(v, key=repr) for c, v in planted.items()}  # column index -> values
 
     def paths(self) -> list[Path]:
         """The database files, built where missing."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        paths = [self.folder / f"seed{self.seed}-{i}.sqlite" for i in range(self.count)]
+        paths = [self.folder / f"v{VERSION}-seed{self.seed}-{i}.sqlite" for i in range(self.count)]
         for index, path in enumerate(paths):
             if not path.exists():
                 self._write(path, self.rows(index))
@@ -91,19 +103,8 @@ class SchemaDatabases:
             references[column].append(referenced)
         primary = {c for c in schema["primary_keys"]
                    if sum(columns[p][0] == columns[c][0] for p in schema["primary_keys"]) == 1}  # single-column keys
-        # a literal compared with a foreign-key column must exist in the column it references too
-        literals = {c: set(v) for c, v in self.literals.items()}
-        changed = True
-        while changed:
-            changed = False
-            for column, referenced in schema["foreign_keys"]:
-                missing = literals.get(column, set()) - literals.get(referenced, set())
-                if missing:
-                    literals.setdefault(referenced, set()).update(missing)
-                    changed = True
-        self._planted = {c: sorted(v, key=repr) for c, v in literals.items()}
         # a table has room for every literal planted in any of its columns
-        size = {t: max([ROWS] + [len(self._planted.get(c, ())) for c in cs]) for t, cs in table_columns.items()}
+        size = {t: max([ROWS] + [len(self.planted.get(c, ())) for c in cs]) for t, cs in table_columns.items()}
         values: dict[int, list] = {}
 
         def fill(c: int, visiting: frozenset = frozenset()) -> list:
@@ -113,7 +114,7 @@ class SchemaDatabases:
             if parents:
                 allowed = set.intersection(*(set(v for v in fill(r, visiting | {c}) if v is not None) for r in parents))
                 pool = sorted(allowed, key=repr) or sorted({v for v in values[parents[0]] if v is not None}, key=repr)
-                values[c] = self._draw_from(pool, self._planted.get(c, []), size[columns[c][0]], c in primary, rng)
+                values[c] = self._draw_from(pool, self.planted.get(c, []), size[columns[c][0]], c in primary, rng)
             else:
                 values[c] = self._random_column(c, size[columns[c][0]], c in primary, rng)
             return values[c]
@@ -137,7 +138,7 @@ class SchemaDatabases:
     def _random_column(self, c: int, rows: int, unique: bool, rng: random.Random) -> list:
         kind = self.schema["column_types"][c]
         name = self.schema["column_names_original"][c][1]
-        planted = self._planted.get(c, [])
+        planted = self.planted.get(c, [])
         if kind in ("number", "boolean"):
             near = sorted({n + d for n in planted if isinstance(n, (int, float)) for d in (-1, 1)}, key=repr)
             if unique:
