@@ -49,10 +49,13 @@ def run_job(cfg: DictConfig, out_dir: Path, sweep: str | None = None) -> dict:
     sampling = SamplingConfig(**config["sampling"])
     recorder = JobRecorder(Path(out_dir), Path(config["results_dir"]), config, resume=cfg.resume)
     if recorder.finished:
-        print(f"run {recorder.run_id} finished before ({recorder.finished['output_dir']}); not run again "
+        summary = recorder.finished
+        print(f"run {recorder.run_id} finished before ({summary['output_dir']}); not run again "
               "(resume=false reruns it)", flush=True)
-        write_atomic(recorder.out_dir / "summary.json", json.dumps(recorder.finished, indent=2, default=str))
-        return recorder.finished
+        if judge is not None:  # its saved answers can still be graded
+            summary = judge_job(Path(summary["output_dir"]), judge, task)
+        write_atomic(recorder.out_dir / "summary.json", json.dumps(summary, indent=2, default=str))
+        return summary
     engine = cached_pair(config["model"])
     examples = task.examples(engine)
     todo = [(i, example) for i, example in enumerate(examples) if example.id not in recorder.done]

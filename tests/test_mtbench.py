@@ -148,13 +148,21 @@ def test_sweep_with_a_judge_that_is_down_keeps_the_answers_and_judge_py_grades_t
     assert store[-1]["run_id"] == summary["run_id"] and store[-1]["quality"]["mt_bench_score"] == 6.0
 
 
-def test_sweep_with_a_live_judge_records_scores(tmp_path, stub_url):
-    proc = run("run.py", tmp_path, "-m", "model=tiny", "task=mtbench", "task.limit=1", f"task.data_dir={DATA}",
-               "decoder=spd", "max_new_tokens=4", "judge=openai", "judge.model=stub", f"judge.base_url={stub_url}",
-               f"hydra.sweep.dir={tmp_path / 'sweep'}")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    summary = json.loads((tmp_path / "sweep" / "0" / "summary.json").read_text())
-    assert summary["quality"]["mt_bench_score"] == 6.0 and "mt_bench_score" in proc.stdout
+def test_sweep_with_a_live_judge_records_scores_also_for_answers_generated_before(tmp_path, stub_url):
+    job = ["run.py", tmp_path, "-m", "model=tiny", "task=mtbench", "task.limit=1", f"task.data_dir={DATA}",
+           "max_new_tokens=4"]
+    judge = ["judge=openai", "judge.model=stub", f"judge.base_url={stub_url}"]
+    first = run(*job, "decoder=spd", *judge, f"hydra.sweep.dir={tmp_path / 'a'}")
+    assert first.returncode == 0, first.stderr[-2000:]
+    summary = json.loads((tmp_path / "a" / "0" / "summary.json").read_text())
+    assert summary["quality"]["mt_bench_score"] == 6.0 and "mt_bench_score" in first.stdout
+
+    assert run(*job, "decoder=ar", "judge=none", f"hydra.sweep.dir={tmp_path / 'b'}").returncode == 0
+    requests = len(StubJudge.requests)
+    again = run(*job, "decoder=ar", *judge, f"hydra.sweep.dir={tmp_path / 'c'}")  # same run: answers reused
+    assert again.returncode == 0 and "finished before" in again.stdout, again.stderr[-2000:]
+    assert len(StubJudge.requests) == requests + 2  # two turns graded, nothing generated again
+    assert json.loads((tmp_path / "c" / "0" / "summary.json").read_text())["quality"]["mt_bench_score"] == 6.0
 
 
 def test_local_judge_runs_a_chat_model_from_a_folder(tmp_path):
