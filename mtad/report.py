@@ -10,15 +10,15 @@ from hydra.experimental.callback import Callback
 COMPARABLE = ("sweep", "model", "task", "seed", "max_new_tokens")
 
 
-def _comparable_key(summary: dict) -> tuple:
+def comparable_key(summary: dict) -> tuple:
     return tuple(json.dumps(summary.get(k), sort_keys=True) for k in COMPARABLE) + (
         json.dumps(summary["sampling"], sort_keys=True),)
 
 
 def speedups_vs_ar(summaries: list[dict]) -> list[float | None]:
     """tokens/s over the tokens/s of the AR job with the same sweep, pair, task, sampling and seed."""
-    ar = {_comparable_key(s): s["tokens_per_second"] for s in summaries if s["decoder"] == "ar"}
-    return [s["tokens_per_second"] / ar[_comparable_key(s)] if ar.get(_comparable_key(s)) else None
+    ar = {comparable_key(s): s["tokens_per_second"] for s in summaries if s["decoder"] == "ar"}
+    return [s["tokens_per_second"] / ar[comparable_key(s)] if ar.get(comparable_key(s)) else None
             for s in summaries]
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mtad.records import latest_runs, read_lines, write_atomic
-from mtad.report import COMPARABLE
+from mtad.report import comparable_key
 
 # task -> (summary quality key, factor to the paper's unit, column title)
 QUALITY = {"humaneval": ("pass@1", 100.0, "pass@1 %"), "spider": ("execution_accuracy", 1.0, "exec. acc. %"),
@@ -54,8 +54,8 @@ def _params_key(run: dict) -> str:
 
 def _speedup(run: dict, runs: list[dict], reference: str) -> float | None:
     """tokens/s over that of the ``reference`` decoder's run of the same sweep, pair, task, seed, sampling."""
-    key = lambda r: tuple(json.dumps(r.get(k), sort_keys=True) for k in COMPARABLE + ("sampling",))  # noqa: E731
-    matches = [r for r in runs if r["decoder"] == reference and key(r) == key(run) and r["sweep"]]
+    matches = [r for r in runs
+               if r["decoder"] == reference and r["sweep"] and comparable_key(r) == comparable_key(run)]
     return run["tokens_per_second"] / matches[-1]["tokens_per_second"] if matches else None
 
 
