@@ -46,6 +46,8 @@ def run_job(cfg: DictConfig, out_dir: Path, sweep: str | None = None) -> dict:
     task_params = dict(config["task"])
     task = build_task(task_params.pop("name"), **task_params)
     judge = build_judge(config.get("judge"))
+    if judge is not None:
+        require_judged(task)  # before anything is generated
     sampling = SamplingConfig(**config["sampling"])
     recorder = JobRecorder(Path(out_dir), Path(config["results_dir"]), config, resume=cfg.resume)
     if recorder.finished:
@@ -124,6 +126,11 @@ def run_example(engine, decoder, task, example, sampling, max_new_tokens: int, s
     return record
 
 
+def require_judged(task) -> None:
+    if not task.graded_by_judge:
+        raise UserError(f"task {task.name!r} is not graded by an LLM judge; leave judge=none")
+
+
 def judge_job(job_dir: Path, judge, task=None) -> dict:
     """Grade a finished job's saved answers with ``judge`` (resuming earlier judgments) and record
     the scores in its summary and the results store. The answers stay whatever happens."""
@@ -135,6 +142,7 @@ def judge_job(job_dir: Path, judge, task=None) -> dict:
     if task is None:
         task_params = dict(summary["config"]["task"])
         task = build_task(task_params.pop("name"), **task_params)
+    require_judged(task)
     try:
         judged = task.judge(job_dir, judge)
     except JudgeUnavailable as err:

@@ -167,7 +167,6 @@ class JobRecorder:
         return summary
 
 
-
 def update_summary(job_dir: Path, changes: dict) -> dict:
     """Rewrite a job's summary with ``changes`` (atomically) and append the new version to the
     results store: the last record of a run id is the current one."""

@@ -21,6 +21,7 @@ class Example:
 
 class Task(ABC):
     name: ClassVar[str]
+    graded_by_judge: ClassVar[bool] = False  # whether ``judge`` is implemented
 
     @abstractmethod
     def examples(self, engine) -> list[Example]:
@@ -45,8 +46,9 @@ class Task(ABC):
         """Task-specific files in the job folder (e.g. answers in another tool's format)."""
 
     def judge(self, out_dir: Path, judge) -> dict[str, Any]:
-        """Quality from an LLM judge over the answers saved in ``out_dir``."""
-        raise UserError(f"task {self.name!r} is not graded by an LLM judge; leave judge=none")
+        """Quality from an LLM judge over the answers saved in ``out_dir`` (tasks that set
+        ``graded_by_judge``)."""
+        raise NotImplementedError
 
 
 def register(cls):

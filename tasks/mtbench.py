@@ -25,6 +25,7 @@ JUDGMENTS = "model_judgment"
 @dataclass
 class MTBench(Task):
     name = "mtbench"
+    graded_by_judge = True
     data_dir: str = "../shared/data/mt_bench"
     limit: int | None = None   # the first N questions; None = all 80
     retries: int = 2           # judge replies without a rating asked again, then counted missing

@@ -87,7 +87,8 @@ class Spider(Task):
         missing = [name for name in ("dev.json", "tables.json") if not (root / name).is_file()]
         if missing:
             raise UserError(f"spider: {', '.join(missing)} not found in task.data_dir={root}")
-        self.questions = json.loads((root / "dev.json").read_text())[: self.limit]
+        self.dev = json.loads((root / "dev.json").read_text())  # all of it: synthetic data plants every literal
+        self.questions = self.dev[: self.limit]
         self.schemas = {s["db_id"]: s for s in json.loads((root / "tables.json").read_text())}
         self._paths: dict[str, list[Path]] = {}
         self.resolved_mode = self._resolve_mode()
@@ -110,7 +111,7 @@ class Spider(Task):
                 self._paths[db_id] = [self._official(db_id)]
             else:
                 literals: dict[int, set] = {}  # from every dev query of this database, not only the subset
-                for question in json.loads((Path(self.data_dir) / "dev.json").read_text()):
+                for question in self.dev:
                     if question["db_id"] == db_id:
                         for column, values in gold_literals(question["sql"]).items():
                             literals.setdefault(column, set()).update(values)

@@ -68,6 +68,8 @@ def test_same_config_is_recognised_not_rerun_and_overrides_reach_the_decoder(tmp
     (["decoder.gamma=0"], "error: mtad: gamma must be >= 1, got 0"),
     (["decoder=nope"], "Could not find 'decoder/nope'"),
     (["sampling.top_p=1.5"], "error: top_p must lie in (0, 1], got 1.5"),
+    (["task=synthetic", "judge=openai", "judge.model=stub"],
+     "error: task 'synthetic' is not graded by an LLM judge; leave judge=none"),
 ])
 def test_bad_input_gives_a_clear_error(tmp_path, overrides, message):
     proc = run_cli(tmp_path, "model=tiny", *overrides)
@@ -75,6 +77,7 @@ def test_bad_input_gives_a_clear_error(tmp_path, overrides, message):
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "results" / "runs.jsonl").exists()
+    assert not list((tmp_path / "results").glob("samples/*.jsonl"))  # refused before generating
 
 
 def test_unwritable_results_folder(tmp_path):
