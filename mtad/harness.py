@@ -58,6 +58,7 @@ def run_job(cfg: DictConfig, out_dir: Path, sweep: str | None = None) -> dict:
             summary = judge_job(Path(summary["output_dir"]), judge, task)
         write_atomic(recorder.out_dir / "summary.json", json.dumps(summary, indent=2, default=str))
         return summary
+    task.preflight()  # before the models load
     engine = cached_pair(config["model"])
     examples = task.examples(engine)
     todo = [(i, example) for i, example in enumerate(examples) if example.id not in recorder.done]

