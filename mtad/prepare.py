@@ -68,7 +68,10 @@ def model_dir(name: str) -> Path:
 
 
 def resolve_source(source: str) -> str:
-    """``prepared:<name>`` -> its local folder, prepared on first use; anything else unchanged."""
+    """``prepared:<name>`` -> its local folder, prepared on first use; anything else unchanged
+    (a hub id), except that a local path must exist."""
+    if source.startswith(("/", "./", "../", "~")) and not Path(source).expanduser().exists():
+        raise UserError(f"model folder {source} does not exist")
     if not source.startswith(PREPARED_PREFIX):
         return source
     return str(prepare(source[len(PREPARED_PREFIX):]))

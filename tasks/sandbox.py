@@ -113,6 +113,7 @@ class _Launcher:
     sandbox: str
     python: str
     fresh_uids: bool         # root: each program under a throwaway uid; else as ourselves
+    bwrap: str | None = None  # its path (bwrap sandbox)
 
     @property
     def user(self) -> str:
@@ -123,7 +124,7 @@ class _Launcher:
         if self.sandbox == "process":
             return command
         tmp = str(limits.tmp_bytes)
-        return ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
+        return [self.bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
                 "--uid", str(NOBODY), "--gid", str(NOBODY),
                 "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
                 "--size", tmp, "--tmpfs", "/tmp", "--size", tmp, "--tmpfs", "/dev/shm",
@@ -316,13 +317,14 @@ def _launcher(sandbox: str) -> _Launcher:
     folder only root can read)."""
     if sandbox not in SANDBOXES:
         raise SandboxUnavailable(f"unknown sandbox {sandbox!r} (known: {', '.join(SANDBOXES)})")
-    if sandbox == "bwrap" and shutil.which("bwrap") is None:
+    bwrap = shutil.which("bwrap") if sandbox == "bwrap" else None
+    if sandbox == "bwrap" and bwrap is None:
         raise SandboxUnavailable("bwrap (bubblewrap) is not installed: install the Debian package "
                                  "bubblewrap (`make setup` tries)")
     pythons = dict.fromkeys(p for p in (sys.executable, shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")) if p)
     why = "no interpreter"
     for python in pythons:
-        launcher = _Launcher(sandbox, python, fresh_uids=os.geteuid() == 0)
+        launcher = _Launcher(sandbox, python, fresh_uids=os.geteuid() == 0, bwrap=bwrap)
         workdir = tempfile.mkdtemp(prefix="mtad-sandbox-") if sandbox == "process" else None
         try:
             probe = _run(launcher, b"probe\nprint('ok')", b"probe", Limits(wall_seconds=30), workdir)

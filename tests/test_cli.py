@@ -19,7 +19,7 @@ def run_cli(tmp_path, *overrides):
 
 
 def test_multirun_sweep_writes_records_and_prints_one_table(tmp_path):
-    proc = run_cli(tmp_path, "-m", "model=tiny", "task=humaneval", "task.limit=2", "decoder=ar,spd,mtad",
+    proc = run_cli(tmp_path, "-m", "model=tiny", "task=humaneval", "task.limit=10", "decoder=ar,spd,mtad",
                    "max_new_tokens=24")
     assert proc.returncode == 0, proc.stderr[-2000:]
     jobs = sorted((tmp_path / "sweep").glob("*/summary.json"))
@@ -28,10 +28,10 @@ def test_multirun_sweep_writes_records_and_prints_one_table(tmp_path):
     assert [s["decoder"] for s in summaries] == ["ar", "spd", "mtad"]
     for job, s in zip(jobs, summaries):
         samples = [json.loads(line) for line in (job.parent / "samples.jsonl").read_text().splitlines()]
-        assert [x["id"] for x in samples] == ["HumanEval/0#0", "HumanEval/1#0"]
+        assert [x["id"] for x in samples] == [f"HumanEval/{i}#0" for i in range(10)]
         assert sum(len(x["new_tokens"]) for x in samples) == s["totals"]["new_tokens"]
-        assert all("passed" in x["verdict"] for x in samples)
-        assert "pass@1" in s["quality"] and s["examples"] == 2 and s["sweep"] == str(tmp_path / "sweep")
+        assert all(x["verdict"]["sandbox"] == "bwrap" and x["verdict"]["status"] for x in samples)
+        assert "pass@1" in s["quality"] and s["examples"] == 10 and s["sweep"] == str(tmp_path / "sweep")
         assert s["environment"]["torch"] and s["config"]["decoder"]["name"] == s["decoder"]
         assert (job.parent / "config.yaml").exists()
         assert s["energy_source"] in ("none", "rapl")  # a CPU machine: its RAPL counters if readable, else nothing
@@ -65,6 +65,7 @@ def test_same_config_is_recognised_not_rerun_and_overrides_reach_the_decoder(tmp
 
 @pytest.mark.parametrize("overrides, message", [
     (["task.limit=0"], "error: humaneval: task.limit must be >= 1, got 0"),
+    (["task=humaneval", "task.sandbox=docker"], "error: humaneval: task.sandbox must be one of bwrap, process, got 'docker'"),
     (["decoder.gamma=0"], "error: mtad: gamma must be >= 1, got 0"),
     (["decoder=nope"], "Could not find 'decoder/nope'"),
     (["sampling.top_p=1.5"], "error: top_p must lie in (0, 1], got 1.5"),
@@ -78,6 +79,24 @@ def test_bad_input_gives_a_clear_error(tmp_path, overrides, message):
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "results" / "runs.jsonl").exists()
     assert not list((tmp_path / "results").glob("samples/*.jsonl"))  # refused before generating
+
+
+def test_humaneval_without_bwrap_stops_in_one_line_before_loading_models(tmp_path):
+    env = {**os.environ, "MTAD_RESULTS": str(tmp_path / "results"), "PATH": str(tmp_path)}  # no bwrap on PATH
+    # A target that cannot load: refused for the sandbox first proves the models were never touched.
+    proc = subprocess.run([sys.executable, "run.py", "model=qwen2.5-coder", f"model.target={tmp_path / 'none'}",
+                           "task=humaneval", f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "bubblewrap" in error[0] and "task.sandbox=process" in error[0], proc.stderr[-2000:]
+    assert not list((tmp_path / "results").glob("samples/*.jsonl"))
+
+
+def test_a_missing_local_model_folder_is_one_line(tmp_path):
+    proc = run_cli(tmp_path, "model=qwen2.5-coder", f"model.target={tmp_path / 'none'}", "task=synthetic")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert f"error: model folder {tmp_path / 'none'} does not exist" in proc.stderr
 
 
 def test_unwritable_results_folder(tmp_path):
