@@ -79,10 +79,11 @@ class SandboxUnavailable(RuntimeError):
 
 # Runs inside the sandbox as ``python -I -c RUNNER <fd in> <fd proof>``. The fd numbers are not
 # secret; the marker arrives only through <fd in>, which is drained and closed before the
-# program's first line runs.
+# program's first line runs, and then lives only as a local of ``_run`` (no global, no closure):
+# the program runs as a fresh ``__main__`` module, so ``import __main__`` reaches its own names.
 RUNNER = """
-import os, sys
-def _load(fd_in, fd_proof):
+import os, sys, types
+def _run(fd_in, fd_proof):
     chunks = []
     while True:
         chunk = os.read(fd_in, 1 << 16)
@@ -91,20 +92,20 @@ def _load(fd_in, fd_proof):
         chunks.append(chunk)
     os.close(fd_in)
     marker, source = b"".join(chunks).split(b"\\n", 1)
+    del chunks
     path = os.path.abspath("program.py")
     with open(path, "wb") as f:
         f.write(source)
+    main = types.ModuleType("__main__")
+    main.__file__ = path
+    sys.modules["__main__"] = main
+    sys.argv = [path]
     write = os.write
-    def done():
-        sys.stdout.flush()
-        sys.stderr.flush()
-        write(fd_proof, marker)
-    return compile(source, path, "exec"), path, done
-_code, _path, _done = _load(int(sys.argv[1]), int(sys.argv[2]))
-del _load
-sys.argv = [_path]
-exec(_code, {"__name__": "__main__", "__file__": _path, "__builtins__": __builtins__})
-_done()
+    exec(compile(source, path, "exec"), main.__dict__)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    write(fd_proof, marker)
+_run(int(sys.argv[1]), int(sys.argv[2]))
 """
 
 

@@ -30,7 +30,7 @@ from tasks.sandbox import Limits, run_program, sandbox_error
 ROOT = Path(__file__).resolve().parent.parent
 PROBLEM = read_problems()["HumanEval/0"]
 TOKENIZER = tiny_tokenizer()
-TIMEOUT = 3.0
+TIMEOUT = 2.0
 
 if sandbox_error("bwrap") is not None and not os.environ.get("MTAD_REQUIRE_BWRAP"):  # set by .ci/run
     pytest.skip(f"bwrap sandbox unavailable here: {sandbox_error('bwrap')}", allow_module_level=True)
@@ -84,9 +84,9 @@ HOSTILE = {
                            "        os._exit(0)\n"
                            "    time.sleep(0.2)\n"
                            "    return None\n"),
-    "detached_child_then_spin": ("    import subprocess, sys\n"
+    "detached_child_then_hang": ("    import subprocess, sys, time\n"
                                  "    subprocess.Popen({sleeper}, start_new_session=True)\n"
-                                 "    while True:\n        pass\n"),
+                                 "    time.sleep(1000)\n"),
     "writes_everywhere": ("    import os\n"
                           "    for d in ['/tmp', '/dev/shm', '/var/tmp', os.path.expanduser('~'), '..', '/', {root!r},\n"
                           "              {parent!r}, os.getcwd()]:\n"
@@ -124,17 +124,41 @@ HOSTILE = {
                      "                pass\n"
                      "    sys.stdout.flush()\n"
                      "    os._exit(0)\n"),
+    "forge_from_runner_state": ("    import gc, os, re, sys\n"
+                                "    secret = re.compile(rb'[0-9a-f]{{32}}')\n"
+                                "    values = [v for m in list(sys.modules.values()) for v in list(vars(m).values())]\n"
+                                "    for obj in gc.get_objects():\n"
+                                "        if isinstance(obj, dict):\n"
+                                "            values += list(obj.values())\n"
+                                "        for cell in getattr(obj, '__closure__', None) or ():\n"
+                                "            try:\n"
+                                "                values.append(cell.cell_contents)\n"
+                                "            except ValueError:\n"
+                                "                pass\n"
+                                "    found = {{v for v in values if isinstance(v, bytes) and secret.fullmatch(v)}}\n"
+                                "    for v in list(vars(sys.modules['__main__']).values()):\n"
+                                "        if callable(v) and getattr(v, '__name__', '').startswith('_'):\n"
+                                "            v()\n"
+                                "    for value in found:\n"
+                                "        print(value.decode())\n"
+                                "        for fd in range(3, 64):\n"
+                                "            try:\n"
+                                "                os.write(fd, value)\n"
+                                "            except OSError:\n"
+                                "                pass\n"
+                                "    sys.stdout.flush()\n"
+                                "    os._exit(0)\n"),
     "fork_bomb": ("    import subprocess, sys, time\n"
-                  "    code = 'import os\\nwhile True:\\n    try:\\n        os.fork()\\n    except OSError:\\n        pass\\n# {token}'\n"
+                  "    code = 'import os, time\\nwhile True:\\n    try:\\n        os.fork()\\n    except OSError:\\n        time.sleep(0.05)\\n# {token}'\n"
                   "    subprocess.Popen([sys.executable, '-c', code])\n"
                   "    time.sleep(1)\n"
                   "    return None\n"),
-    "fork_bomb_in_process": ("    import os\n"
+    "fork_bomb_in_process": ("    import os, time\n"
                              "    while True:\n"
                              "        try:\n"
                              "            os.fork()\n"
                              "        except OSError:\n"
-                             "            pass\n"),
+                             "            time.sleep(0.05)\n"),
     "memory_bomb": "    return bytearray(8 << 30)\n",
     "memory_creep": "    blocks = []\n    while True:\n        blocks.append(bytearray(64 << 20))\n",
     "huge_file": ("    with open('/tmp/{token}', 'wb') as f:\n"
@@ -143,10 +167,10 @@ HOSTILE = {
     "fill_tmpfs": ("    for i in range(1000):\n"
                    "        with open(f'/dev/shm/{token}-{{i}}', 'wb') as f:\n"
                    "            f.write(b'0' * ((1 << 20) - 1))\n"),
-    "signals_ignored": ("    import signal\n"
+    "signals_ignored": ("    import signal, time\n"
                         "    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGXCPU, signal.SIGUSR1):\n"
                         "        signal.signal(s, signal.SIG_IGN)\n"
-                        "    while True:\n        pass\n"),
+                        "    while True:\n        time.sleep(0.01)\n"),
     "sleep_forever": "    import time\n    time.sleep(1000)\n",
     "closes_output_and_sleeps": "    import os, time\n    os.close(1)\n    os.close(2)\n    time.sleep(1000)\n",
     "ten_thousand_threads": ("    import threading, time\n"
@@ -216,8 +240,8 @@ def test_a_program_cannot_signal_processes_outside_its_sandbox():
 @pytest.mark.skipif(os.geteuid() != 0, reason="throwaway uids need root")
 def test_a_fork_bomb_does_not_starve_a_verdict_beside_it():
     bomb = subprocess.Popen([sys.executable, "-c", "from tasks.sandbox import run_program, Limits\n"
-                             "run_program('import os\\nwhile True:\\n    try:\\n        os.fork()\\n"
-                             "    except OSError:\\n        pass\\n', Limits(wall_seconds=4))"], cwd=ROOT)
+                             "run_program('import os, time\\nwhile True:\\n    try:\\n        os.fork()\\n"
+                             "    except OSError:\\n        time.sleep(0.05)\\n', Limits(wall_seconds=4))"], cwd=ROOT)
     try:
         time.sleep(1.5)
         assert run_program("import subprocess\nsubprocess.run(['true'], check=True)", Limits(wall_seconds=4)).passed
@@ -263,7 +287,7 @@ def test_canonical_solutions_pass_in_both_sandboxes():
 # The opt-in ``process`` sandbox: weaker (files may stay), but it never hangs, never exhausts
 # the harness and cannot be fooled into a pass either.
 @pytest.mark.parametrize("case", ["print_loop", "detached_child", "double_fork_setsid", "forge_marker",
-                                  "sleep_forever", "memory_bomb"])
+                                  "forge_from_runner_state", "sleep_forever", "memory_bomb"])
 def test_process_sandbox_never_hangs_nor_passes_a_hostile_program(case):
     token = f"mtadhostile{uuid.uuid4().hex}"
     body = HOSTILE[case].format(token=token, sleeper=sleeper(token), root=str(ROOT), parent=str(ROOT.parent))
