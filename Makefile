@@ -35,7 +35,7 @@ test: prepare
 
 # The paper-layout table (Markdown, LaTeX, CSV), plots and HTML report from results/runs.jsonl.
 table: setup
-	$(PY) -m mtad.tables --results $${MTAD_RESULTS:-results}
+	$(PY) -m mtad.table --results $${MTAD_RESULTS:-results}
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from mtad.errors import UserError
 from mtad.harness import run_job
-from mtad.report import format_table
+from mtad.sweep_table import format_table
 
 
 @hydra.main(config_path="conf", config_name="config", version_base=None)

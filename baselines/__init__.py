@@ -1,3 +1,1 @@
-"""Baseline decoders; importing the package registers them."""
-
-from baselines import ar, bild, mcss, mtjd, spd, specinfer, spectr, typical  # noqa: F401
+"""Baseline decoders. ``mtad/catalogue.py`` lists them by name."""

@@ -1,17 +1,17 @@
-"""Autoregressive decoding with the target alone: the reference for every comparison (spec 2)."""
+"""Autoregressive decoding with the target alone: the reference for every comparison (docs/decoders.md#ar-autoregressive-sampling)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mtad.decoding import Block, Context, Decoder, register
+from mtad.decoding import Block, Context, Decoder
 from mtad.sampling import sample_one
 
 
-@register
 @dataclass
 class AR(Decoder):
     name = "ar"
+    version = 1
 
     def step(self, ctx: Context) -> Block:
         p = ctx.probs(ctx.engine.target.feed_uncached(ctx.tokens)[-1])

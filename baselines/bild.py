@@ -1,4 +1,4 @@
-"""Big Little Decoder (Kim et al. 2023), decoder-only port, spec 8. Lossy.
+"""Big Little Decoder (Kim et al. 2023), decoder-only port, docs/decoders.md#bild-big-little-decoder. Lossy.
 
 The small (draft) model runs until its max probability falls below ``fallback`` or it has
 produced ``n_small`` tokens; the fallback step's token is discarded. The large (target) model
@@ -18,16 +18,16 @@ from dataclasses import dataclass
 
 import torch
 
-from mtad.decoding import Block, Context, Decoder, register, require
+from mtad.decoding import Block, Context, Decoder, require
 from mtad.sampling import sample_one
 
 ROLLBACK_RULES = ("fixed", "official")
 
 
-@register
 @dataclass
 class BiLD(Decoder):
     name = "bild"
+    version = 1
     fallback: float = 0.6
     rollback: float = 5.0
     n_small: int = 10

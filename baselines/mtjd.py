@@ -1,4 +1,4 @@
-"""Multi-token joint decoding (MTJD), the quality reference MTAD approximates (spec 9.1, 9.7).
+"""Multi-token joint decoding (MTJD), the quality reference MTAD approximates (docs/decoders.md#mtjd-multi-token-joint-decoding, #mtad-per-block-guarantee).
 
 Per block of gamma tokens, the target's most likely block under its processed distribution,
 argmax_x p~(x_1:gamma | c), found by beam search on the target alone (one batched target call
@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 import torch
 
-from mtad.decoding import Block, Context, Decoder, register, require
+from mtad.decoding import Block, Context, Decoder, require
 
 
-@register
 @dataclass
 class MTJD(Decoder):
     name = "mtjd"
+    version = 1
     gamma: int = 4
     width: int = 4
 

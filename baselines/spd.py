@@ -1,4 +1,4 @@
-"""Speculative sampling (Leviathan et al. 2023; Chen et al. 2023), spec 3.
+"""Speculative sampling (Leviathan et al. 2023; Chen et al. 2023), docs/decoders.md#spd-speculative-sampling.
 
 Lossless: the output is distributed exactly as AR sampling from the processed target
 distribution. At temperature 0 the one-hot distributions make the same rule greedy
@@ -10,14 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mtad.chain import commit_prefix, draft_chain, verify_chain
-from mtad.decoding import Block, Context, Decoder, register, require
+from mtad.decoding import Block, Context, Decoder, require
 from mtad.sampling import residual, sample_one, uniform
 
 
-@register
 @dataclass
 class SpD(Decoder):
     name = "spd"
+    version = 1
     gamma: int = 4
 
     def __post_init__(self):

@@ -1,5 +1,5 @@
 """SpecInfer (Miao et al. 2024): a static token tree with i.i.d. children, verified by
-multi-step speculative sampling (MSS), spec 4. Lossless.
+multi-step speculative sampling (MSS), docs/decoders.md#specinfer-tree-speculative-sampling. Lossless.
 
 At each tree node the children are tried in their sampled order: child s is accepted with
 probability min(1, P(s)/Q(s)); on rejection P <- norm(max(0, P - Q)). If every child is rejected
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from mtad.decoding import Block, Context, Decoder, register, require
+from mtad.decoding import Block, Context, Decoder, require
 from mtad.sampling import residual, sample_one, uniform
 from mtad.tree import commit_path, draft_tree, verify_tree
 
@@ -29,7 +29,7 @@ def mss_plan(p: torch.Tensor, q: torch.Tensor, candidates: list[int], without_re
     """Acceptance probability of each candidate given that the earlier ones were rejected, and the
     distribution of the new token when all are rejected. With candidates drawn without
     replacement (MCSS), each rejection first subtracts the q the candidate was drawn from, then
-    removes the candidate from q (spec 5: the order matters)."""
+    removes the candidate from q (docs/decoders.md#mcss-candidates-without-replacement: the order matters)."""
     accept = []
     for token in candidates:
         accept.append(min(1.0, float(p[token] / q[token])) if q[token] > 0 else 0.0)
@@ -39,10 +39,10 @@ def mss_plan(p: torch.Tensor, q: torch.Tensor, candidates: list[int], without_re
     return accept, p
 
 
-@register
 @dataclass
 class SpecInfer(Decoder):
     name = "specinfer"
+    version = 1
     k_config: list[int] = field(default_factory=lambda: [4, 2, 2])
     replacement = True  # children i.i.d. from q; MCSS draws them without replacement
 

@@ -1,5 +1,5 @@
 """SpecTr (Sun et al. 2023): k i.i.d. draft sequences of length gamma, verified position by
-position with K-SEQ (spec 6). Lossless.
+position with K-SEQ (docs/decoders.md#spectr-k-seq). Lossless.
 
 At a position, with k' drafts still alive (they share the accepted prefix), P and Q are the
 target and draft distributions there and rho* the smallest rho in [1, k'] with
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mtad.decoding import Block, Context, Decoder, register, require
+from mtad.decoding import Block, Context, Decoder, require
 from mtad.sampling import residual, sample_one, uniform
 from mtad.tree import commit_path, draft_tree, verify_tree
 
@@ -56,10 +56,10 @@ def kseq_plan(p: torch.Tensor, q: torch.Tensor, drafts: list[int]):
     return accept, (rest / total if total > 0 else p)
 
 
-@register
 @dataclass
 class SpecTr(Decoder):
     name = "spectr"
+    version = 1
     k: int = 4
     gamma: int = 4
 

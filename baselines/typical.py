@@ -1,4 +1,4 @@
-"""Typical acceptance (Medusa, Cai et al. 2024) with a draft model, spec 7. Lossy.
+"""Typical acceptance (Medusa, Cai et al. 2024) with a draft model, docs/decoders.md#typical-acceptance. Lossy.
 
 A chain of gamma draft tokens; the target's temperature-scaled, UNFILTERED distribution pi_i
 judges each: x_i passes iff pi_i(x_i) > min(epsilon, delta * exp(-H(pi_i))), H with Medusa's
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from mtad.chain import commit_prefix, draft_chain, verify_chain
-from mtad.decoding import Block, Context, Decoder, register, require
+from mtad.decoding import Block, Context, Decoder, require
 from mtad.sampling import sample_one
 
 BONUS_RULES = ("sample", "argmax", "typical")
@@ -26,10 +26,10 @@ def typical_thresholds(pi: torch.Tensor, epsilon: float, delta: float) -> torch.
     return torch.clamp(delta * torch.exp(-entropy), max=epsilon)
 
 
-@register
 @dataclass
 class Typical(Decoder):
     name = "typical"
+    version = 1
     gamma: int = 4
     epsilon: float = 0.09   # Medusa's posterior_threshold as medusa_generate passes it
     delta: float = 0.3      # Medusa's posterior_alpha

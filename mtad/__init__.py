@@ -7,7 +7,7 @@
     out.tokens, out.stats.block_efficiency
 """
 
-from mtad.decoding import Decoder, Generation, GenerationStats, build_decoder, generate
+from mtad.decoding import Decoder, Generation, GenerationStats, generate
 from mtad.engine import Engine
 from mtad.models import load_pair
 from mtad.sampling import SamplingConfig
@@ -16,3 +16,13 @@ __version__ = "0.1.0"
 
 __all__ = ["Decoder", "Engine", "Generation", "GenerationStats", "SamplingConfig", "build_decoder", "generate",
            "load_pair"]
+
+
+def __getattr__(name: str):
+    # The catalogue imports every decoder, and the decoders import parts of this package: loaded
+    # on first use, so importing any one decoder module first works too.
+    if name == "build_decoder":
+        from mtad.catalogue import build_decoder
+
+        return build_decoder
+    raise AttributeError(f"module 'mtad' has no attribute {name!r}")

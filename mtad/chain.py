@@ -28,7 +28,7 @@ def verify_chain(ctx: Context, tokens: list[int]) -> torch.Tensor:
 
 
 def commit_prefix(ctx: Context, accepted: int) -> None:
-    """Crop both caches to the context plus the accepted draft tokens (spec 1.4)."""
+    """Crop both caches to the context plus the accepted draft tokens (docs/decoders.md#chain-rounds-commit-and-crop)."""
     keep = len(ctx.tokens) + accepted
     ctx.engine.target.crop(keep)
     ctx.engine.draft.crop(min(ctx.engine.draft.length, keep))

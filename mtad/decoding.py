@@ -1,4 +1,4 @@
-"""The decoder protocol, the decoder registry and the one generation loop all decoders share.
+"""The decoder protocol and the one generation loop all decoders share.
 
 A decoder is a strategy: ``step(ctx)`` runs one draft-and-verify round on the engine and
 returns a ``Block`` of tokens to commit. The loop owns stopping (EOS anywhere in a block,
@@ -41,7 +41,7 @@ class Context:
     state: dict = field(default_factory=dict)  # a decoder's own state between its steps
 
     def probs(self, logits: torch.Tensor) -> torch.Tensor:
-        """The processed distribution of either model's logits (spec 1.2)."""
+        """The processed distribution of either model's logits (docs/decoders.md#processed-distribution)."""
         return process(logits, self.sampling)
 
 
@@ -49,47 +49,12 @@ class Decoder(ABC):
     """Base of all decoders. Sub-classes are dataclasses of their hyper-parameters."""
 
     name: ClassVar[str]
+    version: ClassVar[int]  # bumped with any change to what the decoder generates (mtad/catalogue.py)
 
     @abstractmethod
     def step(self, ctx: Context) -> Block:
         """One round. On entry the target cache holds at most ``ctx.tokens[:-1]`` and the draft
         cache a prefix of ``ctx.tokens``; on exit both hold at most the new ``tokens[:-1]``."""
-
-
-DECODERS: dict[str, type[Decoder]] = {}
-
-
-def register(cls: type[Decoder]) -> type[Decoder]:
-    DECODERS[cls.name] = cls
-    return cls
-
-
-def build_decoder(name: str, **params) -> Decoder:
-    """A decoder by registry name, with hyper-parameter overrides; bad input raises one clear line."""
-    import baselines  # noqa: F401  (registers ar, spd, ...)
-    import mtad.mtad  # noqa: F401  (registers mtad)
-
-    if name not in DECODERS:
-        raise UserError(f"unknown decoder {name!r} (known: {', '.join(sorted(DECODERS))})")
-    cls = DECODERS[name]
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise UserError(f"decoder {name!r} has no parameter {', '.join(map(repr, unknown))} "
-                         f"(it takes: {', '.join(sorted(known)) or 'nothing'})")
-    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
-    return cls(**{name: _coerce(name, value, defaults[name]) for name, value in params.items()})
-
-
-def _coerce(name: str, value, default):
-    """A number given as text (``tau=.inf`` on a command line reaches us as a string) becomes the
-    type of the parameter's default; anything else is left for the decoder to check."""
-    if not isinstance(value, str) or isinstance(default, bool) or not isinstance(default, (int, float)):
-        return value
-    try:
-        return type(default)(value.replace(".inf", "inf"))
-    except ValueError:
-        raise UserError(f"decoder parameter {name} must be a number, got {value!r}") from None
 
 
 def require(condition: bool, message: str) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from mtad.decoding import GenerationStats, build_decoder, generate
+from mtad.catalogue import build_decoder
+from mtad.decoding import GenerationStats, generate
 from mtad.energy import build_meter
 from mtad.engine import Engine
 from mtad.metrics import perplexity, target_log_probs
@@ -19,8 +20,11 @@ from mtad.judge import JudgeUnavailable, build_judge
 from mtad.records import JobRecorder, update_summary, write_atomic
 from mtad.sampling import SamplingConfig
 from mtad.wandb_log import log_job
-from tasks import build_task
+from tasks.catalogue import build_task
 
+# What the harness measures (timing, energy, per-generation statistics, perplexity): bump with
+# any change to how these are measured. With the decoder's and the task's, it is part of the run id.
+HARNESS_VERSION = 1
 TIMING = "tokens_per_second = total emitted tokens / total generate() seconds (ratio of sums), after warm-up"
 ENERGY = "joules over the timed generate() calls, idle power included (idle_watts says how much to subtract)"
 
@@ -49,7 +53,8 @@ def run_job(cfg: DictConfig, out_dir: Path, sweep: str | None = None) -> dict:
     if judge is not None:
         require_judged(task)  # before anything is generated
     sampling = SamplingConfig(**config["sampling"])
-    recorder = JobRecorder(Path(out_dir), Path(config["results_dir"]), config, resume=cfg.resume)
+    versions = {"harness": HARNESS_VERSION, "decoder": decoder.version, "task": task.version}
+    recorder = JobRecorder(Path(out_dir), Path(config["results_dir"]), config, versions, resume=cfg.resume)
     if recorder.finished:
         summary = recorder.finished
         print(f"run {recorder.run_id} finished before ({summary['output_dir']}); not run again "

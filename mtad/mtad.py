@@ -1,4 +1,4 @@
-"""MTAD: multi-token assisted decoding (Qin et al., ICLR 2025), spec 9.
+"""MTAD: multi-token assisted decoding (Qin et al., ICLR 2025), docs/decoders.md#mtad.
 
 Proposer: beam sampling on the draft returns the most likely of W sampled gamma-token beams.
 Acceptance: the target scores the block in one call; the LONGEST prefix whose joint likelihood
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from mtad.chain import commit_prefix, verify_chain
-from mtad.decoding import Block, Context, Decoder, register, require
+from mtad.decoding import Block, Context, Decoder, require
 from mtad.sampling import sample, sample_one
 
 BEAM_NORMS = ("joint", "repo")
@@ -35,13 +35,13 @@ def beam_weights(values: torch.Tensor, beam_norm: str) -> torch.Tensor:
 
     ``joint`` is the intended p / sum(p), so weights stay proportional to draft joint
     probabilities; ``repo`` reproduces the authors' log_softmax applied to probabilities,
-    i.e. softmax(p), which flattens the weights towards uniform (spec 9.3).
+    i.e. softmax(p), which flattens the weights towards uniform (docs/decoders.md#mtad-beam-sampling-draft).
     """
     return values / values.sum() if beam_norm == "joint" else values.softmax(0)
 
 
 def beam_sample(ctx: Context, gamma: int, width: int, replacement: bool, beam_norm: str) -> BeamDraft:
-    """Beam sampling on the draft (spec 9.3). All beams run in one batched draft call per step;
+    """Beam sampling on the draft (docs/decoders.md#mtad-beam-sampling-draft). All beams run in one batched draft call per step;
     on return the draft cache holds the context plus the chosen beam's first gamma-1 tokens."""
     draft = ctx.engine.draft
     q1 = ctx.probs(draft.feed_uncached(ctx.tokens)[-1])
@@ -82,10 +82,10 @@ def accepted_length(log_ratio: torch.Tensor, log_tau: float, rule: str) -> int:
     return max((d + 1 for d, ok in enumerate(passes) if ok), default=0)
 
 
-@register
 @dataclass
 class MTAD(Decoder):
     name = "mtad"
+    version = 1
     gamma: int = 4
     width: int = 4
     tau: float = 0.5

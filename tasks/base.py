@@ -7,10 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
-from mtad.errors import UserError
-
-TASKS: dict[str, type["Task"]] = {}
-
 
 @dataclass
 class Example:
@@ -21,6 +17,7 @@ class Example:
 
 class Task(ABC):
     name: ClassVar[str]
+    version: ClassVar[int]  # bumped with any change to prompts, data or scoring (tasks/catalogue.py)
     graded_by_judge: ClassVar[bool] = False  # whether ``judge`` is implemented
 
     def preflight(self) -> None:
@@ -53,14 +50,3 @@ class Task(ABC):
         """Quality from an LLM judge over the answers saved in ``out_dir`` (tasks that set
         ``graded_by_judge``)."""
         raise NotImplementedError
-
-
-def register(cls):
-    TASKS[cls.name] = cls
-    return cls
-
-
-def build_task(name: str, **params) -> Task:
-    if name not in TASKS:
-        raise UserError(f"unknown task {name!r} (known: {', '.join(sorted(TASKS))})")
-    return TASKS[name](**params)

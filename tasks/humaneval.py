@@ -5,7 +5,7 @@ when the pair has ``chat_template: true``) asks for the function through the cha
 Extraction (``extraction``):
 - ``body`` (default): the completion up to its first non-empty line at column 0, appended to the
   prompt, so helper functions defined in the prompt stay in the program;
-- ``paper``: the authors' rule (spec 11.3): from prompt + completion, the leading import lines and
+- ``paper``: the authors' rule (docs/decoders.md#humaneval-paper-extraction): from prompt + completion, the leading import lines and
   the FIRST ``def`` block. It drops the target function of prompts that define a helper first.
 In chat mode the first fenced code block (or the whole reply) is used, after the prompt's imports.
 """
@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 
 from mtad.errors import UserError
-from tasks.base import Example, Task, register
+from tasks.base import Example, Task
 from tasks.sandbox import SANDBOXES, Limits, run_program, sandbox_error
 
 CHAT_INSTRUCTION = ("Complete the following Python function. Reply with the complete function in one "
@@ -62,10 +62,10 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 
-@register
 @dataclass
 class HumanEval(Task):
     name = "humaneval"
+    version = 1
     limit: int | None = None       # first N problems; None = all 164
     num_samples: int = 1           # samples per problem (n of pass@k)
     k: tuple[int, ...] = (1,)

@@ -15,16 +15,16 @@ from pathlib import Path
 
 from mtad.errors import UserError
 from mtad.judge import Judge, judge_answers, load_prompts, load_references, scores
-from tasks.base import Example, Task, register
+from tasks.base import Example, Task
 
 ANSWERS = "model_answer"
 JUDGMENTS = "model_judgment"
 
 
-@register
 @dataclass
 class MTBench(Task):
     name = "mtbench"
+    version = 1
     graded_by_judge = True
     data_dir: str = "../shared/data/mt_bench"
     limit: int | None = None   # the first N questions; None = all 80

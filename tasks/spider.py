@@ -5,7 +5,7 @@ has them, ``database/<db_id>/<db_id>.sqlite``. Mode ``official`` runs queries on
 ``synthetic`` on test-suite databases generated from ``tables.json`` (``spider_synth``); ``auto``
 takes official when every needed database is present. Every verdict and summary names its mode.
 
-Prompt ``paper``: the authors' one-shot prompt, byte for byte (spec 11.3), fed as raw text;
+Prompt ``paper``: the authors' one-shot prompt, byte for byte (docs/decoders.md#spider-one-shot-prompt), fed as raw text;
 ``chat``: the same text as the user turn of the pair's chat template. The SQL is the decoded
 output with code fences stripped, up to its first ``;``.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from mtad.errors import UserError
 from mtad.prepare import mtad_home
-from tasks.base import Example, Task, register
+from tasks.base import Example, Task
 from tasks.spider_synth import SchemaDatabases, gold_literals
 from tasks.sqlexec import QueryError, execute, has_order_by, results_match
 
@@ -62,10 +62,10 @@ def extract_sql(text: str) -> str:
     return text.split(";")[0].strip()
 
 
-@register
 @dataclass
 class Spider(Task):
     name = "spider"
+    version = 1
     data_dir: str = "../shared/data/spider"
     limit: int | None = 100         # the first N dev questions (the paper: 100); None = all 1034
     mode: str = "auto"              # auto | official | synthetic

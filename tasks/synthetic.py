@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import torch
 
 from mtad.errors import UserError
-from tasks.base import Example, Task, register
+from tasks.base import Example, Task
 
 
-@register
 @dataclass
 class Synthetic(Task):
     name = "synthetic"
+    version = 1
     limit: int = 5
     prompt_length: int = 8
     seed: int = 0

@@ -63,6 +63,55 @@ def test_same_config_is_recognised_not_rerun_and_overrides_reach_the_decoder(tmp
     assert [r["run_id"] for r in store] == [store[0]["run_id"], store[1]["run_id"], store[0]["run_id"]]
 
 
+def run_bumped(tmp_path, *overrides):
+    """run.py with SpD's version bumped to 2, as a commit that changes SpD would."""
+    bump = ("import runpy, sys\nfrom baselines.spd import SpD\nSpD.version = 2\n"
+            "runpy.run_path('run.py', run_name='__main__')\n")
+    env = {**os.environ, "MTAD_RESULTS": str(tmp_path / "results"), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-c", bump, *overrides, f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                           f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_a_version_bump_runs_the_same_command_again(tmp_path):
+    command = ["-m", "model=tiny", "task=synthetic", "task.limit=2", "decoder=ar,spd,mtad", "max_new_tokens=4"]
+    first, second = run_cli(tmp_path, *command), run_cli(tmp_path, *command)
+    assert first.returncode == second.returncode == 0, second.stderr[-2000:]
+    assert "finished before" not in first.stdout and second.stdout.count("finished before") == 3
+    bumped = run_bumped(tmp_path, *command)
+    assert bumped.returncode == 0, bumped.stderr[-2000:]
+    assert bumped.stdout.count("finished before") == 2  # ar and mtad; spd generates again
+    store = [json.loads(line) for line in (tmp_path / "results" / "runs.jsonl").read_text().splitlines()]
+    spd = [r for r in store if r["decoder"] == "spd"]
+    assert [r["versions"]["decoder"] for r in spd] == [1, 2] and spd[0]["run_id"] != spd[1]["run_id"]
+    assert all(r["versions"]["harness"] >= 1 and r["versions"]["task"] >= 1 for r in store)
+
+
+def test_a_resumed_run_never_mixes_examples_of_two_versions(tmp_path):
+    command = ["model=tiny", "task=synthetic", "task.limit=3", "decoder=spd", "max_new_tokens=4"]
+    assert run_cli(tmp_path, *command).returncode == 0
+    results = tmp_path / "results"
+    (old,) = [json.loads(line) for line in (results / "runs.jsonl").read_text().splitlines()]
+    old_samples = results / "samples" / f"{old['run_id']}.jsonl"
+
+    def interrupt():  # as a kill after the first example would leave it: one record, no summary
+        (results / "runs.jsonl").write_text("")
+        old_samples.write_text(old_samples.read_text().splitlines(keepends=True)[0])
+
+    interrupt()
+    same = run_cli(tmp_path, *command)  # control: the same code resumes the recorded example
+    assert same.returncode == 0 and json.loads((results / "runs.jsonl").read_text())["resumed_examples"] == 1
+    interrupt()
+    kept = old_samples.read_text()
+    bumped = run_bumped(tmp_path, *command)
+    assert bumped.returncode == 0, bumped.stderr[-2000:]
+    (new,) = [json.loads(line) for line in (results / "runs.jsonl").read_text().splitlines()]
+    assert new["run_id"] != old["run_id"] and new["versions"]["decoder"] == 2 and new["resumed_examples"] == 0
+    records = [json.loads(line) for line in (results / "samples" / f"{new['run_id']}.jsonl").read_text().splitlines()]
+    assert len(records) == 3 and {r["run_id"] for r in records} == {new["run_id"]}
+    assert old_samples.read_text() == kept  # the old version's record stays its own
+
+
 @pytest.mark.parametrize("overrides, message", [
     (["task.limit=0"], "error: humaneval: task.limit must be >= 1, got 0"),
     (["task=humaneval", "task.sandbox=docker"], "error: humaneval: task.sandbox must be one of bwrap, process, got 'docker'"),

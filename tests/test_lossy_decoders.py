@@ -1,4 +1,4 @@
-"""Typical acceptance, BiLD and MTJD (spec 7, 8, 9.1) through their degenerate cases, and the
+"""Typical acceptance, BiLD and MTJD (docs/decoders.md#typical-acceptance, #bild-big-little-decoder, #mtjd-multi-token-joint-decoding) through their degenerate cases, and the
 one perplexity function."""
 
 import itertools
@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from mtad.decoding import build_decoder, generate
+from mtad.catalogue import build_decoder
+from mtad.decoding import generate
 from mtad.engine import Engine
 from mtad.metrics import perplexity, target_log_probs
 from mtad.sampling import SamplingConfig

@@ -1,4 +1,4 @@
-"""MTAD against closed forms and exact enumerations on the toy table LM (spec 9, 10.3)."""
+"""MTAD against closed forms and exact enumerations on the toy table LM (docs/decoders.md#mtad, #mtad-tests)."""
 
 import itertools
 import math
@@ -7,7 +7,8 @@ from collections import Counter
 import pytest
 import torch
 
-from mtad.decoding import build_decoder, generate, start
+from mtad.catalogue import build_decoder
+from mtad.decoding import generate, start
 from mtad.mtad import accepted_length, beam_sample
 from mtad.sampling import SamplingConfig, process
 

@@ -4,7 +4,8 @@ Needs the pair prepared (`make prepare`, which `make test` runs first)."""
 
 import pytest
 
-from mtad.decoding import build_decoder, generate
+from mtad.catalogue import build_decoder
+from mtad.decoding import generate
 from mtad.models import load_pair
 from mtad.sampling import SamplingConfig
 

@@ -11,14 +11,15 @@ from pathlib import Path
 import pytest
 
 from mtad.records import append_line
-from mtad.tables import bootstrap, build_rows, write_tables
+from mtad.table.formats import write_tables
+from mtad.table.rows import bootstrap, build_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 PAPER = ROOT / "results" / "paper_table.csv"
 
 
 def add_run(results: Path, run_id: str, decoder: str, seed: int, seconds: float, passed: list[bool], sweep="s1",
-            joules=None):
+            joules=None, versions=None):
     """A HumanEval run on the llama3 pair: every example emits 10 tokens in ``seconds``."""
     samples = [{"run_id": run_id, "id": f"HumanEval/{i}#0", "new_tokens": list(range(10)),
                 "stats": {"wall_seconds": seconds}, "energy_joules": joules, "verdict": {"passed": p}}
@@ -31,7 +32,8 @@ def add_run(results: Path, run_id: str, decoder: str, seed: int, seconds: float,
         "tokens_per_second": 10 / seconds, "block_efficiency": 1.0, "acceptance_per_position": [],
         "examples": len(passed), "totals": {"new_tokens": 10 * len(passed), "wall_seconds": seconds * len(passed)},
         "energy_joules": None if joules is None else joules * len(passed),
-        "quality": {"pass@1": sum(passed) / len(passed)}})
+        "quality": {"pass@1": sum(passed) / len(passed)},
+        "versions": versions or {"harness": 1, "task": 1, "decoder": 1}})
 
 
 @pytest.fixture
@@ -50,7 +52,7 @@ def row(table, task, model, decoder):
 
 
 def test_table_values_speedups_intervals_and_paper_numbers(store):
-    table = build_rows(store, PAPER)
+    table = build_rows(store, PAPER).rows
     mtad = row(table, "humaneval", "llama3", "mtad")["ours"]
     assert mtad["tokens_per_s"] == pytest.approx(40.0) and mtad["seeds"] == 2 and mtad["examples"] == 8
     assert mtad["vs_ar"] == pytest.approx(4.0) and mtad["vs_spd"] == pytest.approx(2.0)  # seed 1 has both; seed 2 neither
@@ -75,7 +77,7 @@ def test_bootstrap_interval():
 
 
 def test_files_say_not_run_never_blank(store):
-    write_tables(store, PAPER)
+    write_tables(store, build_rows(store, PAPER).rows)
     markdown = (store / "table.md").read_text()
     assert "| spider | llama3 | bild | - | not run |" in markdown and "no meter" in markdown
     assert "\\begin{tabular}" in (store / "table.tex").read_text()
@@ -91,7 +93,7 @@ def test_make_table_after_a_tiny_sweep_with_two_seeds(tmp_path):
                             "decoder=ar,spd,mtad", "seed=1,2", "max_new_tokens=12", f"hydra.sweep.dir={tmp_path / 's'}"],
                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert sweep.returncode == 0, sweep.stderr[-2000:]
-    made = subprocess.run([sys.executable, "-m", "mtad.tables", "--results", str(tmp_path), "--paper", str(PAPER)],
+    made = subprocess.run([sys.executable, "-m", "mtad.table", "--results", str(tmp_path), "--paper", str(PAPER)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert made.returncode == 0, made.stderr[-2000:]
     assert "| humaneval | tiny | mtad | - | 2 | 4 |" in (tmp_path / "table.md").read_text()
@@ -113,7 +115,7 @@ def test_spider_rows_name_the_databases_that_scored_them(tmp_path):
         "seed": 0, "sampling": {}, "max_new_tokens": 8, "tokens_per_second": 1.0, "block_efficiency": 1.0,
         "examples": 1, "totals": {"new_tokens": 1, "wall_seconds": 1.0}, "energy_joules": None,
         "acceptance_per_position": [], "quality": {"execution_accuracy": 100.0, "database_mode": "synthetic"}})
-    write_tables(tmp_path, PAPER)
+    write_tables(tmp_path, build_rows(tmp_path, PAPER).rows)
     assert "| spider | qwen2.5-coder | mtad | - | 1 | 1 | 1.00 [1.00, 1.00] | - | - | no meter | 100.0 [100.0, 100.0] | " \
            "exec. acc. % (synthetic DBs) |" in (tmp_path / "table.md").read_text()
 
@@ -121,6 +123,20 @@ def test_spider_rows_name_the_databases_that_scored_them(tmp_path):
 def test_runs_without_per_example_records_use_their_totals(store):
     for path in (store / "samples").glob("mtad*.jsonl"):
         path.unlink()
-    mtad = row(build_rows(store, PAPER), "humaneval", "llama3", "mtad")["ours"]
+    mtad = row(build_rows(store, PAPER).rows, "humaneval", "llama3", "mtad")["ours"]
     assert mtad["tokens_per_s"] == pytest.approx(40.0) and mtad["tokens_per_s_ci"] is None
     assert mtad["joules_per_token"] == pytest.approx(0.2) and mtad["examples"] == 8
+
+
+def test_a_cell_shows_only_its_newest_code_version(store):
+    """A stale MTAD record (decoder version 1) beside a newer one (version 2) with other numbers:
+    the cell takes version 2 alone and the table says one run was left out."""
+    add_run(store, "mtad3", "mtad", 1, 0.5, [False, False, False, False],
+            versions={"harness": 1, "task": 1, "decoder": 2})
+    table = build_rows(store, PAPER)
+    mtad = row(table.rows, "humaneval", "llama3", "mtad")["ours"]
+    assert table.ignored == 2  # mtad1 and mtad2 (version 1) are left out
+    assert mtad["tokens_per_s"] == pytest.approx(20.0) and mtad["quality"] == pytest.approx(0.0)
+    assert mtad["seeds"] == 1 and mtad["examples"] == 4 and mtad["vs_ar"] == pytest.approx(2.0)
+    assert {r["run_id"] for r in table.runs if r["decoder"] == "mtad"} == {"mtad3"}
+    assert row(table.rows, "humaneval", "llama3", "ar")["ours"]["examples"] == 4  # other cells untouched

@@ -1,4 +1,4 @@
-"""SpecInfer, MCSS and SpecTr (spec 4-6, 10): exact single-step enumeration, multi-token
+"""SpecInfer, MCSS and SpecTr (docs/decoders.md#specinfer-tree-speculative-sampling, #mcss-candidates-without-replacement, #spectr-k-seq, #toy-models-for-tests): exact single-step enumeration, multi-token
 distribution tests with negative controls, greedy identity, tree logits, and equivalence with
 SpD on chains."""
 
@@ -11,7 +11,8 @@ import baselines.specinfer
 import baselines.spectr
 from baselines.spectr import kseq_plan, optimal_rho
 from baselines.specinfer import mss_plan
-from mtad.decoding import build_decoder, generate, start
+from mtad.catalogue import build_decoder
+from mtad.decoding import generate, start
 from mtad.sampling import SamplingConfig
 from mtad.tree import draft_tree, verify_tree
 

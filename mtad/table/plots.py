@@ -1,4 +1,4 @@
-"""Plots from the results store (PNG and SVG under ``results/plots/``):
+"""The table's plots (PNG and SVG under ``results/plots/``):
 - speed vs quality per task: one point per model pair x decoder, 95% bootstrap error bars;
 - MTAD ablations: tokens/s, block efficiency and quality against tau, W and gamma;
 - acceptance rate per draft position, per decoder.
@@ -15,8 +15,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from mtad.records import latest_runs  # noqa: E402
-from mtad.tables import QUALITY, build_rows  # noqa: E402
+from mtad.table.rows import QUALITY  # noqa: E402
 
 ABLATED = {"tau": "tau", "width": "W", "gamma": "gamma"}
 
@@ -114,9 +113,8 @@ def acceptance_per_position(runs: list[dict], folder: Path) -> list[Path]:
     return _save(fig, folder, "acceptance_per_position")
 
 
-def write_plots(results_dir: Path, table: list[dict] | None = None) -> list[Path]:
+def write_plots(results_dir: Path, table: list[dict], runs: list[dict]) -> list[Path]:
+    """``runs``: the current runs (newest code versions) behind ``table``."""
     folder = Path(results_dir) / "plots"
     folder.mkdir(parents=True, exist_ok=True)
-    runs = list(latest_runs(results_dir).values())
-    table = table if table is not None else build_rows(results_dir, Path(results_dir) / "paper_table.csv")
     return speed_vs_quality(table, folder) + mtad_ablations(runs, folder) + acceptance_per_position(runs, folder)

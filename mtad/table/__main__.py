@@ -1,0 +1,33 @@
+"""``python -m mtad.table [--results results] [--paper FILE]`` (what ``make table`` runs)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mtad.table.formats import write_tables
+from mtad.table.plots import write_plots
+from mtad.table.report import write_report
+from mtad.table.rows import build_rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="The paper-layout table, plots and HTML report from the results store.")
+    parser.add_argument("--results", default="results", help="the results folder (holds runs.jsonl)")
+    parser.add_argument("--paper", default=None, help="the paper's numbers (default: <results>/paper_table.csv)")
+    args = parser.parse_args()
+    results = Path(args.results)
+    if not (results / "runs.jsonl").exists():
+        raise SystemExit(f"error: no results store at {results / 'runs.jsonl'}; run some jobs first")
+    table = build_rows(results, Path(args.paper) if args.paper else results / "paper_table.csv")
+    write_tables(results, table.rows)
+    plots = write_plots(results, table.rows, table.runs)
+    report = write_report(results, table.rows, plots)
+    print((results / "table.md").read_text())
+    if table.ignored:
+        print(f"left out {table.ignored} run(s) made by older versions of the code (a cell shows only its newest version)")
+    print(f"wrote {results / 'table.md'}, table.tex, table.csv, {len(plots)} plots under {results / 'plots'}, {report}")
+
+
+if __name__ == "__main__":
+    main()

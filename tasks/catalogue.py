@@ -1,0 +1,23 @@
+"""The task catalogue: the one place that imports the tasks and names them.
+
+A task's ``version`` goes into the id of every run on it (``mtad/records.py``): bump it in the
+same commit as any change to its prompts, its data or how it scores.
+"""
+
+from __future__ import annotations
+
+from mtad.catalogue import by_name
+from mtad.errors import UserError
+from tasks.base import Task
+from tasks.humaneval import HumanEval
+from tasks.mtbench import MTBench
+from tasks.spider import Spider
+from tasks.synthetic import Synthetic
+
+TASKS: dict[str, type[Task]] = by_name("task", [HumanEval, Spider, MTBench, Synthetic])
+
+
+def build_task(name: str, **params) -> Task:
+    if name not in TASKS:
+        raise UserError(f"unknown task {name!r} (known: {', '.join(sorted(TASKS))})")
+    return TASKS[name](**params)
