@@ -3,6 +3,15 @@
 A decoder is a strategy: ``step(ctx)`` runs one draft-and-verify round on the engine and
 returns a ``Block`` of tokens to commit. The loop owns stopping (EOS anywhere in a block,
 ``max_new_tokens``), truncation and the per-generation statistics.
+
+Glossary (the math of each decoder: docs/decoders.md):
+- drafted: draft positions a round offers for verification (chain length, or tree depth);
+- accepted: leading tokens of a block that came from the draft (always a prefix);
+- bonus: the one token the target adds after the accepted ones, so every round emits >= 1;
+- residual (recovered) distribution: norm(max(0, p - q)), what a lossless decoder samples the
+  bonus from after a rejection (p target, q draft, both processed by ``mtad.sampling``);
+- block efficiency: emitted tokens per target call (AR: 1);
+- acceptance rate: accepted / drafted; per position: the same for each draft position.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """MTAD: multi-token assisted decoding (Qin et al., ICLR 2025), docs/decoders.md#mtad.
 
-Proposer: beam sampling on the draft returns the most likely of W sampled gamma-token beams.
+Proposer: beam sampling on the draft keeps W sampled gamma-token beams and proposes the most
+likely one (with ``beam_norm=joint``; ``repo`` ranks by the authors' renormalised weights).
 Acceptance: the target scores the block in one call; the LONGEST prefix whose joint likelihood
 ratio log p(x_1:d) - log q(x_1:d) exceeds log tau is accepted, then one token is sampled from
 the plain target distribution at the next position (no residual). Lossy by design; tau = inf

@@ -5,8 +5,9 @@ when the pair has ``chat_template: true``) asks for the function through the cha
 Extraction (``extraction``):
 - ``body`` (default): the completion up to its first non-empty line at column 0, appended to the
   prompt, so helper functions defined in the prompt stay in the program;
-- ``paper``: the authors' rule (docs/decoders.md#humaneval-paper-extraction): from prompt + completion, the leading import lines and
-  the FIRST ``def`` block. It drops the target function of prompts that define a helper first.
+- ``paper``: the authors' rule (docs/decoders.md#humaneval-paper-extraction): from prompt + completion,
+  every import line at column 0 (wherever it stands), then the FIRST ``def`` block. It drops the
+  target function of prompts that define a helper first.
 In chat mode the first fenced code block (or the whole reply) is used, after the prompt's imports.
 """
 
@@ -34,7 +35,7 @@ def body_completion(completion: str) -> str:
 
 
 def first_function(text: str) -> str:
-    """The authors' extraction: leading import/from lines plus the first def block."""
+    """The authors' extraction: every column-0 import/from line, then the first def block."""
     lines = text.split("\n")
     imports = [line for line in lines if line.startswith(("import ", "from "))]
     start = next((i for i, line in enumerate(lines) if line.lstrip().startswith("def ")), None)
