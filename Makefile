@@ -28,7 +28,7 @@ prepare: setup
 	$(PY) -m mtad.prepare
 
 demo: prepare
-	$(PY) run.py -m model=qwen2.5-coder task=humaneval task.limit=10 decoder=ar,spd,mtad
+	$(PY) run.py -m pair=qwen2.5-coder task=humaneval task.limit=10 decoder=ar,spd,mtad
 
 test: prepare
 	$(PY) -m pytest -q -n 2

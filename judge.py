@@ -4,26 +4,18 @@
     python judge.py job=<job folder> judge=openai judge.base_url=http://127.0.0.1:8000/v1 judge.model=<served name>
 """
 
-import os
-import sys
-
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mtad.errors import UserError
+from mtad.errors import one_line_errors
 from mtad.harness import judge_job
 from mtad.judge import build_judge
 
 
 @hydra.main(config_path="conf", config_name="judge_job", version_base=None)
 def main(cfg: DictConfig) -> None:
-    try:
+    with one_line_errors():
         summary = judge_job(cfg.job, build_judge(OmegaConf.to_container(cfg.judge, resolve=True)))
-    except UserError as err:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        sys.exit(2)
     quality = summary["quality"]
     print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in quality.items()), flush=True)
 

@@ -14,5 +14,5 @@ class AR(Decoder):
     version = 1
 
     def step(self, ctx: Context) -> Block:
-        p = ctx.probs(ctx.engine.target.feed_uncached(ctx.tokens)[-1])
+        p = ctx.probs(ctx.pair.target.feed_uncached(ctx.tokens)[-1])
         return Block([sample_one(p, ctx.generator)])

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from mtad.chain import commit_prefix
 from mtad.decoding import Block, Context, Decoder, require
 from mtad.sampling import sample_one
 
@@ -47,17 +48,15 @@ class BiLD(Decoder):
         pending: list[int] = []
         if not ctx.state.pop("stay_large", False):
             while len(pending) < self.n_small:
-                logits = ctx.engine.draft.feed_uncached(ctx.tokens + pending)[-1].float()
+                logits = ctx.pair.draft.feed_uncached(ctx.tokens + pending)[-1].float()
                 if float(logits.softmax(-1).max()) < self.fallback:
                     break  # fall back: this step's small token is discarded
                 pending.append(self._token(ctx, logits))
-        logits = ctx.engine.target.feed_uncached(ctx.tokens + pending, keep=len(pending) + 1).float()
+        logits = ctx.pair.target.feed_uncached(ctx.tokens + pending, keep=len(pending) + 1).float()
         m, replacement = self._rollback(ctx, logits, pending)
         if m is None:
             return Block(pending + [self._token(ctx, logits[-1])], accepted=len(pending), drafted=len(pending))
-        keep = len(ctx.tokens) + m  # caches hold the new committed sequence minus its last token
-        ctx.engine.target.crop(keep)
-        ctx.engine.draft.crop(min(ctx.engine.draft.length, keep))
+        commit_prefix(ctx, m)  # caches hold the new committed sequence minus its last token
         ctx.state["stay_large"] = True
         return Block(pending[:m] + [replacement], accepted=m, drafted=len(pending))
 

@@ -27,7 +27,7 @@ class MTJD(Decoder):
         require(self.width >= 1, f"mtjd: beam width must be >= 1, got {self.width}")
 
     def step(self, ctx: Context) -> Block:
-        target = ctx.engine.target
+        target = ctx.pair.target
         scores = ctx.probs(target.feed_uncached(ctx.tokens)[-1:]).log()   # [1, V] block log-probabilities
         beams = torch.empty(1, 0, dtype=torch.long, device=scores.device)
         parents = torch.zeros(1, dtype=torch.long, device=scores.device)

@@ -29,7 +29,7 @@ class SpD(Decoder):
         accepted = 0
         while accepted < self.gamma:
             i, token = accepted, x[accepted]
-            if uniform(ctx.generator, ctx.engine.device) < float(p[i, token] / q[i, token]):
+            if uniform(ctx.generator, ctx.pair.device) < float(p[i, token] / q[i, token]):
                 accepted += 1
             else:
                 break

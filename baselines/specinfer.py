@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from mtad.decoding import Block, Context, Decoder, require
-from mtad.sampling import residual, sample_one, uniform
+from mtad.sampling import first_accepted, residual, sample_one
 from mtad.tree import commit_path, draft_tree, verify_tree
 
 
@@ -59,7 +59,7 @@ class SpecInfer(Decoder):
             children = tree.children(node)
             accept, rejected_all = mss_plan(p, tree.q[node], [tree.tokens[c] for c in children],
                                             without_replacement=not self.replacement)
-            chosen = next((c for c, a in zip(children, accept) if uniform(ctx.generator, ctx.engine.device) < a), None)
+            chosen = first_accepted(children, accept, ctx.generator, ctx.pair.device)
             if chosen is None:
                 p = rejected_all
                 break

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from mtad.decoding import Block, Context, Decoder, require
-from mtad.sampling import residual, sample_one, uniform
+from mtad.sampling import first_accepted, residual, sample_one
 from mtad.tree import commit_path, draft_tree, verify_tree
 
 BISECTION_STEPS = 40
@@ -75,7 +75,7 @@ class SpecTr(Decoder):
         while accepted < self.gamma:
             tokens = [tree.tokens[branches[j][accepted]] for j in alive]
             accept, rejected_all = kseq_plan(p, q, tokens)
-            chosen = next((j for j, a in zip(alive, accept) if uniform(ctx.generator, ctx.engine.device) < a), None)
+            chosen = first_accepted(alive, accept, ctx.generator, ctx.pair.device)
             if chosen is None:
                 p = rejected_all
                 break

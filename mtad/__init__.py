@@ -8,13 +8,13 @@
 """
 
 from mtad.decoding import Decoder, Generation, GenerationStats, generate
-from mtad.engine import Engine
+from mtad.pair import Pair
 from mtad.models import load_pair
 from mtad.sampling import SamplingConfig
 
 __version__ = "0.1.0"
 
-__all__ = ["Decoder", "Engine", "Generation", "GenerationStats", "SamplingConfig", "build_decoder", "generate",
+__all__ = ["Decoder", "Pair", "Generation", "GenerationStats", "SamplingConfig", "build_decoder", "generate",
            "load_pair"]
 
 

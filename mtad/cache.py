@@ -1,4 +1,4 @@
-"""The few KV-cache edits the engine needs, written against transformers' DynamicCache.
+"""The few KV-cache edits the pair needs, written against transformers' DynamicCache.
 
 ``DynamicCache.crop`` changed its argument's meaning across 5.x (an absolute length, then a
 negative count, with ``crop(0)`` meaning different things), so we edit each layer's key and

@@ -11,7 +11,7 @@ from mtad.sampling import sample_one
 def draft_chain(ctx: Context, gamma: int) -> tuple[list[int], torch.Tensor]:
     """Sample ``gamma`` tokens autoregressively from the draft; returns them and their full
     processed distributions q [gamma, V] (the residual needs the whole vectors)."""
-    draft = ctx.engine.draft
+    draft = ctx.pair.draft
     tokens: list[int] = []
     qs = []
     for _ in range(gamma):
@@ -24,11 +24,11 @@ def draft_chain(ctx: Context, gamma: int) -> tuple[list[int], torch.Tensor]:
 def verify_chain(ctx: Context, tokens: list[int]) -> torch.Tensor:
     """One target call over the uncached context plus ``tokens``: raw logits [len+1, V] at the
     positions that predict each token and the one after them."""
-    return ctx.engine.target.feed_uncached(ctx.tokens + tokens, keep=len(tokens) + 1)
+    return ctx.pair.target.feed_uncached(ctx.tokens + tokens, keep=len(tokens) + 1)
 
 
 def commit_prefix(ctx: Context, accepted: int) -> None:
     """Crop both caches to the context plus the accepted draft tokens (docs/decoders.md#chain-rounds-commit-and-crop)."""
     keep = len(ctx.tokens) + accepted
-    ctx.engine.target.crop(keep)
-    ctx.engine.draft.crop(min(ctx.engine.draft.length, keep))
+    ctx.pair.target.crop(keep)
+    ctx.pair.draft.crop(min(ctx.pair.draft.length, keep))

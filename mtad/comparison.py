@@ -10,7 +10,7 @@ import json
 
 # Runs that agree on all of these differ only in their decoder: their tokens/s can be divided.
 # The sweep is among them because speed is only comparable on one machine in one sitting.
-COMPARABLE = ("sweep", "model", "task", "seed", "max_new_tokens", "sampling")
+COMPARABLE = ("sweep", "pair", "task", "seed", "max_new_tokens", "sampling")
 
 
 def comparable_key(run: dict) -> str:
@@ -34,9 +34,9 @@ def varying_params(runs: list[dict]) -> list[dict]:
     values: dict[tuple, set[str]] = {}
     for run in runs:
         for key, value in run["decoder_params"].items():
-            values.setdefault((run["task"], run["model"], run["decoder"], key), set()).add(json.dumps(value))
+            values.setdefault((run["task"], run["pair"], run["decoder"], key), set()).add(json.dumps(value))
     return [{k: v for k, v in run["decoder_params"].items()
-             if len(values[(run["task"], run["model"], run["decoder"], k)]) > 1} for run in runs]
+             if len(values[(run["task"], run["pair"], run["decoder"], k)]) > 1} for run in runs]
 
 
 def params_label(params: dict) -> str:

@@ -1,6 +1,6 @@
 """The decoder protocol and the one generation loop all decoders share.
 
-A decoder is a strategy: ``step(ctx)`` runs one draft-and-verify round on the engine and
+A decoder is a strategy: ``step(ctx)`` runs one draft-and-verify round on the pair and
 returns a ``Block`` of tokens to commit. The loop owns stopping (EOS anywhere in a block,
 ``max_new_tokens``), truncation and the per-generation statistics.
 
@@ -25,7 +25,7 @@ from typing import ClassVar
 
 import torch
 
-from mtad.engine import Engine
+from mtad.pair import Pair
 from mtad.errors import UserError
 from mtad.sampling import SamplingConfig, process
 
@@ -43,7 +43,7 @@ class Block:
 class Context:
     """State of one generation, handed to ``Decoder.step``."""
 
-    engine: Engine
+    pair: Pair
     tokens: list[int]  # committed: prompt, then emitted tokens
     sampling: SamplingConfig
     generator: torch.Generator
@@ -142,26 +142,26 @@ class Generation:
     stats: GenerationStats
 
 
-def start(engine: Engine, prompt: list[int], sampling: SamplingConfig, seed: int) -> Context:
+def start(pair: Pair, prompt: list[int], sampling: SamplingConfig, seed: int) -> Context:
     """Reset both caches and counters and open a generation with its own seeded generator."""
     prompt = [int(t) for t in prompt]
     if not prompt:
         raise UserError("the prompt must hold at least one token")
-    if max(prompt) >= engine.target.vocab_size or min(prompt) < 0:
-        raise UserError(f"prompt token ids must lie in [0, {engine.target.vocab_size})")
-    engine.reset()
-    generator = torch.Generator(device=engine.device).manual_seed(int(seed))
-    return Context(engine, prompt, sampling, generator)
+    if max(prompt) >= pair.target.vocab_size or min(prompt) < 0:
+        raise UserError(f"prompt token ids must lie in [0, {pair.target.vocab_size})")
+    pair.reset()
+    generator = torch.Generator(device=pair.device).manual_seed(int(seed))
+    return Context(pair, prompt, sampling, generator)
 
 
-def generate(engine: Engine, decoder: Decoder, prompt: list[int], *, max_new_tokens: int,
+def generate(pair: Pair, decoder: Decoder, prompt: list[int], *, max_new_tokens: int,
              sampling: SamplingConfig = SamplingConfig(), seed: int = 0,
              stop_ids: tuple[int, ...] | None = None) -> Generation:
     """Decode from ``prompt`` token ids until a stop token or ``max_new_tokens``."""
     if max_new_tokens < 1:
         raise UserError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    stop = set(engine.stop_ids if stop_ids is None else stop_ids)
-    ctx = start(engine, prompt, sampling, seed)
+    stop = set(pair.stop_ids if stop_ids is None else stop_ids)
+    ctx = start(pair, prompt, sampling, seed)
     stats = GenerationStats()
     new: list[int] = []
     reason = "max_new_tokens"
@@ -178,10 +178,10 @@ def generate(engine: Engine, decoder: Decoder, prompt: list[int], *, max_new_tok
         stats.record(block, len(kept))
         if reason == "stop_token":
             break
-    if engine.device.type == "cuda":
-        torch.cuda.synchronize(engine.device)
+    if pair.device.type == "cuda":
+        torch.cuda.synchronize(pair.device)
     stats.wall_seconds = time.perf_counter() - began
-    for model, runner in (("target", engine.target), ("draft", engine.draft)):
+    for model, runner in (("target", pair.target), ("draft", pair.draft)):
         setattr(stats, f"{model}_calls", runner.counter.calls)
         setattr(stats, f"{model}_tokens_fed", runner.counter.tokens)
         setattr(stats, f"{model}_seconds", runner.counter.seconds)

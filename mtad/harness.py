@@ -12,7 +12,7 @@ from tqdm import tqdm
 from mtad.catalogue import build_decoder
 from mtad.decoding import GenerationStats, generate
 from mtad.energy import build_meter
-from mtad.engine import Engine
+from mtad.pair import Pair
 from mtad.metrics import perplexity, target_log_probs
 from mtad.models import PairConfig, load_pair
 from mtad.errors import UserError
@@ -28,10 +28,10 @@ HARNESS_VERSION = 1
 TIMING = "tokens_per_second = total emitted tokens / total generate() seconds (ratio of sums), after warm-up"
 ENERGY = "joules over the timed generate() calls, idle power included (idle_watts says how much to subtract)"
 
-_PAIRS: dict[str, Engine] = {}
+_PAIRS: dict[str, Pair] = {}
 
 
-def cached_pair(model_cfg: dict) -> Engine:
+def cached_pair(model_cfg: dict) -> Pair:
     """Load a pair once per process: the jobs of a Hydra multirun share it."""
     spec = PairConfig(**model_cfg)
     key = repr(spec)
@@ -64,17 +64,17 @@ def run_job(cfg: DictConfig, out_dir: Path, sweep: str | None = None) -> dict:
         write_atomic(recorder.out_dir / "summary.json", json.dumps(summary, indent=2, default=str))
         return summary
     task.preflight()  # before the models load
-    engine = cached_pair(config["model"])
-    examples = task.examples(engine)
+    pair = cached_pair(config["pair"])
+    examples = task.examples(pair.info)
     todo = [(i, example) for i, example in enumerate(examples) if example.id not in recorder.done]
-    with closing(build_meter(cfg.meter, [engine.target.device, engine.draft.device])) as meter:
+    with closing(build_meter(cfg.meter, [pair.target.device, pair.draft.device])) as meter:
         idle_watts = meter.idle_watts(cfg.meter_idle_seconds)
         for _ in range(cfg.warmup if todo else 0):
-            generate(engine, decoder, examples[0].prompt_ids, max_new_tokens=cfg.max_new_tokens, sampling=sampling,
+            generate(pair, decoder, examples[0].prompt_ids, max_new_tokens=cfg.max_new_tokens, sampling=sampling,
                      seed=cfg.seed)
         for i, example in tqdm(todo, desc=f"{decoder.name} on {task.name}", leave=False,
                                initial=len(examples) - len(todo), total=len(examples)):
-            recorder.sample(run_example(engine, decoder, task, example, sampling, cfg.max_new_tokens, cfg.seed + i,
+            recorder.sample(run_example(pair, decoder, task, example, sampling, cfg.max_new_tokens, cfg.seed + i,
                                         meter))
     records = [recorder.done[example.id] for example in examples]
     verdicts = [record["verdict"] for record in records]
@@ -87,9 +87,9 @@ def run_job(cfg: DictConfig, out_dir: Path, sweep: str | None = None) -> dict:
     mean_log_probs = [r["target_log_prob_mean"] for r in records if r["target_log_prob_mean"] is not None]
     if mean_log_probs:
         quality["target_ppl"] = perplexity(mean_log_probs)
-    task.write_outputs(recorder.out_dir, verdicts, model_id=f"{engine.name}-{decoder.name}-{recorder.run_id[:8]}")
+    task.write_outputs(recorder.out_dir, verdicts, model_id=f"{pair.name}-{decoder.name}-{recorder.run_id[:8]}")
     summary = recorder.finish({
-        "sweep": sweep, "task": task.name, "model": engine.name, "decoder": decoder.name,
+        "sweep": sweep, "task": task.name, "pair": pair.name, "decoder": decoder.name,
         "decoder_params": decoder_params, "seed": cfg.seed, "sampling": config["sampling"],
         "max_new_tokens": cfg.max_new_tokens, "examples": len(examples),
         "resumed_examples": len(examples) - len(todo),
@@ -106,26 +106,26 @@ def run_job(cfg: DictConfig, out_dir: Path, sweep: str | None = None) -> dict:
     return summary
 
 
-def run_example(engine, decoder, task, example, sampling, max_new_tokens: int, seed: int, meter) -> dict:
+def run_example(pair, decoder, task, example, sampling, max_new_tokens: int, seed: int, meter) -> dict:
     """Generate every turn of one example, score it, and return its record."""
     turns = []  # (prompt, generation) per turn
 
     def generate_turn(prompt_ids: list[int]) -> list[int]:
-        out = generate(engine, decoder, prompt_ids, max_new_tokens=max_new_tokens, sampling=sampling, seed=seed)
+        out = generate(pair, decoder, prompt_ids, max_new_tokens=max_new_tokens, sampling=sampling, seed=seed)
         turns.append((prompt_ids, out))
         return out.tokens
 
     before = meter.joules()
-    replies = task.converse(example, generate_turn, engine)
+    replies = task.converse(example, generate_turn, pair.info)
     after = meter.joules()
     stats, log_probs = GenerationStats(), []
     for prompt_ids, out in turns:
         stats.add(out.stats)
-        log_probs += target_log_probs(engine.target, prompt_ids, out.tokens)
+        log_probs += target_log_probs(pair.target, prompt_ids, out.tokens)
     record = {"id": example.id, "prompt_tokens": len(example.prompt_ids),
               "new_tokens": [t for _, out in turns for t in out.tokens], "stop_reason": turns[-1][1].stop_reason,
               "stats": stats.as_dict(), "energy_joules": None if after is None else after - before,
-              "verdict": task.score(example, replies, engine),
+              "verdict": task.score(example, replies, pair.info),
               "target_log_prob_mean": sum(log_probs) / len(log_probs) if log_probs else None}
     if len(turns) > 1:
         record["turn_tokens"] = [len(out.tokens) for _, out in turns]

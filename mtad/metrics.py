@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from mtad.engine import Runner
+from mtad.pair import Runner
 
 
 def target_log_probs(target: Runner, prompt: list[int], tokens: list[int]) -> list[float]:

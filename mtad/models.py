@@ -1,6 +1,6 @@
-"""Loading a target/draft model pair into an ``Engine``.
+"""Loading a target/draft model pair into an ``Pair``.
 
-A pair is described by a config (``conf/model/<name>.yaml``): target and draft sources, dtype,
+A pair is described by a config (``conf/pair/<name>.yaml``): target and draft sources, dtype,
 device, attention implementation, prompt style and stop tokens. A source is a Hugging Face hub
 id or local folder, ``prepared:<name>`` for an embedded model built by ``mtad.prepare``, or
 ``tiny-llama/target`` / ``tiny-llama/draft`` for the in-process random test pair.
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from mtad.engine import Engine, HFRunner
+from mtad.pair import Pair, HFRunner
 from mtad.errors import UserError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -49,20 +49,20 @@ class PairConfig:
 
 
 def pair_config(name: str, **overrides) -> PairConfig:
-    """The pair config ``conf/model/<name>.yaml`` with field overrides."""
+    """The pair config ``conf/pair/<name>.yaml`` with field overrides."""
     from omegaconf import OmegaConf
 
-    path = CONF_DIR / "model" / f"{name}.yaml"
+    path = CONF_DIR / "pair" / f"{name}.yaml"
     if not path.exists():
-        known = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
+        known = sorted(p.stem for p in (CONF_DIR / "pair").glob("*.yaml"))
         raise UserError(f"unknown model pair {name!r} (known: {', '.join(known)})")
     values = {**OmegaConf.to_container(OmegaConf.load(path)), **overrides}
     known_fields = {f.name for f in fields(PairConfig)}
     return PairConfig(**{k: v for k, v in values.items() if k in known_fields})
 
 
-def load_pair(pair: str | PairConfig = "tiny", **overrides) -> Engine:
-    """Load a model pair by config name (or from a ``PairConfig``) into an ``Engine``."""
+def load_pair(pair: str | PairConfig = "tiny", **overrides) -> Pair:
+    """Load a model pair by config name (or from a ``PairConfig``) into an ``Pair``."""
     cfg = pair if isinstance(pair, PairConfig) else pair_config(pair, **overrides)
     device, dtype = cfg.resolved_device(), cfg.resolved_dtype()
     if cfg.target.startswith(TINY_PREFIX) and cfg.draft.startswith(TINY_PREFIX):
@@ -78,7 +78,7 @@ def load_pair(pair: str | PairConfig = "tiny", **overrides) -> Engine:
         _check_same_tokenizer(tokenizer, load_tokenizer(draft_src), cfg)
         target, draft = (load_causal_lm(src, dtype, cfg.attn_implementation) for src in (target_src, draft_src))
     target, draft = (m.to(device=device, dtype=dtype) for m in (target, draft))
-    return Engine(HFRunner(target), HFRunner(draft, head_rows=cfg.draft_head_rows), name=cfg.name,
+    return Pair(HFRunner(target), HFRunner(draft, head_rows=cfg.draft_head_rows), name=cfg.name,
                   stop_ids=_stop_ids(target, tokenizer, cfg), tokenizer=tokenizer, chat_template=cfg.chat_template)
 
 

@@ -17,7 +17,7 @@ import torch
 
 from mtad.chain import commit_prefix, verify_chain
 from mtad.decoding import Block, Context, Decoder, require
-from mtad.sampling import sample, sample_one
+from mtad.sampling import sample, sample_one, supported_draws
 
 BEAM_NORMS = ("joint", "repo")
 ACCEPT_RULES = ("longest", "first_fail")
@@ -44,9 +44,9 @@ def beam_weights(values: torch.Tensor, beam_norm: str) -> torch.Tensor:
 def beam_sample(ctx: Context, gamma: int, width: int, replacement: bool, beam_norm: str) -> BeamDraft:
     """Beam sampling on the draft (docs/decoders.md#mtad-beam-sampling-draft). All beams run in one batched draft call per step;
     on return the draft cache holds the context plus the chosen beam's first gamma-1 tokens."""
-    draft = ctx.engine.draft
+    draft = ctx.pair.draft
     q1 = ctx.probs(draft.feed_uncached(ctx.tokens)[-1])
-    first = sample(q1, ctx.generator, _draws(q1, width, replacement), replacement)
+    first = sample(q1, ctx.generator, supported_draws(q1, width, replacement), replacement)
     beams = first[:, None]
     log_q = q1[first].log()[:, None]
     weights = beam_weights(q1[first], beam_norm)
@@ -55,7 +55,7 @@ def beam_sample(ctx: Context, gamma: int, width: int, replacement: bool, beam_no
         draft.select_rows(parents)
         Q = ctx.probs(draft.feed(beams[:, -1:])[:, -1])                  # [beams, V]
         joint = (weights[:, None] * Q).flatten()                         # proportional to beam joints
-        picks = sample(joint, ctx.generator, _draws(joint, width, replacement), replacement)
+        picks = sample(joint, ctx.generator, supported_draws(joint, width, replacement), replacement)
         parents, new = picks // Q.shape[1], picks % Q.shape[1]
         beams = torch.cat([beams[parents], new[:, None]], dim=1)
         log_q = torch.cat([log_q[parents], Q[parents, new].log()[:, None]], dim=1)
@@ -64,11 +64,6 @@ def beam_sample(ctx: Context, gamma: int, width: int, replacement: bool, beam_no
     if gamma > 1:
         draft.select_rows(parents[best:best + 1])
     return BeamDraft(beams[best].tolist(), log_q[best], beams, log_q.sum(1))
-
-
-def _draws(probs: torch.Tensor, width: int, replacement: bool) -> int:
-    """Without replacement there can be fewer supported tokens than beams (top-p may leave one)."""
-    return width if replacement else min(width, int((probs > 0).sum()))
 
 
 def accepted_length(log_ratio: torch.Tensor, log_tau: float, rule: str) -> int:

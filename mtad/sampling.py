@@ -83,6 +83,22 @@ def uniform(generator: torch.Generator, device: torch.device | str) -> float:
     return float(torch.rand((), generator=generator, device=device).item())
 
 
+def supported_draws(probs: torch.Tensor, k: int, replacement: bool) -> int:
+    """How many of ``k`` draws can be made: without replacement no more than the tokens ``probs``
+    supports (top-k/top-p may leave fewer than k, even one)."""
+    return k if replacement else min(k, int((probs > 0).sum()))
+
+
+def first_accepted(candidates: list, accept: list[float], generator: torch.Generator, device) -> object | None:
+    """The first candidate, tried in order, whose fresh uniform falls below its acceptance
+    probability; None if all are rejected. Lazy on purpose: one uniform per candidate tried and
+    none after an acceptance, which fixes how much of the random stream a round consumes."""
+    for candidate, probability in zip(candidates, accept):
+        if uniform(generator, device) < probability:
+            return candidate
+    return None
+
+
 def residual(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     """norm(max(0, p - q)); falls back to p when the residual has no mass (p == q up to rounding)."""
     r = (p - q).clamp_min(0)

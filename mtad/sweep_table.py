@@ -19,13 +19,13 @@ def _cell(value) -> str:
 
 def format_table(summaries: list[dict]) -> str:
     quality_names = sorted({k for s in summaries for k in s["quality"]})
-    header = ["model", "task", "decoder", "params", "examples", "tokens", "tok/s", "vs AR", "J/token", "block eff",
+    header = ["pair", "task", "decoder", "params", "examples", "tokens", "tok/s", "vs AR", "J/token", "block eff",
               "accept", "accept per position", *quality_names]
     rows = [header]
     for s, params in zip(summaries, varying_params(summaries)):
         vs_ar = speedup(s, summaries, "ar")
         rows.append([
-            s["model"], s["task"], s["decoder"], params_label(params), str(s["examples"]),
+            s["pair"], s["task"], s["decoder"], params_label(params), str(s["examples"]),
             str(s["totals"]["new_tokens"]), f"{s['tokens_per_second']:.2f}", "-" if vs_ar is None else f"{vs_ar:.2f}x",
             _cell(s.get("joules_per_token")), f"{s['block_efficiency']:.2f}", f"{s['acceptance_rate']:.2f}",
             " ".join(f"{a:.2f}" for a in s["acceptance_per_position"]) or "-",

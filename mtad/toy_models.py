@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from mtad.engine import ForwardCounter, Runner
+from mtad.pair import ForwardCounter, Runner
 
 TINY_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 TINY_VOCAB = 256 + len(TINY_SPECIAL_TOKENS)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 
 from mtad.decoding import Context
-from mtad.sampling import sample
+from mtad.sampling import sample, supported_draws
 
 
 @dataclass
@@ -50,15 +50,14 @@ class Tree:
 def draw_children(q: torch.Tensor, k: int, replacement: bool, generator: torch.Generator) -> list[int]:
     """k children i.i.d. from q, or without replacement (as many as q supports). A single child is
     drawn the same way either way, so a chain consumes the random stream exactly like SpD."""
-    if not replacement:
-        k = min(k, int((q > 0).sum()))
+    k = supported_draws(q, k, replacement)
     return sample(q, generator, k, replacement=replacement or k == 1).tolist()
 
 
 def draft_tree(ctx: Context, k_config: list[int], replacement: bool) -> Tree:
     """Grow the tree on the draft. On return the draft cache holds the context and every node
     except the last level (which is never fed to the draft)."""
-    draft = ctx.engine.draft
+    draft = ctx.pair.draft
     tree = Tree()
     tree.q[-1] = ctx.probs(draft.feed_uncached(ctx.tokens)[-1])
     frontier = [-1]
@@ -84,7 +83,7 @@ def draft_tree(ctx: Context, k_config: list[int], replacement: bool) -> Tree:
 def verify_tree(ctx: Context, tree: Tree) -> tuple[torch.Tensor, torch.Tensor]:
     """One target call over the uncached committed tokens and every node.
     Returns processed p at the root [V] and at every node [len(tree), V]."""
-    target = ctx.engine.target
+    target = ctx.pair.target
     uncached = ctx.tokens[target.length:]
     u, n = len(uncached), len(tree)
     mask = torch.zeros(u + n, u + n, dtype=torch.bool)
@@ -102,5 +101,5 @@ def commit_path(ctx: Context, tree: Tree, path: list[int], last_level: int) -> N
     """Keep the context and the accepted path in both caches (the draft never saw the last level)."""
     base = len(ctx.tokens)
     context = list(range(base))
-    ctx.engine.target.keep_positions(context + [base + node for node in path])
-    ctx.engine.draft.keep_positions(context + [base + node for node in path if tree.depths[node] < last_level])
+    ctx.pair.target.keep_positions(context + [base + node for node in path])
+    ctx.pair.draft.keep_positions(context + [base + node for node in path if tree.depths[node] < last_level])

@@ -46,8 +46,8 @@ def log_job(summary: dict, samples: list[dict], out_dir: Path, settings: dict) -
         raise UserError("logger=wandb needs the wandb package (pip install wandb)") from None
     run = wandb.init(project=settings.get("project") or "mtad", entity=settings.get("entity"), mode=mode,
                      dir=str(out_dir), group=Path(summary["sweep"]).name if summary.get("sweep") else summary["run_id"],
-                     name=f"{summary['model']}/{summary['task']}/{summary['decoder']}/seed{summary['seed']}",
-                     job_type=summary["task"], config=summary["config"], tags=[summary["decoder"], summary["model"]])
+                     name=f"{summary['pair']}/{summary['task']}/{summary['decoder']}/seed{summary['seed']}",
+                     job_type=summary["task"], config=summary["config"], tags=[summary["decoder"], summary["pair"]])
     try:
         run.summary.update({**flat_metrics(summary), "run_id": summary["run_id"]})
         table = wandb.Table(columns=["id", "new_tokens", "stop_reason", "energy_joules", "verdict"])

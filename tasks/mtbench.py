@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mtad.errors import UserError
 from mtad.judge import Judge, judge_answers, load_prompts, load_references, scores
-from tasks.base import Example, Task
+from mtad.pair import PairInfo
+from tasks.base import Example, Task, shared_data
 
 ANSWERS = "model_answer"
 JUDGMENTS = "model_judgment"
@@ -26,7 +27,7 @@ class MTBench(Task):
     name = "mtbench"
     version = 1
     graded_by_judge = True
-    data_dir: str = "../shared/data/mt_bench"
+    data_dir: str = field(default_factory=lambda: shared_data("mt_bench"))
     limit: int | None = None   # the first N questions; None = all 80
     retries: int = 2           # judge replies without a rating asked again, then counted missing
 
@@ -42,39 +43,39 @@ class MTBench(Task):
         questions = [json.loads(line) for line in self.files["questions"].read_text().splitlines() if line.strip()]
         self.questions = {q["question_id"]: q for q in questions[: self.limit]}
 
-    def examples(self, engine) -> list[Example]:
-        if engine.tokenizer is None or not getattr(engine.tokenizer, "chat_template", None):
-            raise UserError(f"mtbench needs a model pair whose tokenizer has a chat template; {engine.name!r} has none")
-        return [Example(f"mtbench/{qid}", self._chat(engine, [q["turns"][0]], []), {"question": q})
+    def examples(self, pair: PairInfo) -> list[Example]:
+        if pair.tokenizer is None or not getattr(pair.tokenizer, "chat_template", None):
+            raise UserError(f"mtbench needs a model pair whose tokenizer has a chat template; {pair.name!r} has none")
+        return [Example(f"mtbench/{qid}", self._chat(pair, [q["turns"][0]], []), {"question": q})
                 for qid, q in self.questions.items()]
 
     @staticmethod
-    def _chat(engine, questions: list[str], answers: list[str]) -> list[int]:
+    def _chat(pair: PairInfo, questions: list[str], answers: list[str]) -> list[int]:
         messages = []
         for i, question in enumerate(questions):
             messages.append({"role": "user", "content": question})
             if i < len(answers):
                 messages.append({"role": "assistant", "content": answers[i]})
-        return list(engine.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+        return list(pair.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
                                                          return_dict=False))
 
-    def converse(self, example, generate_turn, engine) -> list[list[int]]:
+    def converse(self, example, generate_turn, pair: PairInfo) -> list[list[int]]:
         turns = example.data["question"]["turns"]
         replies, answers = [], []
         for turn in range(len(turns)):
-            prompt = example.prompt_ids if turn == 0 else self._chat(engine, turns[: turn + 1], answers)
+            prompt = example.prompt_ids if turn == 0 else self._chat(pair, turns[: turn + 1], answers)
             replies.append(generate_turn(prompt))
-            answers.append(self._text(engine, replies[-1]))
+            answers.append(self._text(pair, replies[-1]))
         return replies
 
     @staticmethod
-    def _text(engine, tokens: list[int]) -> str:
-        return engine.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+    def _text(pair: PairInfo, tokens: list[int]) -> str:
+        return pair.tokenizer.decode(tokens, skip_special_tokens=True).strip()
 
-    def score(self, example, replies, engine) -> dict:
+    def score(self, example, replies, pair: PairInfo) -> dict:
         question = example.data["question"]
         return {"question_id": question["question_id"], "category": question["category"],
-                "answers": [self._text(engine, tokens) for tokens in replies]}
+                "answers": [self._text(pair, tokens) for tokens in replies]}
 
     def quality(self, verdicts) -> dict:
         return {"answered": len(verdicts)}  # ratings come from a judge (judge=, or judge.py later)

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
 
 from mtad.errors import UserError
 from mtad.prepare import mtad_home
-from tasks.base import Example, Task
+from mtad.pair import PairInfo
+from tasks.base import Example, Task, shared_data
 from tasks.spider_synth import SchemaDatabases, gold_literals
 from tasks.sqlexec import QueryError, execute, has_order_by, results_match
 
@@ -66,7 +67,7 @@ def extract_sql(text: str) -> str:
 class Spider(Task):
     name = "spider"
     version = 1
-    data_dir: str = "../shared/data/spider"
+    data_dir: str = field(default_factory=lambda: shared_data("spider"))
     limit: int | None = 100         # the first N dev questions (the paper: 100); None = all 1034
     mode: str = "auto"              # auto | official | synthetic
     prompt: str = "paper"           # paper (raw one-shot text) | chat (the same text through the chat template)
@@ -120,27 +121,28 @@ class Spider(Task):
                 self._paths[db_id] = builder.paths()
         return self._paths[db_id]
 
-    def examples(self, engine) -> list[Example]:
-        if engine.tokenizer is None:
-            raise UserError(f"spider needs a model pair with a tokenizer; {engine.name!r} has none")
+    def examples(self, pair: PairInfo) -> list[Example]:
+        if pair.tokenizer is None:
+            raise UserError(f"spider needs a model pair with a tokenizer; {pair.name!r} has none")
         out = []
         for i, question in enumerate(self.questions):
             text = paper_prompt(question["question"], self.schemas[question["db_id"]])
             if self.prompt == "chat":
-                ids = engine.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=True,
+                ids = pair.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=True,
                                                            add_generation_prompt=True, return_dict=False)
             else:
-                ids = engine.tokenizer(text).input_ids
+                ids = pair.tokenizer(text).input_ids
             out.append(Example(f"spider/{i}", list(ids), {"question": question}))
         return out
 
-    def score(self, example: Example, replies: list[list[int]], engine) -> dict:
+    def score(self, example: Example, replies: list[list[int]], pair: PairInfo) -> dict:
         (tokens,) = replies  # one turn
         question = example.data["question"]
-        sql = extract_sql(engine.tokenizer.decode(tokens, skip_special_tokens=True))
-        return {"db_id": question["db_id"], "sql": sql, **self.judge(question["query"], sql, question["db_id"])}
+        sql = extract_sql(pair.tokenizer.decode(tokens, skip_special_tokens=True))
+        match = self.execution_match(question["query"], sql, question["db_id"])
+        return {"db_id": question["db_id"], "sql": sql, **match}
 
-    def judge(self, gold_sql: str, predicted_sql: str, db_id: str) -> dict:
+    def execution_match(self, gold_sql: str, predicted_sql: str, db_id: str) -> dict:
         """Execution match of a prediction against the gold query on every database of ``db_id``."""
         verdict = {"mode": self.resolved_mode, "correct": False, "gold_failed": False, "gold_nonempty": False,
                    "error": None}

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from mtad.errors import UserError
+from mtad.pair import PairInfo
 from tasks.base import Example, Task
 
 
@@ -22,7 +23,7 @@ class Synthetic(Task):
         if self.limit < 1 or self.prompt_length < 1:
             raise UserError(f"synthetic: limit and prompt_length must be >= 1, got {self.limit}, {self.prompt_length}")
 
-    def examples(self, engine) -> list[Example]:
+    def examples(self, pair: PairInfo) -> list[Example]:
         gen = torch.Generator().manual_seed(self.seed)
-        prompts = torch.randint(0, engine.target.vocab_size, (self.limit, self.prompt_length), generator=gen)
+        prompts = torch.randint(0, pair.vocab_size, (self.limit, self.prompt_length), generator=gen)
         return [Example(f"synthetic/{i}", row.tolist()) for i, row in enumerate(prompts)]

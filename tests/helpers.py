@@ -1,4 +1,4 @@
-"""Shared pieces of the tests: toy engines, exact AR probabilities and a G-test."""
+"""Shared pieces of the tests: toy pairs, exact AR probabilities and a G-test."""
 
 from __future__ import annotations
 
@@ -9,19 +9,19 @@ import numpy as np
 from scipy import stats
 
 from mtad.decoding import generate
-from mtad.engine import Engine, HFRunner
+from mtad.pair import Pair, HFRunner
 from mtad.sampling import SamplingConfig, process
 from mtad.toy_models import TableLM, tiny_llama_pair
 
 
-def table_engine(vocab: int = 3, seed: int = 0, draft_noise: float = 0.8) -> Engine:
+def table_pair(vocab: int = 3, seed: int = 0, draft_noise: float = 0.8) -> Pair:
     target, draft = TableLM.random_pair(vocab, seed, draft_noise=draft_noise)
-    return Engine(target, draft, name="table")
+    return Pair(target, draft, name="table")
 
 
-def tiny_engine(seed: int = 0, attn_implementation: str = "sdpa") -> Engine:
+def tiny_pair(seed: int = 0, attn_implementation: str = "sdpa") -> Pair:
     target, draft = tiny_llama_pair(seed, attn_implementation=attn_implementation)
-    return Engine(HFRunner(target), HFRunner(draft), name="tiny")
+    return Pair(HFRunner(target), HFRunner(draft), name="tiny")
 
 
 def exact_ar(model: TableLM, prompt: list[int], length: int, sampling: SamplingConfig) -> dict[tuple, float]:
@@ -36,12 +36,12 @@ def exact_ar(model: TableLM, prompt: list[int], length: int, sampling: SamplingC
     return probs
 
 
-def sample_sequences(engine: Engine, decoder, prompt: list[int], length: int, runs: int,
+def sample_sequences(pair: Pair, decoder, prompt: list[int], length: int, runs: int,
                      sampling: SamplingConfig, seed: int = 0) -> Counter:
     """Counts of the first ``length`` tokens over ``runs`` generations with consecutive seeds."""
     counts = Counter()
     for run in range(runs):
-        out = generate(engine, decoder, prompt, max_new_tokens=length, sampling=sampling, seed=seed + run,
+        out = generate(pair, decoder, prompt, max_new_tokens=length, sampling=sampling, seed=seed + run,
                        stop_ids=())
         counts[tuple(out.tokens)] += 1
     return counts

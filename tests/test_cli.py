@@ -19,7 +19,7 @@ def run_cli(tmp_path, *overrides):
 
 
 def test_multirun_sweep_writes_records_and_prints_one_table(tmp_path):
-    proc = run_cli(tmp_path, "-m", "model=tiny", "task=humaneval", "task.limit=10", "decoder=ar,spd,mtad",
+    proc = run_cli(tmp_path, "-m", "pair=tiny", "task=humaneval", "task.limit=10", "decoder=ar,spd,mtad",
                    "max_new_tokens=24")
     assert proc.returncode == 0, proc.stderr[-2000:]
     jobs = sorted((tmp_path / "sweep").glob("*/summary.json"))
@@ -49,7 +49,7 @@ def test_multirun_sweep_writes_records_and_prints_one_table(tmp_path):
 def test_same_config_is_recognised_not_rerun_and_overrides_reach_the_decoder(tmp_path):
     outputs = []
     for tau in ("0.3", "0.3", "0.7"):
-        proc = run_cli(tmp_path, "model=tiny", "task=synthetic", "task.limit=1", "decoder=mtad", f"decoder.tau={tau}",
+        proc = run_cli(tmp_path, "pair=tiny", "task=synthetic", "task.limit=1", "decoder=mtad", f"decoder.tau={tau}",
                        "max_new_tokens=4")
         assert proc.returncode == 0, proc.stderr[-2000:]
         outputs.append(proc.stdout)
@@ -57,7 +57,7 @@ def test_same_config_is_recognised_not_rerun_and_overrides_reach_the_decoder(tmp
     assert [r["decoder_params"]["tau"] for r in store] == [0.3, 0.7]
     assert store[0]["run_id"] != store[1]["run_id"]
     assert f"run {store[0]['run_id']} finished before" in outputs[1] and "finished before" not in outputs[2]
-    assert run_cli(tmp_path, "model=tiny", "task=synthetic", "task.limit=1", "decoder=mtad", "decoder.tau=0.3",
+    assert run_cli(tmp_path, "pair=tiny", "task=synthetic", "task.limit=1", "decoder=mtad", "decoder.tau=0.3",
                    "max_new_tokens=4", "resume=false").returncode == 0
     store = [json.loads(line) for line in (tmp_path / "results" / "runs.jsonl").read_text().splitlines()]
     assert [r["run_id"] for r in store] == [store[0]["run_id"], store[1]["run_id"], store[0]["run_id"]]
@@ -74,7 +74,7 @@ def run_bumped(tmp_path, *overrides):
 
 
 def test_a_version_bump_runs_the_same_command_again(tmp_path):
-    command = ["-m", "model=tiny", "task=synthetic", "task.limit=2", "decoder=ar,spd,mtad", "max_new_tokens=4"]
+    command = ["-m", "pair=tiny", "task=synthetic", "task.limit=2", "decoder=ar,spd,mtad", "max_new_tokens=4"]
     first, second = run_cli(tmp_path, *command), run_cli(tmp_path, *command)
     assert first.returncode == second.returncode == 0, second.stderr[-2000:]
     assert "finished before" not in first.stdout and second.stdout.count("finished before") == 3
@@ -88,7 +88,7 @@ def test_a_version_bump_runs_the_same_command_again(tmp_path):
 
 
 def test_a_resumed_run_never_mixes_examples_of_two_versions(tmp_path):
-    command = ["model=tiny", "task=synthetic", "task.limit=3", "decoder=spd", "max_new_tokens=4"]
+    command = ["pair=tiny", "task=synthetic", "task.limit=3", "decoder=spd", "max_new_tokens=4"]
     assert run_cli(tmp_path, *command).returncode == 0
     results = tmp_path / "results"
     (old,) = [json.loads(line) for line in (results / "runs.jsonl").read_text().splitlines()]
@@ -122,7 +122,7 @@ def test_a_resumed_run_never_mixes_examples_of_two_versions(tmp_path):
      "error: task 'synthetic' is not graded by an LLM judge; leave judge=none"),
 ])
 def test_bad_input_gives_a_clear_error(tmp_path, overrides, message):
-    proc = run_cli(tmp_path, "model=tiny", *overrides)
+    proc = run_cli(tmp_path, "pair=tiny", *overrides)
     assert proc.returncode != 0
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -133,7 +133,7 @@ def test_bad_input_gives_a_clear_error(tmp_path, overrides, message):
 def test_humaneval_without_bwrap_stops_in_one_line_before_loading_models(tmp_path):
     env = {**os.environ, "MTAD_RESULTS": str(tmp_path / "results"), "PATH": str(tmp_path)}  # no bwrap on PATH
     # A target that cannot load: refused for the sandbox first proves the models were never touched.
-    proc = subprocess.run([sys.executable, "run.py", "model=qwen2.5-coder", f"model.target={tmp_path / 'none'}",
+    proc = subprocess.run([sys.executable, "run.py", "pair=qwen2.5-coder", f"pair.target={tmp_path / 'none'}",
                            "task=humaneval", f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT, env=env,
                           capture_output=True, text=True)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
@@ -143,7 +143,7 @@ def test_humaneval_without_bwrap_stops_in_one_line_before_loading_models(tmp_pat
 
 
 def test_a_missing_local_model_folder_is_one_line(tmp_path):
-    proc = run_cli(tmp_path, "model=qwen2.5-coder", f"model.target={tmp_path / 'none'}", "task=synthetic")
+    proc = run_cli(tmp_path, "pair=qwen2.5-coder", f"pair.target={tmp_path / 'none'}", "task=synthetic")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert f"error: model folder {tmp_path / 'none'} does not exist" in proc.stderr
 
@@ -152,7 +152,7 @@ def test_unwritable_results_folder(tmp_path):
     blocked = tmp_path / "file"
     blocked.write_text("")
     env_results = blocked / "results"
-    proc = subprocess.run([sys.executable, "run.py", "model=tiny", "task=synthetic", f"hydra.run.dir={tmp_path / 'run'}"],
+    proc = subprocess.run([sys.executable, "run.py", "pair=tiny", "task=synthetic", f"hydra.run.dir={tmp_path / 'run'}"],
                           cwd=ROOT, env={**os.environ, "MTAD_RESULTS": str(env_results)}, capture_output=True, text=True)
     assert proc.returncode == 2 and "error: results folder" in proc.stderr and "is not writable" in proc.stderr
 
@@ -160,7 +160,7 @@ def test_unwritable_results_folder(tmp_path):
 def test_spider_sweep_on_the_tiny_pair_scores_on_synthetic_databases(tmp_path, monkeypatch):
     monkeypatch.setenv("MTAD_HOME", str(tmp_path / "home"))
     data = ROOT.parent / "shared" / "data" / "spider"
-    proc = run_cli(tmp_path, "-m", "model=tiny", "task=spider", "task.limit=3", f"task.data_dir={data}",
+    proc = run_cli(tmp_path, "-m", "pair=tiny", "task=spider", "task.limit=3", f"task.data_dir={data}",
                    "decoder=ar,mtad", "max_new_tokens=8")
     assert proc.returncode == 0, proc.stderr[-2000:]
     summaries = [json.loads(p.read_text()) for p in sorted((tmp_path / "sweep").glob("*/summary.json"))]
@@ -173,19 +173,19 @@ def test_spider_sweep_on_the_tiny_pair_scores_on_synthetic_databases(tmp_path, m
 
 
 def test_two_job_sweep_through_the_submitit_local_launcher(tmp_path):
-    proc = run_cli(tmp_path, "-m", "model=tiny", "task=synthetic", "task.limit=2", "decoder=ar,spd", "max_new_tokens=4",
+    proc = run_cli(tmp_path, "-m", "pair=tiny", "task=synthetic", "task.limit=2", "decoder=ar,spd", "max_new_tokens=4",
                    "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5")
     assert proc.returncode == 0, proc.stderr[-2000:]
     summaries = [json.loads(p.read_text()) for p in sorted((tmp_path / "sweep").glob("*/summary.json"))]
     assert [s["decoder"] for s in summaries] == ["ar", "spd"]
     assert (tmp_path / "sweep" / ".submitit").is_dir()  # the jobs went through submitit
-    assert "| tiny  | synthetic | spd " in proc.stdout
+    assert "| tiny | synthetic | spd " in proc.stdout
 
 
 def test_wandb_logger_writes_an_offline_run_per_job(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_MODE", raising=False)
-    proc = run_cli(tmp_path, "-m", "model=tiny", "task=synthetic", "task.limit=2", "decoder=ar,mtad", "max_new_tokens=4",
+    proc = run_cli(tmp_path, "-m", "pair=tiny", "task=synthetic", "task.limit=2", "decoder=ar,mtad", "max_new_tokens=4",
                    "logger=wandb")
     assert proc.returncode == 0, proc.stderr[-2000:]
     for job in ("0", "1"):

@@ -6,7 +6,7 @@ from mtad.catalogue import build_decoder
 from mtad.decoding import Block, Context, Decoder, generate
 from mtad.sampling import SamplingConfig
 
-from helpers import table_engine, tiny_engine
+from helpers import table_pair, tiny_pair
 
 
 class Scripted(Decoder):
@@ -18,15 +18,15 @@ class Scripted(Decoder):
         self.blocks = list(blocks)
 
     def step(self, ctx: Context) -> Block:
-        ctx.engine.target.feed_uncached(ctx.tokens)
+        ctx.pair.target.feed_uncached(ctx.tokens)
         tokens, accepted, drafted = self.blocks.pop(0)
         return Block(tokens, accepted=accepted, drafted=drafted)
 
 
 def test_stop_token_anywhere_in_a_block_truncates_and_counts_only_emitted():
-    engine = table_engine(vocab=6)
+    pair = table_pair(vocab=6)
     decoder = Scripted([([1, 2, 3, 4, 0], 4, 4), ([1, 5, 2, 3, 4], 4, 4)])
-    out = generate(engine, decoder, [0], max_new_tokens=100, stop_ids=(5,))
+    out = generate(pair, decoder, [0], max_new_tokens=100, stop_ids=(5,))
     assert out.tokens == [1, 2, 3, 4, 0, 1, 5] and out.stop_reason == "stop_token"
     s = out.stats
     assert s.new_tokens == 7 and s.target_calls == 2 and s.draft_proposed == 8
@@ -36,19 +36,19 @@ def test_stop_token_anywhere_in_a_block_truncates_and_counts_only_emitted():
 
 
 def test_max_new_tokens_truncates_a_block():
-    engine = table_engine(vocab=6)
-    out = generate(engine, Scripted([([1, 2, 3], 2, 2), ([1, 2, 3], 2, 2)]), [0], max_new_tokens=4, stop_ids=())
+    pair = table_pair(vocab=6)
+    out = generate(pair, Scripted([([1, 2, 3], 2, 2), ([1, 2, 3], 2, 2)]), [0], max_new_tokens=4, stop_ids=())
     assert out.tokens == [1, 2, 3, 1] and out.stop_reason == "max_new_tokens"
     assert out.stats.new_tokens == 4 and out.stats.draft_accepted == 3
 
 
 @pytest.mark.parametrize("name, params", [("ar", {}), ("spd", {"gamma": 3}), ("mtad", {"gamma": 3, "width": 2})])
 def test_counters_add_up(name, params):
-    engine = tiny_engine()
-    out = generate(engine, build_decoder(name, **params), [3, 1, 4], max_new_tokens=37, seed=1, stop_ids=())
+    pair = tiny_pair()
+    out = generate(pair, build_decoder(name, **params), [3, 1, 4], max_new_tokens=37, seed=1, stop_ids=())
     s = out.stats
     assert len(out.tokens) == s.new_tokens == 37
-    assert s.target_calls == engine.target.counter.calls
+    assert s.target_calls == pair.target.counter.calls
     gamma = params.get("gamma", 0)
     assert s.draft_proposed == gamma * s.target_calls
     # every step emits its accepted tokens plus one; only the last block may be cut short
@@ -64,9 +64,9 @@ def test_counters_add_up(name, params):
 
 
 def test_same_seed_same_output_different_seed_different_output():
-    engine = tiny_engine()
+    pair = tiny_pair()
     decoder = build_decoder("mtad")
-    runs = [generate(engine, decoder, [5, 6], max_new_tokens=30, seed=s).tokens for s in (7, 7, 8)]
+    runs = [generate(pair, decoder, [5, 6], max_new_tokens=30, seed=s).tokens for s in (7, 7, 8)]
     assert runs[0] == runs[1] != runs[2]
 
 
@@ -88,15 +88,15 @@ def test_bad_decoder_parameters_raise_one_line(name, params, message):
 
 
 def test_bad_generation_input_raises():
-    engine = table_engine(vocab=3)
+    pair = table_pair(vocab=3)
     with pytest.raises(ValueError, match="at least one token"):
-        generate(engine, build_decoder("ar"), [], max_new_tokens=3)
+        generate(pair, build_decoder("ar"), [], max_new_tokens=3)
     with pytest.raises(ValueError, match=r"token ids must lie in \[0, 3\)"):
-        generate(engine, build_decoder("ar"), [7], max_new_tokens=3)
+        generate(pair, build_decoder("ar"), [7], max_new_tokens=3)
     with pytest.raises(ValueError, match="max_new_tokens must be >= 1"):
-        generate(engine, build_decoder("ar"), [1], max_new_tokens=0)
+        generate(pair, build_decoder("ar"), [1], max_new_tokens=0)
     with pytest.raises(ValueError, match="top_p"):
-        generate(engine, build_decoder("ar"), [1], max_new_tokens=3, sampling=SamplingConfig(top_p=0))
+        generate(pair, build_decoder("ar"), [1], max_new_tokens=3, sampling=SamplingConfig(top_p=0))
 
 
 def test_stats_add_sums_counts_and_pads_per_position_lists():

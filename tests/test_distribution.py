@@ -8,7 +8,7 @@ import baselines.spd
 from mtad.catalogue import build_decoder
 from mtad.sampling import SamplingConfig
 
-from helpers import exact_ar, g_test, sample_sequences, table_engine
+from helpers import exact_ar, g_test, sample_sequences, table_pair
 
 PROMPT = [0, 1]
 LENGTH = 5
@@ -19,9 +19,9 @@ UNFILTERED = SamplingConfig(temperature=1.0, top_k=0, top_p=1.0)
 
 
 def check(decoder, sampling, seed=0):
-    engine = table_engine(vocab=3, seed=seed)
-    expected = exact_ar(engine.target, PROMPT, LENGTH, sampling)
-    counts = sample_sequences(engine, decoder, PROMPT, LENGTH, RUNS, sampling)
+    pair = table_pair(vocab=3, seed=seed)
+    expected = exact_ar(pair.target, PROMPT, LENGTH, sampling)
+    counts = sample_sequences(pair, decoder, PROMPT, LENGTH, RUNS, sampling)
     return g_test(counts, expected)
 
 
@@ -57,10 +57,10 @@ def test_mtad_with_finite_tau_is_not_ar():
 
 def test_spd_with_a_draft_that_never_proposes_a_token_reproduces_ar():
     """A cut draft head gives some ids q = 0 (HFRunner.head_rows); the residual must supply them."""
-    engine = table_engine(vocab=3, seed=0)
-    engine.draft.table[..., 2] = float("-inf")
-    expected = exact_ar(engine.target, PROMPT, LENGTH, UNFILTERED)
-    counts = sample_sequences(engine, build_decoder("spd", gamma=2), PROMPT, LENGTH, RUNS, UNFILTERED)
+    pair = table_pair(vocab=3, seed=0)
+    pair.draft.table[..., 2] = float("-inf")
+    expected = exact_ar(pair.target, PROMPT, LENGTH, UNFILTERED)
+    counts = sample_sequences(pair, build_decoder("spd", gamma=2), PROMPT, LENGTH, RUNS, UNFILTERED)
     pvalue, tv = g_test(counts, expected)
     assert pvalue > THRESHOLD, f"p={pvalue:.2e}, TV={tv:.3f}"
     assert any(2 in seq for seq in counts), "token 2 never appeared: the test would not see the residual"

@@ -137,7 +137,7 @@ def test_a_job_records_energy_per_sample_and_in_total(tmp_path, monkeypatch):
 
     monkeypatch.setattr(energy, "POWERCAP", tmp_path)
     with initialize_config_dir(str(ROOT / "conf"), version_base=None):
-        cfg = compose("config", overrides=["model=tiny", "task=synthetic", "task.limit=2", "decoder=spd",
+        cfg = compose("config", overrides=["pair=tiny", "task=synthetic", "task.limit=2", "decoder=spd",
                                            "max_new_tokens=16", f"results_dir={tmp_path / 'results'}",
                                            "meter_idle_seconds=0.2"])
     writer = threading.Thread(target=advance, daemon=True)

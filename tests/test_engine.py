@@ -1,12 +1,12 @@
-"""The engine's cache bookkeeping and custom masks against uncached forward passes (float32)."""
+"""The pair's cache bookkeeping and custom masks against uncached forward passes (float32)."""
 
 import pytest
 import torch
 
-from mtad.engine import Engine, HFRunner
+from mtad.pair import Pair, HFRunner
 from mtad.toy_models import TableLM, tiny_llama, tiny_llama_pair
 
-from helpers import tiny_engine
+from helpers import tiny_pair
 
 
 def plain_logits(model, sequence):
@@ -129,13 +129,13 @@ def test_table_lm_reads_masks_positions_and_cache_like_a_transformer():
 
 
 def test_counters_and_reset():
-    engine = tiny_engine()
-    engine.target.feed_uncached([1, 2, 3])
-    engine.target.feed(torch.tensor([[4, 5]]))
-    assert engine.target.counter.calls == 2 and engine.target.counter.tokens == 5
-    assert engine.target.counter.seconds > 0
-    engine.reset()
-    assert engine.target.counter.calls == 0 and engine.target.length == 0 and engine.draft.length == 0
+    pair = tiny_pair()
+    pair.target.feed_uncached([1, 2, 3])
+    pair.target.feed(torch.tensor([[4, 5]]))
+    assert pair.target.counter.calls == 2 and pair.target.counter.tokens == 5
+    assert pair.target.counter.seconds > 0
+    pair.reset()
+    assert pair.target.counter.calls == 0 and pair.target.length == 0 and pair.draft.length == 0
 
 
 def test_different_vocabularies_are_refused():
@@ -145,7 +145,7 @@ def test_different_vocabularies_are_refused():
     other = LlamaForCausalLM(LlamaConfig(vocab_size=80, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                                          num_attention_heads=4, num_key_value_heads=2))
     with pytest.raises(ValueError, match="vocabularies differ: target has 259 ids, draft has 80"):
-        Engine(HFRunner(target), HFRunner(other))
+        Pair(HFRunner(target), HFRunner(other))
 
 
 def test_pairs_with_different_tokenizers_are_refused():

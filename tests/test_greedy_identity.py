@@ -8,7 +8,7 @@ from mtad.catalogue import build_decoder
 from mtad.decoding import generate
 from mtad.sampling import SamplingConfig
 
-from helpers import tiny_engine
+from helpers import tiny_pair
 
 PROMPTS = [[1, 2, 3, 4, 5], [17], [40, 41, 9, 60, 2, 33, 8, 8], [63, 0, 12]]
 NEW_TOKENS = 40
@@ -16,14 +16,14 @@ GREEDY = SamplingConfig(temperature=0)
 
 
 @pytest.fixture(scope="module")
-def engine():
-    return tiny_engine()
+def pair():
+    return tiny_pair()
 
 
 @pytest.fixture(scope="module")
-def reference(engine):
+def reference(pair):
     """Target greedy continuations from transformers' own generate()."""
-    model = engine.target.model
+    model = pair.target.model
     out = {}
     for prompt in PROMPTS:
         ids = model.generate(torch.tensor([prompt]), max_new_tokens=NEW_TOKENS, do_sample=False, min_new_tokens=NEW_TOKENS)
@@ -31,9 +31,9 @@ def reference(engine):
     return out
 
 
-def test_ar_greedy_equals_hf_generate(engine, reference):
+def test_ar_greedy_equals_hf_generate(pair, reference):
     for prompt in PROMPTS:
-        out = generate(engine, build_decoder("ar"), prompt, max_new_tokens=NEW_TOKENS, sampling=GREEDY)
+        out = generate(pair, build_decoder("ar"), prompt, max_new_tokens=NEW_TOKENS, sampling=GREEDY)
         assert out.tokens == reference[tuple(prompt)]
 
 
@@ -43,12 +43,12 @@ def test_ar_greedy_equals_hf_generate(engine, reference):
     ("mtad", {"width": 3, "tau": 5.0}), ("mtad", {"width": 1, "gamma": 1, "tau": 0.3}),
     ("mtad", {"width": 3, "gamma": 2, "replacement": False, "accept_rule": "first_fail", "beam_norm": "repo"}),
 ], ids=lambda p: p[0] + ":" + ",".join(f"{k}={v}" for k, v in p[1].items()))
-def test_greedy_identity(engine, reference, params):
+def test_greedy_identity(pair, reference, params):
     name, kwargs = params
     decoder = build_decoder(name, **kwargs)
     accepted = 0
     for prompt in PROMPTS:
-        out = generate(engine, decoder, prompt, max_new_tokens=NEW_TOKENS, sampling=GREEDY)
+        out = generate(pair, decoder, prompt, max_new_tokens=NEW_TOKENS, sampling=GREEDY)
         assert out.tokens == reference[tuple(prompt)], f"{name} {kwargs} diverged on prompt {prompt}"
         accepted += out.stats.draft_accepted
     if kwargs.get("tau", 0.5) < 1:
@@ -56,15 +56,15 @@ def test_greedy_identity(engine, reference, params):
 
 
 @pytest.mark.parametrize("name", ["spd", "mtad"])
-def test_greedy_identity_with_a_cut_draft_head(engine, reference, name):
+def test_greedy_identity_with_a_cut_draft_head(pair, reference, name):
     """A draft that can only propose ids < 128 still leaves the output equal to target greedy."""
-    engine.draft.head_rows = 128
+    pair.draft.head_rows = 128
     try:
         accepted = 0
         for prompt in PROMPTS:
-            out = generate(engine, build_decoder(name), prompt, max_new_tokens=NEW_TOKENS, sampling=GREEDY)
+            out = generate(pair, build_decoder(name), prompt, max_new_tokens=NEW_TOKENS, sampling=GREEDY)
             assert out.tokens == reference[tuple(prompt)]
             accepted += out.stats.draft_accepted
     finally:
-        engine.draft.head_rows = None
+        pair.draft.head_rows = None
     assert accepted > 0

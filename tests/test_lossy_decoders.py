@@ -9,12 +9,12 @@ import torch
 
 from mtad.catalogue import build_decoder
 from mtad.decoding import generate
-from mtad.engine import Engine
+from mtad.pair import Pair
 from mtad.metrics import perplexity, target_log_probs
 from mtad.sampling import SamplingConfig
 from mtad.toy_models import TableLM
 
-from helpers import exact_ar, g_test, sample_sequences, table_engine, tiny_engine
+from helpers import exact_ar, g_test, sample_sequences, table_pair, tiny_pair
 
 GREEDY = SamplingConfig(temperature=0)
 UNFILTERED = SamplingConfig(temperature=1.0, top_k=0, top_p=1.0)
@@ -24,17 +24,17 @@ PROMPTS = [[1, 2, 3, 4, 5], [17], [40, 41, 9, 60, 2, 33, 8, 8]]
 
 @pytest.fixture(scope="module")
 def tiny():
-    return tiny_engine()
+    return tiny_pair()
 
 
-def greedy_reference(engine, prompt, n=40):
-    return generate(engine, build_decoder("ar"), prompt, max_new_tokens=n, sampling=GREEDY).tokens
+def greedy_reference(pair, prompt, n=40):
+    return generate(pair, build_decoder("ar"), prompt, max_new_tokens=n, sampling=GREEDY).tokens
 
 
 def ar_distribution_check(decoder, sampling=FILTERED):
-    engine = table_engine(vocab=3, seed=0)
-    expected = exact_ar(engine.target, [0, 1], 5, sampling)
-    return g_test(sample_sequences(engine, decoder, [0, 1], 5, 20_000, sampling), expected)
+    pair = table_pair(vocab=3, seed=0)
+    expected = exact_ar(pair.target, [0, 1], 5, sampling)
+    return g_test(sample_sequences(pair, decoder, [0, 1], 5, 20_000, sampling), expected)
 
 
 # ---------------------------------------------------------------- typical
@@ -44,15 +44,15 @@ def test_typical_reject_all_is_ar_sampling():
 
 
 def test_typical_epsilon_zero_accepts_every_supported_draft_token():
-    engine = table_engine(vocab=4, seed=1)
-    out = generate(engine, build_decoder("typical", gamma=3, epsilon=0.0), [0, 1], max_new_tokens=40,
+    pair = table_pair(vocab=4, seed=1)
+    out = generate(pair, build_decoder("typical", gamma=3, epsilon=0.0), [0, 1], max_new_tokens=40,
                    sampling=UNFILTERED, stop_ids=())
     assert out.stats.acceptance_rate == 1.0 and out.stats.block_efficiency == 4.0
 
 
 def test_typical_default_is_lossy_and_accepts_some():
-    engine = table_engine(vocab=4, seed=1)
-    out = generate(engine, build_decoder("typical"), [0, 1], max_new_tokens=60, sampling=UNFILTERED, stop_ids=())
+    pair = table_pair(vocab=4, seed=1)
+    out = generate(pair, build_decoder("typical"), [0, 1], max_new_tokens=60, sampling=UNFILTERED, stop_ids=())
     assert 0 < out.stats.acceptance_rate < 1
 
 
@@ -88,16 +88,16 @@ def crafted_pair():
     target = torch.tensor([3.0, 0.0, 0.0]).repeat(vocab + 1, vocab + 1, 1)
     draft = target.clone()
     draft[:, 0] = torch.tensor([0.0, 3.0, 0.0])
-    return Engine(TableLM(target), TableLM(draft))
+    return Pair(TableLM(target), TableLM(draft))
 
 
 def test_bild_official_rollback_rule_differs_from_greedy_on_a_crafted_case():
-    engine = crafted_pair()
-    greedy = greedy_reference(engine, [2], n=3)
+    pair = crafted_pair()
+    greedy = greedy_reference(pair, [2], n=3)
     assert greedy == [0, 0, 0]
-    fixed = generate(engine, build_decoder("bild", fallback=0.0, rollback=0.0, n_small=2, rollback_rule="fixed"),
+    fixed = generate(pair, build_decoder("bild", fallback=0.0, rollback=0.0, n_small=2, rollback_rule="fixed"),
                      [2], max_new_tokens=3, sampling=GREEDY, stop_ids=())
-    official = generate(engine, build_decoder("bild", fallback=0.0, rollback=0.0, n_small=2,
+    official = generate(pair, build_decoder("bild", fallback=0.0, rollback=0.0, n_small=2,
                                               rollback_rule="official"), [2], max_new_tokens=3, sampling=GREEDY,
                         stop_ids=())
     assert fixed.tokens == greedy
@@ -123,19 +123,19 @@ def test_bild_no_fallback_no_rollback_is_the_draft_with_one_target_token_every_n
 # ---------------------------------------------------------------- MTJD
 @pytest.mark.parametrize("sampling", [UNFILTERED, FILTERED])
 def test_mtjd_exhaustive_block_maximises_joint_probability(sampling):
-    engine = table_engine(vocab=3, seed=6)
+    pair = table_pair(vocab=3, seed=6)
     gamma = 3
     decoder = build_decoder("mtjd", gamma=gamma, width=3 ** (gamma - 1))
     for prompt in ([0, 1], [2, 2], [1, 0]):
-        block = generate(engine, decoder, prompt, max_new_tokens=gamma, sampling=sampling, stop_ids=()).tokens
-        joint = exact_ar(engine.target, prompt, gamma, sampling)
+        block = generate(pair, decoder, prompt, max_new_tokens=gamma, sampling=sampling, stop_ids=()).tokens
+        joint = exact_ar(pair.target, prompt, gamma, sampling)
         assert joint[tuple(block)] == pytest.approx(max(joint.values()))
     # a narrow beam can miss the joint mode somewhere: the exhaustive width is what makes it exact
     narrow = build_decoder("mtjd", gamma=gamma, width=1)
     misses = 0
     for prompt in itertools.product(range(3), repeat=2):
-        block = generate(engine, narrow, list(prompt), max_new_tokens=gamma, sampling=UNFILTERED, stop_ids=()).tokens
-        joint = exact_ar(engine.target, list(prompt), gamma, UNFILTERED)
+        block = generate(pair, narrow, list(prompt), max_new_tokens=gamma, sampling=UNFILTERED, stop_ids=()).tokens
+        joint = exact_ar(pair.target, list(prompt), gamma, UNFILTERED)
         misses += joint[tuple(block)] < max(joint.values()) - 1e-9
     assert misses > 0
 

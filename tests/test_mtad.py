@@ -12,7 +12,7 @@ from mtad.decoding import generate, start
 from mtad.mtad import accepted_length, beam_sample
 from mtad.sampling import SamplingConfig, process
 
-from helpers import g_test, table_engine
+from helpers import g_test, table_pair
 
 UNFILTERED = SamplingConfig(temperature=1.0, top_k=0, top_p=1.0)
 FILTERED = SamplingConfig(temperature=1.0, top_k=3, top_p=0.9)
@@ -29,10 +29,10 @@ def test_longest_prefix_differs_from_first_fail():
     assert accepted_length(torch.tensor([0.0, float("-inf"), 9.0]), math.log(0.1), "longest") == 1
 
 
-def exact_mtad_w1(engine, prompt, gamma, tau, length, sampling):
+def exact_mtad_w1(pair, prompt, gamma, tau, length, sampling):
     """Exact distribution of the first ``length`` tokens of MTAD with W=1 (the draft is then a
     plain sample from q), by enumerating drafts and new tokens; L is the longest passing prefix."""
-    p_model, q_model = engine.target, engine.draft
+    p_model, q_model = pair.target, pair.draft
     vocab = p_model.vocab_size
     out = Counter()
 
@@ -68,14 +68,14 @@ def exact_mtad_w1(engine, prompt, gamma, tau, length, sampling):
 
 @pytest.mark.parametrize("gamma, length, sampling", [(1, 1, UNFILTERED), (1, 3, FILTERED), (2, 3, UNFILTERED)])
 def test_mtad_w1_matches_closed_form(gamma, length, sampling):
-    engine = table_engine(vocab=3, seed=3)
+    pair = table_pair(vocab=3, seed=3)
     tau = 0.5
-    expected = exact_mtad_w1(engine, PROMPT, gamma, tau, length, sampling)
+    expected = exact_mtad_w1(pair, PROMPT, gamma, tau, length, sampling)
     assert sum(expected.values()) == pytest.approx(1.0)
     decoder = build_decoder("mtad", gamma=gamma, width=1, tau=tau)
     counts = Counter()
     for seed in range(15_000):
-        out = generate(engine, decoder, PROMPT, max_new_tokens=length, sampling=sampling, seed=seed, stop_ids=())
+        out = generate(pair, decoder, PROMPT, max_new_tokens=length, sampling=sampling, seed=seed, stop_ids=())
         counts[tuple(out.tokens)] += 1
     pvalue, tv = g_test(counts, expected)
     assert pvalue > 1e-4, f"p={pvalue:.2e}, TV={tv:.3f}"
@@ -83,21 +83,21 @@ def test_mtad_w1_matches_closed_form(gamma, length, sampling):
 
 def test_w1_g1_closed_form_is_not_ar():
     """The single-token closed form q*1[p/q > tau] + p*P(reject) differs from p (the test has power)."""
-    engine = table_engine(vocab=3, seed=3)
-    p = process(engine.target.logits_after(PROMPT), UNFILTERED)
-    q = process(engine.draft.logits_after(PROMPT), UNFILTERED)
+    pair = table_pair(vocab=3, seed=3)
+    p = process(pair.target.logits_after(PROMPT), UNFILTERED)
+    q = process(pair.draft.logits_after(PROMPT), UNFILTERED)
     passes = p / q > 0.5
     closed = q * passes + p * float((q * ~passes).sum())
-    expected = exact_mtad_w1(engine, PROMPT, 1, 0.5, 1, UNFILTERED)
+    expected = exact_mtad_w1(pair, PROMPT, 1, 0.5, 1, UNFILTERED)
     assert [expected[(t,)] for t in range(3)] == pytest.approx(closed.tolist())
     assert 0.5 * float((closed - p).abs().sum()) > 0.05
 
 
-def exact_beam_draft(engine, prompt, gamma, width, norm, sampling):
+def exact_beam_draft(pair, prompt, gamma, width, norm, sampling):
     """Exact distribution of the beam-sampling draft block (with replacement, gamma <= 2)."""
-    vocab = engine.draft.vocab_size
+    vocab = pair.draft.vocab_size
     normalise = (lambda v: v / v.sum()) if norm == "joint" else (lambda v: v.softmax(0))
-    q1 = process(engine.draft.logits_after(prompt), sampling)
+    q1 = process(pair.draft.logits_after(prompt), sampling)
     out = Counter()
     for first in itertools.product(range(vocab), repeat=width):
         w1 = float(torch.prod(q1[list(first)]))
@@ -107,7 +107,7 @@ def exact_beam_draft(engine, prompt, gamma, width, norm, sampling):
         if gamma == 1:
             out[(first[int(weights.argmax())],)] += w1
             continue
-        Q = torch.stack([process(engine.draft.logits_after(prompt + [a]), sampling) for a in first])
+        Q = torch.stack([process(pair.draft.logits_after(prompt + [a]), sampling) for a in first])
         joint = (weights[:, None] * Q).flatten()
         pick_probs = joint / joint.sum()
         for picks in itertools.product(range(len(joint)), repeat=width):
@@ -121,43 +121,43 @@ def exact_beam_draft(engine, prompt, gamma, width, norm, sampling):
 
 @pytest.mark.parametrize("gamma, norm", [(2, "joint"), (2, "repo"), (1, "joint")])
 def test_beam_sampling_matches_enumeration(gamma, norm):
-    engine = table_engine(vocab=3, seed=5)
+    pair = table_pair(vocab=3, seed=5)
     width = 2
-    expected = exact_beam_draft(engine, PROMPT, gamma, width, norm, UNFILTERED)
+    expected = exact_beam_draft(pair, PROMPT, gamma, width, norm, UNFILTERED)
     assert sum(expected.values()) == pytest.approx(1.0)
     counts = Counter()
     for seed in range(20_000):
-        ctx = start(engine, PROMPT, UNFILTERED, seed)
+        ctx = start(pair, PROMPT, UNFILTERED, seed)
         counts[tuple(beam_sample(ctx, gamma, width, True, norm).tokens)] += 1
     pvalue, tv = g_test(counts, expected)
     assert pvalue > 1e-4, f"p={pvalue:.2e}, TV={tv:.3f}"
 
 
 def test_beam_norms_give_different_drafts():
-    engine = table_engine(vocab=3, seed=5)
-    joint = exact_beam_draft(engine, PROMPT, 2, 2, "joint", UNFILTERED)
-    repo = exact_beam_draft(engine, PROMPT, 2, 2, "repo", UNFILTERED)
+    pair = table_pair(vocab=3, seed=5)
+    joint = exact_beam_draft(pair, PROMPT, 2, 2, "joint", UNFILTERED)
+    repo = exact_beam_draft(pair, PROMPT, 2, 2, "repo", UNFILTERED)
     assert 0.5 * sum(abs(joint.get(k, 0) - repo.get(k, 0)) for k in set(joint) | set(repo)) > 0.01
 
 
 @pytest.mark.parametrize("norm, always_best", [("joint", True), ("repo", False)])
 def test_joint_norm_keeps_the_most_likely_beam(norm, always_best):
-    engine = table_engine(vocab=6, seed=2)
+    pair = table_pair(vocab=6, seed=2)
     best_every_time = True
     for seed in range(300):
-        ctx = start(engine, PROMPT, UNFILTERED, seed)
+        ctx = start(pair, PROMPT, UNFILTERED, seed)
         draft = beam_sample(ctx, 3, 4, True, norm)
         # the chosen beam's joint, recomputed from the table
-        chosen = sum(math.log(float(process(engine.draft.logits_after(PROMPT + draft.tokens[:i]), UNFILTERED)[t]))
+        chosen = sum(math.log(float(process(pair.draft.logits_after(PROMPT + draft.tokens[:i]), UNFILTERED)[t]))
                      for i, t in enumerate(draft.tokens))
         assert chosen == pytest.approx(float(draft.log_q.sum()), abs=1e-5)
         best_every_time &= chosen >= float(draft.beam_log_q.max()) - 1e-5
     assert best_every_time == always_best
 
 
-def step_blocks(engine, decoder, sampling, steps, seed=0):
+def step_blocks(pair, decoder, sampling, steps, seed=0):
     """Drive ``decoder.step`` by hand; yields (context before the step, block)."""
-    ctx = start(engine, PROMPT, sampling, seed)
+    ctx = start(pair, PROMPT, sampling, seed)
     for _ in range(steps):
         before = list(ctx.tokens)
         block = decoder.step(ctx)
@@ -167,15 +167,15 @@ def step_blocks(engine, decoder, sampling, steps, seed=0):
 
 @pytest.mark.parametrize("tau", [0.05, 0.5, 2.0])
 def test_every_accepted_block_beats_tau_times_draft_likelihood(tau):
-    engine = table_engine(vocab=6, seed=7)
+    pair = table_pair(vocab=6, seed=7)
     decoder = build_decoder("mtad", gamma=4, width=3, tau=tau)
     lengths = Counter()
-    for context, block in step_blocks(engine, decoder, FILTERED, 400):
+    for context, block in step_blocks(pair, decoder, FILTERED, 400):
         log_p = log_q = 0.0
         for i in range(block.accepted):
             prefix = context + block.tokens[:i]
-            log_p += math.log(float(process(engine.target.logits_after(prefix), FILTERED)[block.tokens[i]]))
-            log_q += math.log(float(process(engine.draft.logits_after(prefix), FILTERED)[block.tokens[i]]))
+            log_p += math.log(float(process(pair.target.logits_after(prefix), FILTERED)[block.tokens[i]]))
+            log_q += math.log(float(process(pair.draft.logits_after(prefix), FILTERED)[block.tokens[i]]))
         if block.accepted:
             assert log_p > math.log(tau) + log_q
         lengths[block.accepted] += 1
@@ -183,24 +183,24 @@ def test_every_accepted_block_beats_tau_times_draft_likelihood(tau):
 
 
 def test_tiny_tau_accepts_every_supported_block():
-    engine = table_engine(vocab=4, seed=1)
+    pair = table_pair(vocab=4, seed=1)
     decoder = build_decoder("mtad", gamma=3, width=2, tau=1e-30)
-    for _, block in step_blocks(engine, decoder, UNFILTERED, 200):
+    for _, block in step_blocks(pair, decoder, UNFILTERED, 200):
         assert block.accepted == 3 and len(block.tokens) == 4
 
 
 @pytest.mark.parametrize("replacement", [True, False])
 def test_gamma_one_with_many_beams(replacement):
-    engine = table_engine(vocab=6, seed=4)
+    pair = table_pair(vocab=6, seed=4)
     decoder = build_decoder("mtad", gamma=1, width=4, tau=0.5, replacement=replacement)
-    out = generate(engine, decoder, PROMPT, max_new_tokens=50, sampling=FILTERED, seed=0, stop_ids=())
+    out = generate(pair, decoder, PROMPT, max_new_tokens=50, sampling=FILTERED, seed=0, stop_ids=())
     assert len(out.tokens) == 50 and out.stats.draft_accepted > 0
 
 
 def test_without_replacement_survives_a_single_supported_token():
     """top_p this small leaves one draft token: fewer beams than W, never a crash."""
-    engine = table_engine(vocab=6, seed=4)
+    pair = table_pair(vocab=6, seed=4)
     tight = SamplingConfig(temperature=1.0, top_k=0, top_p=0.01)
     decoder = build_decoder("mtad", gamma=3, width=4, tau=0.5, replacement=False)
-    out = generate(engine, decoder, PROMPT, max_new_tokens=30, sampling=tight, seed=0, stop_ids=())
+    out = generate(pair, decoder, PROMPT, max_new_tokens=30, sampling=tight, seed=0, stop_ids=())
     assert len(out.tokens) == 30

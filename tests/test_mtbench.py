@@ -81,7 +81,7 @@ def test_math_judge_prompts_carry_the_reference_answer_of_their_question(task):
 
 
 def test_second_turn_is_conditioned_on_the_first_answer(task):
-    tiny = load_pair("tiny")
+    tiny = load_pair("tiny").info
     example = task.examples(tiny)[0]
     prompts = []
 
@@ -124,7 +124,7 @@ def run(script, tmp_path, *overrides):
 
 def test_sweep_with_a_judge_that_is_down_keeps_the_answers_and_judge_py_grades_them_later(tmp_path, stub_url):
     down = "http://127.0.0.1:9/v1"  # discard port: nothing listens
-    proc = run("run.py", tmp_path, "-m", "model=tiny", "task=mtbench", "task.limit=2", f"task.data_dir={DATA}",
+    proc = run("run.py", tmp_path, "-m", "pair=tiny", "task=mtbench", "task.limit=2", f"task.data_dir={DATA}",
                "decoder=ar,mtad", "max_new_tokens=6", "judge=openai", "judge.model=stub", f"judge.base_url={down}",
                f"hydra.sweep.dir={tmp_path / 'sweep'}")
     assert proc.returncode == 2
@@ -149,7 +149,7 @@ def test_sweep_with_a_judge_that_is_down_keeps_the_answers_and_judge_py_grades_t
 
 
 def test_sweep_with_a_live_judge_records_scores_also_for_answers_generated_before(tmp_path, stub_url):
-    job = ["run.py", tmp_path, "-m", "model=tiny", "task=mtbench", "task.limit=1", f"task.data_dir={DATA}",
+    job = ["run.py", tmp_path, "-m", "pair=tiny", "task=mtbench", "task.limit=1", f"task.data_dir={DATA}",
            "max_new_tokens=4"]
     judge = ["judge=openai", "judge.model=stub", f"judge.base_url={stub_url}"]
     first = run(*job, "decoder=spd", *judge, f"hydra.sweep.dir={tmp_path / 'a'}")

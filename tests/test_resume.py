@@ -13,7 +13,7 @@ from pathlib import Path
 from mtad.records import append_line, read_lines
 
 ROOT = Path(__file__).resolve().parent.parent
-SWEEP = ["-m", "model=tiny", "task=synthetic", "task.limit=12", "decoder=ar,spd,mtad", "max_new_tokens=24"]
+SWEEP = ["-m", "pair=tiny", "task=synthetic", "task.limit=12", "decoder=ar,spd,mtad", "max_new_tokens=24"]
 
 
 def command(results: Path):

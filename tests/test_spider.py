@@ -139,12 +139,12 @@ def test_gold_against_itself_is_correct_on_every_question_whose_gold_runs(dev, t
     monkeypatch.setenv("MTAD_HOME", str(tmp_path))
     questions, _ = dev
     task = Spider(data_dir=str(DATA), limit=None, mode="synthetic")
-    verdicts = [task.judge(q["query"], q["query"], q["db_id"]) for q in questions]
+    verdicts = [task.execution_match(q["query"], q["query"], q["db_id"]) for q in questions]
     runs = [v for v in verdicts if not v["gold_failed"]]
     assert len(runs) > 0.95 * len(questions)
     assert all(v["correct"] for v in runs)
     assert sum(v["gold_nonempty"] for v in runs) > 0.8 * len(runs)
-    wrong = task.judge(questions[0]["query"], "SELECT count(*) + 1 FROM singer", questions[0]["db_id"])
+    wrong = task.execution_match(questions[0]["query"], "SELECT count(*) + 1 FROM singer", questions[0]["db_id"])
     assert not wrong["correct"] and wrong["mode"] == "synthetic"
 
 

@@ -27,7 +27,7 @@ def add_run(results: Path, run_id: str, decoder: str, seed: int, seconds: float,
     for sample in samples:
         append_line(results / "samples" / f"{run_id}.jsonl", sample)
     append_line(results / "runs.jsonl", {
-        "run_id": run_id, "sweep": sweep, "task": "humaneval", "model": "llama3", "decoder": decoder,
+        "run_id": run_id, "sweep": sweep, "task": "humaneval", "pair": "llama3", "decoder": decoder,
         "decoder_params": {}, "seed": seed, "sampling": {"temperature": 1.0}, "max_new_tokens": 128,
         "tokens_per_second": 10 / seconds, "block_efficiency": 1.0, "acceptance_per_position": [],
         "examples": len(passed), "totals": {"new_tokens": 10 * len(passed), "wall_seconds": seconds * len(passed)},
@@ -47,7 +47,7 @@ def store(tmp_path):
 
 
 def row(table, task, model, decoder):
-    (found,) = [r for r in table if (r["task"], r["model"], r["decoder"]) == (task, model, decoder)]
+    (found,) = [r for r in table if (r["task"], r["pair"], r["decoder"]) == (task, model, decoder)]
     return found
 
 
@@ -83,13 +83,13 @@ def test_files_say_not_run_never_blank(store):
     assert "\\begin{tabular}" in (store / "table.tex").read_text()
     rows = list(csv.DictReader((store / "table.csv").open()))
     assert all(value != "" for r in rows for value in r.values())
-    bild = next(r for r in rows if (r["task"], r["model"], r["decoder"]) == ("spider", "llama3", "bild"))
+    bild = next(r for r in rows if (r["task"], r["pair"], r["decoder"]) == ("spider", "llama3", "bild"))
     assert bild["tokens_per_s"] == "not run" and bild["paper_tokens_per_s"] == "23.3"
 
 
 def test_make_table_after_a_tiny_sweep_with_two_seeds(tmp_path):
     env = {**os.environ, "MTAD_RESULTS": str(tmp_path), "HF_HUB_OFFLINE": "1"}
-    sweep = subprocess.run([sys.executable, "run.py", "-m", "model=tiny", "task=humaneval", "task.limit=2",
+    sweep = subprocess.run([sys.executable, "run.py", "-m", "pair=tiny", "task=humaneval", "task.limit=2",
                             "decoder=ar,spd,mtad", "seed=1,2", "max_new_tokens=12", f"hydra.sweep.dir={tmp_path / 's'}"],
                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert sweep.returncode == 0, sweep.stderr[-2000:]
@@ -111,7 +111,7 @@ def test_spider_rows_name_the_databases_that_scored_them(tmp_path):
     append_line(tmp_path / "samples" / "sp.jsonl", {"id": "spider/0", "new_tokens": [1], "stats": {"wall_seconds": 1.0},
                                                      "energy_joules": None, "verdict": {"correct": True, "gold_failed": False}})
     append_line(tmp_path / "runs.jsonl", {
-        "run_id": "sp", "sweep": None, "task": "spider", "model": "qwen2.5-coder", "decoder": "mtad", "decoder_params": {},
+        "run_id": "sp", "sweep": None, "task": "spider", "pair": "qwen2.5-coder", "decoder": "mtad", "decoder_params": {},
         "seed": 0, "sampling": {}, "max_new_tokens": 8, "tokens_per_second": 1.0, "block_efficiency": 1.0,
         "examples": 1, "totals": {"new_tokens": 1, "wall_seconds": 1.0}, "energy_joules": None,
         "acceptance_per_position": [], "quality": {"execution_accuracy": 100.0, "database_mode": "synthetic"}})

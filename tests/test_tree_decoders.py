@@ -16,7 +16,7 @@ from mtad.decoding import generate, start
 from mtad.sampling import SamplingConfig
 from mtad.tree import draft_tree, verify_tree
 
-from helpers import exact_ar, g_test, sample_sequences, table_engine, tiny_engine
+from helpers import exact_ar, g_test, sample_sequences, table_pair, tiny_pair
 
 UNFILTERED = SamplingConfig(temperature=1.0, top_k=0, top_p=1.0)
 FILTERED = SamplingConfig(temperature=1.0, top_k=2, top_p=0.8)
@@ -124,9 +124,9 @@ RUNS = 20_000
 
 
 def distribution_check(decoder, sampling, seed=0, draft_noise=0.8):
-    engine = table_engine(vocab=3, seed=seed, draft_noise=draft_noise)
-    expected = exact_ar(engine.target, PROMPT, LENGTH, sampling)
-    return g_test(sample_sequences(engine, decoder, PROMPT, LENGTH, RUNS, sampling), expected)
+    pair = table_pair(vocab=3, seed=seed, draft_noise=draft_noise)
+    expected = exact_ar(pair.target, PROMPT, LENGTH, sampling)
+    return g_test(sample_sequences(pair, decoder, PROMPT, LENGTH, RUNS, sampling), expected)
 
 
 # A draft far from the target (seed 2, noise 1.5) gives the MCSS negative control its power.
@@ -162,12 +162,12 @@ def test_spectr_with_rho_fixed_to_one_fails(monkeypatch):
 @pytest.mark.parametrize("name, params", [("specinfer", {"k_config": [1, 1, 1]}), ("mcss", {"k_config": [1, 1, 1]}),
                                           ("spectr", {"k": 1, "gamma": 3})])
 def test_chain_equals_spd_on_the_same_random_stream(name, params):
-    engine = table_engine(vocab=5, seed=2)
+    pair = table_pair(vocab=5, seed=2)
     spd = build_decoder("spd", gamma=3)
     decoder = build_decoder(name, **params)
     for seed in range(200):
-        a = generate(engine, spd, PROMPT, max_new_tokens=12, sampling=FILTERED, seed=seed, stop_ids=())
-        b = generate(engine, decoder, PROMPT, max_new_tokens=12, sampling=FILTERED, seed=seed, stop_ids=())
+        a = generate(pair, spd, PROMPT, max_new_tokens=12, sampling=FILTERED, seed=seed, stop_ids=())
+        b = generate(pair, decoder, PROMPT, max_new_tokens=12, sampling=FILTERED, seed=seed, stop_ids=())
         assert a.tokens == b.tokens, seed
         assert a.stats.accepted_per_position == b.stats.accepted_per_position
 
@@ -176,24 +176,24 @@ def test_chain_equals_spd_on_the_same_random_stream(name, params):
 @pytest.mark.parametrize("name, params", [("specinfer", {"k_config": [4, 2, 2]}), ("mcss", {"k_config": [3, 2, 2]}),
                                           ("spectr", {"k": 3, "gamma": 4})])
 def test_greedy_identity(name, params):
-    engine = tiny_engine()
+    pair = tiny_pair()
     greedy = SamplingConfig(temperature=0)
     for prompt in ([1, 2, 3, 4, 5], [17], [40, 41, 9, 60, 2, 33, 8, 8]):
-        ref = generate(engine, build_decoder("ar"), prompt, max_new_tokens=40, sampling=greedy)
-        out = generate(engine, build_decoder(name, **params), prompt, max_new_tokens=40, sampling=greedy)
+        ref = generate(pair, build_decoder("ar"), prompt, max_new_tokens=40, sampling=greedy)
+        out = generate(pair, build_decoder(name, **params), prompt, max_new_tokens=40, sampling=greedy)
         assert out.tokens == ref.tokens
         assert out.stats.draft_accepted > 0
 
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 def test_tree_node_logits_equal_path_logits(attn):
-    engine = tiny_engine(attn_implementation=attn)
-    ctx = start(engine, [5, 9, 2, 7], SamplingConfig(temperature=1.0, top_k=0, top_p=1.0), seed=0)
-    ctx.engine.target.feed_uncached(ctx.tokens[:2])  # part of the context cached, part not
+    pair = tiny_pair(attn_implementation=attn)
+    ctx = start(pair, [5, 9, 2, 7], SamplingConfig(temperature=1.0, top_k=0, top_p=1.0), seed=0)
+    ctx.pair.target.feed_uncached(ctx.tokens[:2])  # part of the context cached, part not
     tree = draft_tree(ctx, [4, 2, 2], replacement=True)
     assert len(tree) == 28
     p_root, p_nodes = verify_tree(ctx, tree)
-    model, draft_model = engine.target.model, engine.draft.model
+    model, draft_model = pair.target.model, pair.draft.model
     with torch.no_grad():
         plain = model(torch.tensor([ctx.tokens])).logits[0, -1]
         torch.testing.assert_close(p_root, plain.softmax(-1), rtol=0, atol=1e-6)
@@ -204,19 +204,19 @@ def test_tree_node_logits_equal_path_logits(attn):
             if node in tree.q:  # the draft's distributions, computed level by level with tree masks
                 torch.testing.assert_close(tree.q[node], draft_model(torch.tensor([seq])).logits[0, -1].softmax(-1),
                                            rtol=0, atol=1e-6)
-    assert engine.target.length == len(ctx.tokens) + len(tree)
-    assert engine.draft.length == len(ctx.tokens) + 4 + 8  # the last level is never fed to the draft
+    assert pair.target.length == len(ctx.tokens) + len(tree)
+    assert pair.draft.length == len(ctx.tokens) + 4 + 8  # the last level is never fed to the draft
 
 
 def test_kept_path_leaves_caches_consistent():
     """After a tree step, continuing with plain decoding gives uncached logits (cache crop by path)."""
-    engine = tiny_engine()
+    pair = tiny_pair()
     decoder = build_decoder("specinfer", k_config=[3, 2, 2])
-    ctx = start(engine, [3, 1, 4, 1, 5], SamplingConfig(), seed=3)
+    ctx = start(pair, [3, 1, 4, 1, 5], SamplingConfig(), seed=3)
     for _ in range(6):
         block = decoder.step(ctx)
         ctx.tokens.extend(block.tokens)
-        for runner in (engine.target, engine.draft):
+        for runner in (pair.target, pair.draft):
             logits = runner.feed_uncached(ctx.tokens + [7], keep=1)[-1]
             with torch.no_grad():
                 plain = runner.model(torch.tensor([ctx.tokens + [7]])).logits[0, -1]
@@ -225,9 +225,9 @@ def test_kept_path_leaves_caches_consistent():
 
 
 def test_mcss_survives_a_single_supported_draft_token():
-    engine = table_engine(vocab=6, seed=4)
+    pair = table_pair(vocab=6, seed=4)
     tight = SamplingConfig(temperature=1.0, top_k=0, top_p=0.01)
-    out = generate(engine, build_decoder("mcss", k_config=[4, 2, 2]), PROMPT, max_new_tokens=30, sampling=tight,
+    out = generate(pair, build_decoder("mcss", k_config=[4, 2, 2]), PROMPT, max_new_tokens=30, sampling=tight,
                    seed=0, stop_ids=())
     assert len(out.tokens) == 30
 

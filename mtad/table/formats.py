@@ -21,7 +21,7 @@ def _with_ci(value, ci, digits=2):
 
 
 def display_rows(table: list[dict]) -> tuple[list[str], list[list[str]]]:
-    header = ["task", "model", "decoder", "params", "seeds", "examples", "tok/s [95% CI]", "vs AR", "vs SpD",
+    header = ["task", "pair", "decoder", "params", "seeds", "examples", "tok/s [95% CI]", "vs AR", "vs SpD",
               "J/token [95% CI]", "quality [95% CI]", "quality measure", "paper tok/s", "paper J/token", "paper quality"]
     out = []
     for row in table:
@@ -41,7 +41,7 @@ def display_rows(table: list[dict]) -> tuple[list[str], list[list[str]]]:
                      _with_ci(ours["quality"], ours["quality_ci"], 1), measure]
         published = [_number(paper[m], 1) if m in paper else NOT_IN_PAPER
                      for m in ("tokens_per_s", "joules_per_token", "quality")]
-        out.append([row["task"], row["model"], row["decoder"], row["params"] or "-", *cells, *published])
+        out.append([row["task"], row["pair"], row["decoder"], row["params"] or "-", *cells, *published])
     return header, out
 
 
@@ -62,14 +62,14 @@ def latex(header, rows) -> str:
 
 def csv_text(table: list[dict]) -> str:
     out = io.StringIO()
-    fields = ["task", "model", "decoder", "params", "seeds", "examples", "tokens_per_s", "tokens_per_s_lo",
+    fields = ["task", "pair", "decoder", "params", "seeds", "examples", "tokens_per_s", "tokens_per_s_lo",
               "tokens_per_s_hi", "vs_ar", "vs_spd", "joules_per_token", "joules_per_token_lo", "joules_per_token_hi",
               "quality", "quality_lo", "quality_hi", "paper_tokens_per_s", "paper_joules_per_token", "paper_quality"]
     writer = csv.DictWriter(out, fieldnames=fields)
     writer.writeheader()
     for row in table:
         ours, paper = row["ours"], row["paper"] or {}
-        record = {k: row[k] for k in ("task", "model", "decoder", "params")}
+        record = {k: row[k] for k in ("task", "pair", "decoder", "params")}
         if ours is None:
             record.update({k: NOT_RUN for k in fields[4:17]})
         else:

@@ -45,7 +45,7 @@ def speed_vs_quality(table: list[dict], folder: Path) -> list[Path]:
             ours = row["ours"]
             ax.errorbar(ours["tokens_per_s"], ours["quality"], xerr=_error(ours["tokens_per_s"], ours["tokens_per_s_ci"]),
                         yerr=_error(ours["quality"], ours["quality_ci"]), fmt="o", capsize=3)
-            label = f"{row['decoder']} ({row['model']})" + (f" {row['params']}" if row["params"] else "")
+            label = f"{row['decoder']} ({row['pair']})" + (f" {row['params']}" if row["params"] else "")
             ax.annotate(label, (ours["tokens_per_s"], ours["quality"]), textcoords="offset points", xytext=(4, 4),
                         fontsize=7)
         ax.set_xlabel("tokens/s")
@@ -63,7 +63,7 @@ def mtad_ablations(runs: list[dict], folder: Path) -> list[Path]:
     for param, label in ABLATED.items():
         def rest(run):
             others = {k: v for k, v in run["decoder_params"].items() if k != param}
-            return json.dumps([run["task"], run["model"], run["seed"], run["sampling"], others], sort_keys=True)
+            return json.dumps([run["task"], run["pair"], run["seed"], run["sampling"], others], sort_keys=True)
 
         groups: dict[str, list[dict]] = {}
         for run in mtad:
@@ -76,7 +76,7 @@ def mtad_ablations(runs: list[dict], folder: Path) -> list[Path]:
         for group in series:
             xs = [float(r["decoder_params"][param]) for r in group]
             finite = [x if math.isfinite(x) else max(v for v in xs if math.isfinite(v)) * 1.5 for x in xs]
-            name = f"{group[0]['task']} {group[0]['model']}"
+            name = f"{group[0]['task']} {group[0]['pair']}"
             quality_key, factor, _ = QUALITY.get(group[0]["task"], (None, 1, ""))
             for ax, values in zip(axes, ([r["tokens_per_second"] for r in group],
                                          [r["block_efficiency"] for r in group],
@@ -96,7 +96,7 @@ def acceptance_per_position(runs: list[dict], folder: Path) -> list[Path]:
     latest = {}  # one line per decoder, task, pair and parameters: the latest run
     for run in runs:
         if run["acceptance_per_position"]:
-            label = f"{run['decoder']} {run['task']} {run['model']}"
+            label = f"{run['decoder']} {run['task']} {run['pair']}"
             latest[(label, json.dumps(run["decoder_params"], sort_keys=True))] = run
     if not latest:
         return []

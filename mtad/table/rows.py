@@ -39,7 +39,7 @@ def example_quality(task: str, verdict: dict) -> float | None:
 @dataclass
 class Cell:
     task: str
-    model: str
+    pair: str
     decoder: str
     params: str
     runs: list[dict] = field(default_factory=list)
@@ -54,14 +54,14 @@ def collect(results_dir: Path) -> tuple[list[Cell], list[dict], int]:
     """The table's cells, every current run, and how many runs older code versions made (left out)."""
     grouped: dict[tuple, list[dict]] = {}
     for run in latest_runs(results_dir).values():
-        key = (run["task"], run["model"], run["decoder"], _params_key(run),
+        key = (run["task"], run["pair"], run["decoder"], _params_key(run),
                json.dumps(run["sampling"], sort_keys=True), run["max_new_tokens"])
         grouped.setdefault(key, []).append(run)
     cells, runs, ignored = [], [], 0
     for group in grouped.values():
         current, older = current_versions(group)
         ignored += older
-        cell = Cell(current[0]["task"], current[0]["model"], current[0]["decoder"], _params_key(current[0]))
+        cell = Cell(current[0]["task"], current[0]["pair"], current[0]["decoder"], _params_key(current[0]))
         for run in current:
             cell.runs.append(run)
             samples = read_lines(Path(results_dir) / "samples" / f"{run['run_id']}.jsonl")
@@ -154,14 +154,14 @@ def build_rows(results_dir: Path, paper_csv: Path) -> Table:
     labels = varying_params([cell.runs[0] for cell in cells])
     rows = {}
     for cell, params in zip(cells, labels):
-        rows[(cell.task, cell.model, cell.decoder, params_label(params) if params else "")] = summarize(cell, runs)
-    for task, model, decoder in paper:
-        if not any(k[:3] == (task, model, decoder) for k in rows):
-            rows[(task, model, decoder, "")] = None
+        rows[(cell.task, cell.pair, cell.decoder, params_label(params) if params else "")] = summarize(cell, runs)
+    for task, pair, decoder in paper:
+        if not any(k[:3] == (task, pair, decoder) for k in rows):
+            rows[(task, pair, decoder, "")] = None
     order = lambda k: (k[0], k[1], DECODER_ORDER.index(k[2]) if k[2] in DECODER_ORDER else 99, k[3])  # noqa: E731
     table = []
     for key in sorted(rows, key=order):
-        task, model, decoder, params = key
-        table.append({"task": task, "model": model, "decoder": decoder, "params": params, "ours": rows[key],
-                      "paper": paper.get((task, model, decoder))})
+        task, pair, decoder, params = key
+        table.append({"task": task, "pair": pair, "decoder": decoder, "params": params, "ours": rows[key],
+                      "paper": paper.get((task, pair, decoder))})
     return Table(table, runs, ignored)

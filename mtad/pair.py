@@ -1,9 +1,9 @@
-"""The engine: the only code that calls a model or edits its KV cache.
+"""A model pair, loaded: the only code that calls a model or edits its KV cache.
 
 A ``Runner`` wraps one causal LM and its cache. Decoders ask it to feed tokens (it feeds only
 what the cache lacks), to crop the cache after a rejection, to select or repeat batch rows
 (beams) and to keep arbitrary positions (a tree's accepted path). It counts forward calls,
-tokens and seconds. An ``Engine`` holds the target and draft runners of one model pair.
+tokens and seconds. A ``Pair`` holds the target and draft runners and what they share.
 """
 
 from __future__ import annotations
@@ -174,8 +174,18 @@ class HFRunner(Runner):
         kv.keep_positions(self.cache, torch.as_tensor(positions, dtype=torch.long))
 
 
+@dataclass(frozen=True)
+class PairInfo:
+    """What a task may know of a pair: its name and text side, none of the models or caches."""
+
+    name: str
+    tokenizer: Any            # None for the token-level test pairs
+    chat_template: bool       # whether text prompts go through the tokenizer's chat template
+    vocab_size: int
+
+
 @dataclass
-class Engine:
+class Pair:
     """A loaded model pair: target and draft runners, their stop ids and shared tokenizer."""
 
     target: Runner
@@ -193,6 +203,10 @@ class Engine:
     @property
     def device(self) -> torch.device:
         return self.target.device
+
+    @property
+    def info(self) -> PairInfo:
+        return PairInfo(self.name, self.tokenizer, self.chat_template, self.target.vocab_size)
 
     def reset(self) -> None:
         self.target.reset()
