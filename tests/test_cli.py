@@ -114,6 +114,7 @@ def test_a_resumed_run_never_mixes_examples_of_two_versions(tmp_path):
 
 @pytest.mark.parametrize("overrides, message", [
     (["task.limit=0"], "error: humaneval: task.limit must be >= 1, got 0"),
+    (["pair.draft_quant=int4"], "error: pair.draft_quant must be one of none, int8, got 'int4'"),
     (["task=humaneval", "task.sandbox=docker"], "error: humaneval: task.sandbox must be one of bwrap, process, got 'docker'"),
     (["decoder.gamma=0"], "error: mtad: gamma must be >= 1, got 0"),
     (["decoder=nope"], "Could not find 'decoder/nope'"),

@@ -98,7 +98,7 @@ def test_bild_official_rollback_rule_differs_from_greedy_on_a_crafted_case():
     fixed = generate(pair, build_decoder("bild", fallback=0.0, rollback=0.0, n_small=2, rollback_rule="fixed"),
                      [2], max_new_tokens=3, sampling=GREEDY, stop_ids=())
     official = generate(pair, build_decoder("bild", fallback=0.0, rollback=0.0, n_small=2,
-                                              rollback_rule="official"), [2], max_new_tokens=3, sampling=GREEDY,
+                                            rollback_rule="official"), [2], max_new_tokens=3, sampling=GREEDY,
                         stop_ids=())
     assert fixed.tokens == greedy
     assert official.tokens == [0, 1, 0]  # the flagged first token equals the target's: the rollback is skipped
