@@ -31,9 +31,9 @@ ENERGY = "joules over the timed generate() calls, idle power included (idle_watt
 _PAIRS: dict[str, Pair] = {}
 
 
-def cached_pair(model_cfg: dict) -> Pair:
+def cached_pair(pair_cfg: dict) -> Pair:
     """Load a pair once per process: the jobs of a Hydra multirun share it."""
-    spec = PairConfig(**model_cfg)
+    spec = PairConfig(**pair_cfg)
     key = repr(spec)
     if key not in _PAIRS:
         _PAIRS.clear()  # one pair in memory at a time
