@@ -6,7 +6,6 @@ completion of HumanEval/0 whose body misbehaves. Every case must give a verdict 
 """
 
 import os
-import resource
 import shutil
 import socket
 import subprocess
