@@ -383,3 +383,10 @@ def test_limits_are_those_asked_for():
     assert limits["CORE"] == "0"
     if os.geteuid() == 0:  # a throwaway uid: the process limit binds this program alone
         assert limits["NPROC"] == "9"
+
+
+@pytest.mark.parametrize("sandbox", ["bwrap", "process"])
+def test_a_program_larger_than_a_pipe_buffer_is_fed_whole(sandbox):
+    program = "".join(f"# {i:06d} {'x' * 90}\n" for i in range(4000)) + "print('fed', len(open(__file__).read()))"
+    out = run_program(program, sandbox=sandbox)
+    assert out.passed and out.output.strip() == f"fed {len(program)}"
