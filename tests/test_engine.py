@@ -1,9 +1,11 @@
-"""The pair's cache bookkeeping and custom masks against uncached forward passes (float32)."""
+"""The pair's cache bookkeeping and custom masks against uncached forward passes (float32), with
+float weights and with int8 weights (``pair.*_quant``)."""
 
 import pytest
 import torch
 
 from mtad.pair import Pair, HFRunner
+from mtad.quant import quantize
 from mtad.toy_models import TableLM, tiny_llama, tiny_llama_pair
 
 from helpers import tiny_pair
@@ -15,9 +17,9 @@ def plain_logits(model, sequence):
         return model(torch.tensor([sequence])).logits[0, -1]
 
 
-@pytest.fixture(scope="module")
-def runner():
-    return HFRunner(tiny_llama(0))
+@pytest.fixture(scope="module", params=["none", "int8"])
+def runner(request):
+    return HFRunner(quantize(tiny_llama(0), request.param))
 
 
 def test_feed_uncached_feeds_only_the_missing_tokens(runner):
@@ -82,9 +84,10 @@ def path(i):
     return out
 
 
+@pytest.mark.parametrize("quant", ["none", "int8"])
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
-def test_tree_logits_equal_path_logits_and_keep_positions(attn):
-    model = tiny_llama(0, attn_implementation=attn)
+def test_tree_logits_equal_path_logits_and_keep_positions(attn, quant):
+    model = quantize(tiny_llama(0, attn_implementation=attn), quant)
     runner = HFRunner(model)
     context = [7, 3, 9, 4]
     runner.feed_uncached(context)
@@ -99,9 +102,10 @@ def test_tree_logits_equal_path_logits_and_keep_positions(attn):
     torch.testing.assert_close(after[-1], plain_logits(model, context + [12, 23, 30]), rtol=0, atol=1e-5)
 
 
-def test_mask_may_cover_part_of_the_cache():
+@pytest.mark.parametrize("quant", ["none", "int8"])
+def test_mask_may_cover_part_of_the_cache(quant):
     """A draft-tree level sees its ancestors among already cached nodes, not their siblings."""
-    model = tiny_llama(0)
+    model = quantize(tiny_llama(0), quant)
     runner = HFRunner(model)
     context = [7, 3, 9]
     runner.feed_uncached(context)
