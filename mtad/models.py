@@ -16,7 +16,7 @@ import torch
 
 from mtad.errors import UserError
 from mtad.pair import HFRunner, Pair
-from mtad.quant import QUANTS, quantize
+from mtad.quant import check_quant, quantize
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 TINY_PREFIX = "tiny-llama/"
@@ -38,14 +38,9 @@ class PairConfig:
     draft_quant: str = "none"
     seed: int = 0                # weights seed of the tiny pair
 
-    def __post_init__(self):
+    def __post_init__(self):  # before any model loads
         for role in ("target", "draft"):
-            quant = getattr(self, f"{role}_quant")
-            if quant not in QUANTS:
-                raise UserError(f"pair.{role}_quant must be one of {', '.join(QUANTS)}, got {quant!r}")
-            if quant != "none" and self.resolved_device().type != "cpu":
-                raise UserError(f"pair.{role}_quant={quant} runs on the CPU only; this pair runs on "
-                                f"{self.resolved_device()}")
+            check_quant(f"pair.{role}_quant", getattr(self, f"{role}_quant"), self.resolved_device())
 
     @property
     def label(self) -> str:

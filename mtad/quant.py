@@ -47,16 +47,21 @@ class Int8Linear(nn.Module):
         return self.qweight.float() * self.scale.float()[:, None]
 
 
+def check_quant(setting: str, quant: str, device: torch.device) -> None:
+    """One ``UserError`` line unless ``quant`` is known and can run on ``device`` (``setting`` names
+    the option, e.g. ``pair.draft_quant``)."""
+    if quant not in QUANTS:
+        raise UserError(f"{setting} must be one of {', '.join(QUANTS)}, got {quant!r}")
+    if quant != "none" and device.type != "cpu":
+        raise UserError(f"{setting}={quant} runs on the CPU only (torch's _weight_int8pack_mm); this model runs on "
+                        f"{device}")
+
+
 def quantize(model: nn.Module, quant: str) -> nn.Module:
     """Replace every ``nn.Linear`` of ``model`` (the output head included) in place; returns it."""
-    if quant not in QUANTS:
-        raise UserError(f"unknown quantization {quant!r} (known: {', '.join(QUANTS)})")
+    check_quant("quantization", quant, next(model.parameters()).device)
     if quant == "none":
         return model
-    device = next(model.parameters()).device
-    if device.type != "cpu":
-        raise UserError(f"int8 weights run on the CPU only (torch's _weight_int8pack_mm); this model is on {device}: "
-                        "use quantization none there")
     linears = [(name, module) for name, module in model.named_modules() if isinstance(module, nn.Linear)]
     for name, module in linears:
         parent_name, _, child = name.rpartition(".")
