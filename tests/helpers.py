@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
 from collections import Counter
+from typing import Callable
 
 import numpy as np
+import torch
 from scipy import stats
 
 from mtad.decoding import generate
@@ -24,16 +25,25 @@ def tiny_pair(seed: int = 0, attn_implementation: str = "sdpa") -> Pair:
     return Pair(HFRunner(target), HFRunner(draft), name="tiny")
 
 
+def exact_sequences(next_probs: Callable[[list[int]], torch.Tensor], prompt: list[int],
+                    length: int) -> dict[tuple, float]:
+    """P_AR(x_1:length | prompt) of every sequence AR sampling can emit (zero-probability ones are
+    left out), grown over the support level by level; ``next_probs(context)`` is the processed
+    next-token distribution after ``context``, computed without a cache."""
+    frontier = {(): 1.0}
+    for _ in range(length):
+        grown = {}
+        for seq, prob in frontier.items():
+            p = next_probs(list(prompt) + list(seq))
+            for token in torch.nonzero(p).flatten().tolist():
+                grown[seq + (token,)] = prob * float(p[token])
+        frontier = grown
+    return frontier
+
+
 def exact_ar(model: TableLM, prompt: list[int], length: int, sampling: SamplingConfig) -> dict[tuple, float]:
-    """P_AR(x_1:length | prompt) for every sequence, from the table itself (no cache)."""
-    probs = {}
-    for seq in itertools.product(range(model.vocab_size), repeat=length):
-        p, context = 1.0, list(prompt)
-        for token in seq:
-            p *= float(process(model.logits_after(context), sampling)[token])
-            context.append(token)
-        probs[seq] = p
-    return probs
+    """P_AR(x_1:length | prompt) from the table itself."""
+    return exact_sequences(lambda context: process(model.logits_after(context), sampling), prompt, length)
 
 
 def sample_sequences(pair: Pair, decoder, prompt: list[int], length: int, runs: int,

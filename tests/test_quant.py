@@ -17,7 +17,7 @@ from mtad.quant import Int8Linear, quantize, streamed_bytes
 from mtad.sampling import SamplingConfig, process
 from mtad.toy_models import tiny_llama_pair
 
-from helpers import g_test, sample_sequences
+from helpers import exact_sequences, g_test, sample_sequences
 
 
 def test_int8_linear_is_the_dequantized_matmul_and_close_to_float():
@@ -84,22 +84,12 @@ TOP3 = SamplingConfig(temperature=1.0, top_k=3, top_p=1.0)
 
 
 def exact_target_ar(pair: Pair, sampling: SamplingConfig) -> dict[tuple, float]:
-    """P_AR(x_1:LENGTH) of the target under ``sampling``, by enumerating its (top-k) support."""
-    model = pair.target.model
-
-    def p_next(context):
+    """P_AR(x_1:LENGTH) of the target under ``sampling`` (its top-k support, enumerated)."""
+    def next_probs(context):
         with torch.inference_mode():
-            return process(model(torch.tensor([context])).logits[0, -1], sampling)
+            return process(pair.target.model(torch.tensor([context])).logits[0, -1], sampling)
 
-    frontier = {(): 1.0}  # sequences so far with their probability; grown over the support level by level
-    for _ in range(LENGTH):
-        grown = {}
-        for seq, prob in frontier.items():
-            p = p_next(PROMPT + list(seq))
-            for token in torch.nonzero(p).flatten().tolist():
-                grown[seq + (token,)] = prob * float(p[token])
-        frontier = grown
-    return frontier
+    return exact_sequences(next_probs, PROMPT, LENGTH)
 
 
 @pytest.fixture(scope="module")
