@@ -36,7 +36,7 @@ if sandbox_error("bwrap") is not None and not os.environ.get("MTAD_REQUIRE_BWRAP
     pytest.skip(f"bwrap sandbox unavailable here: {sandbox_error('bwrap')}", allow_module_level=True)
 
 
-def judge(body: str, sandbox: str = "bwrap", timeout: float = TIMEOUT) -> tuple[dict, float]:
+def verdict_of(body: str, sandbox: str = "bwrap", timeout: float = TIMEOUT) -> tuple[dict, float]:
     """The verdict of HumanEval's scoring path on ``body`` as the completion of HumanEval/0."""
     task = HumanEval(timeout=timeout, sandbox=sandbox)
     example = Example("HumanEval/0#0", [], {"problem": PROBLEM})
@@ -180,11 +180,16 @@ HOSTILE = {
 }
 
 
+def hostile(case: str, token: str = "mtadspotcheck") -> str:
+    """The body of a hostile case; ``token`` names its files and child processes, to find them."""
+    return HOSTILE[case].format(token=token, sleeper=sleeper(token), root=str(ROOT), parent=str(ROOT.parent))
+
+
 @pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_hostile_program_is_contained(case):
     token = f"mtadhostile{uuid.uuid4().hex}"
-    body = HOSTILE[case].format(token=token, sleeper=sleeper(token), root=str(ROOT), parent=str(ROOT.parent))
-    verdict, seconds = judge(body)
+    body = hostile(case, token)
+    verdict, seconds = verdict_of(body)
     try:
         assert not verdict["passed"], verdict
         assert verdict["sandbox"] == "bwrap"
@@ -199,13 +204,13 @@ def test_hostile_program_is_contained(case):
 
 def test_hostile_verdicts_say_why():
     """Spot checks that each defence, not some accident, stopped the program."""
-    assert judge(HOSTILE["print_loop"])[0]["status"] == "output_limit"
-    assert judge(HOSTILE["sleep_forever"])[0]["status"] == "timeout"
-    assert "MemoryError" in judge(HOSTILE["memory_bomb"])[0]["error"]
-    assert "No space left on device" in judge(HOSTILE["fill_tmpfs"].format(token="x"))[0]["error"]
-    assert "File too large" in judge(HOSTILE["huge_file"].format(token="x"))[0]["error"]
-    assert "can't start new thread" in judge(HOSTILE["ten_thousand_threads"])[0]["error"]
-    verdict, seconds = judge(HOSTILE["detached_child"].format(sleeper=sleeper("x")))
+    assert verdict_of(hostile("print_loop"))[0]["status"] == "output_limit"
+    assert verdict_of(hostile("sleep_forever"))[0]["status"] == "timeout"
+    assert "MemoryError" in verdict_of(hostile("memory_bomb"))[0]["error"]
+    assert "No space left on device" in verdict_of(hostile("fill_tmpfs"))[0]["error"]
+    assert "File too large" in verdict_of(hostile("huge_file"))[0]["error"]
+    assert "can't start new thread" in verdict_of(hostile("ten_thousand_threads"))[0]["error"]
+    verdict, seconds = verdict_of(hostile("detached_child"))
     assert verdict["status"] == "failed" and seconds < 1.5  # the detached child does not hold the verdict up
 
 
@@ -219,7 +224,7 @@ def test_network_is_unreachable():
             f"    with socket.create_connection(('127.0.0.1', {port}), timeout=1) as s:\n"
             f"        s.sendall(b'hello')\n"
             f"    return None\n")
-    verdict, _ = judge(body)
+    verdict, _ = verdict_of(body)
     assert not verdict["passed"] and "Connection refused" in verdict["error"]
     with pytest.raises(socket.timeout):
         server.accept()
@@ -230,7 +235,7 @@ def test_network_is_unreachable():
 def test_a_program_cannot_signal_processes_outside_its_sandbox():
     bystander = subprocess.Popen(["sleep", "30"], user=sandbox_module.NOBODY, group=sandbox_module.NOBODY)
     try:
-        verdict, _ = judge(HOSTILE["kill_everything"])
+        verdict, _ = verdict_of(hostile("kill_everything"))
         assert not verdict["passed"] and bystander.poll() is None
     finally:
         bystander.kill()
@@ -288,9 +293,9 @@ def test_canonical_solutions_pass_in_both_sandboxes():
                                   "forge_from_runner_state", "sleep_forever", "memory_bomb"])
 def test_process_sandbox_never_hangs_nor_passes_a_hostile_program(case):
     token = f"mtadhostile{uuid.uuid4().hex}"
-    body = HOSTILE[case].format(token=token, sleeper=sleeper(token), root=str(ROOT), parent=str(ROOT.parent))
+    body = hostile(case, token)
     try:
-        verdict, seconds = judge(body, sandbox="process")
+        verdict, seconds = verdict_of(body, sandbox="process")
         assert not verdict["passed"] and verdict["sandbox"] == "process"
         assert seconds < TIMEOUT + 2
         if os.geteuid() == 0:  # a throwaway uid: all its processes are killed after the verdict
