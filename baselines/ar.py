@@ -1,4 +1,5 @@
-"""Autoregressive decoding with the target alone: the reference for every comparison (docs/decoders.md#ar-autoregressive-sampling)."""
+"""Autoregressive decoding with the target alone: the reference for every comparison
+(docs/decoders.md#ar-autoregressive-sampling)."""
 
 from __future__ import annotations
 

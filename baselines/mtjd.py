@@ -1,4 +1,5 @@
-"""Multi-token joint decoding (MTJD), the quality reference MTAD approximates (docs/decoders.md#mtjd-multi-token-joint-decoding, #mtad-per-block-guarantee).
+"""Multi-token joint decoding (MTJD), the quality reference MTAD approximates
+(docs/decoders.md#mtjd-multi-token-joint-decoding, #mtad-per-block-guarantee).
 
 Per block of gamma tokens, the target's most likely block under its processed distribution,
 argmax_x p~(x_1:gamma | c), found by beam search on the target alone (one batched target call

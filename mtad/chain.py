@@ -28,7 +28,8 @@ def verify_chain(ctx: Context, tokens: list[int]) -> torch.Tensor:
 
 
 def commit_prefix(ctx: Context, accepted: int) -> None:
-    """Crop both caches to the context plus the accepted draft tokens (docs/decoders.md#chain-rounds-commit-and-crop)."""
+    """Crop both caches to the context plus the accepted draft tokens
+    (docs/decoders.md#chain-rounds-commit-and-crop)."""
     keep = len(ctx.tokens) + accepted
     ctx.pair.target.crop(keep)
     ctx.pair.draft.crop(min(ctx.pair.draft.length, keep))

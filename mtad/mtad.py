@@ -42,8 +42,9 @@ def beam_weights(values: torch.Tensor, beam_norm: str) -> torch.Tensor:
 
 
 def beam_sample(ctx: Context, gamma: int, width: int, replacement: bool, beam_norm: str) -> BeamDraft:
-    """Beam sampling on the draft (docs/decoders.md#mtad-beam-sampling-draft). All beams run in one batched draft call per step;
-    on return the draft cache holds the context plus the chosen beam's first gamma-1 tokens."""
+    """Beam sampling on the draft (docs/decoders.md#mtad-beam-sampling-draft). All beams run in one
+    batched draft call per step; on return the draft cache holds the context plus the chosen
+    beam's first gamma-1 tokens."""
     draft = ctx.pair.draft
     q1 = ctx.probs(draft.feed_uncached(ctx.tokens)[-1])
     first = sample(q1, ctx.generator, supported_draws(q1, width, replacement), replacement)

@@ -1,4 +1,5 @@
-"""Token-tree drafting and verification (docs/decoders.md#token-trees-drafting-and-verification), shared by the tree decoders.
+"""Token-tree drafting and verification, shared by the tree decoders
+(docs/decoders.md#token-trees-drafting-and-verification).
 
 A tree is grown level by level from ``k_config`` = (k_1, ..., k_D): every node of level d-1 (the
 root for d = 1) gets up to k_d children sampled from its draft distribution, in one batched

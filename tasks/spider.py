@@ -5,9 +5,10 @@ has them, ``database/<db_id>/<db_id>.sqlite``. Mode ``official`` runs queries on
 ``synthetic`` on test-suite databases generated from ``tables.json`` (``spider_synth``); ``auto``
 takes official when every needed database is present. Every verdict and summary names its mode.
 
-Prompt ``paper``: the authors' one-shot prompt, byte for byte (docs/decoders.md#spider-one-shot-prompt), fed as raw text;
-``chat``: the same text as the user turn of the pair's chat template. The SQL is the decoded
-output with code fences stripped, up to its first ``;``.
+Prompt ``paper``: the authors' one-shot prompt, byte for byte
+(docs/decoders.md#spider-one-shot-prompt), fed as raw text; ``chat``: the same text as the user
+turn of the pair's chat template. The SQL is the decoded output with code fences stripped, up to
+its first ``;``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Distribution tests on the toy table LM (docs/decoders.md#tablelm-order-2-table-model): lossless decoders reproduce AR sampling
-over N=5 tokens (several blocks), checked by a G-test against exact probabilities; each test
-has a negative control that must fail, which shows the test has power."""
+"""Distribution tests on the toy table LM (docs/decoders.md#tablelm-order-2-table-model): lossless
+decoders reproduce AR sampling over N=5 tokens (several blocks), checked by a G-test against exact
+probabilities; each test has a negative control that must fail, which shows the test has power."""
 
 import pytest
 

@@ -1,6 +1,7 @@
-"""SpecInfer, MCSS and SpecTr (docs/decoders.md#specinfer-tree-speculative-sampling, #mcss-candidates-without-replacement, #spectr-k-seq, #toy-models-for-tests): exact single-step enumeration, multi-token
-distribution tests with negative controls, greedy identity, tree logits, and equivalence with
-SpD on chains."""
+"""SpecInfer, MCSS and SpecTr: exact single-step enumeration, multi-token distribution tests with
+negative controls, greedy identity, tree logits, and equivalence with SpD on chains
+(docs/decoders.md#specinfer-tree-speculative-sampling, #mcss-candidates-without-replacement,
+#spectr-k-seq, #toy-models-for-tests)."""
 
 import itertools
 
