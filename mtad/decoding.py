@@ -83,9 +83,10 @@ class GenerationStats:
     draft_accepted: int = 0          # emitted tokens that came from the draft
     proposed_per_position: list[int] = field(default_factory=list)
     accepted_per_position: list[int] = field(default_factory=list)
-    wall_seconds: float = 0.0
+    wall_seconds: float = 0.0        # generate() time, compile time excluded
     target_seconds: float = 0.0
     draft_seconds: float = 0.0
+    compile_seconds: float = 0.0     # calls that compiled a new shape (static backend), both models
 
     @property
     def block_efficiency(self) -> float:
@@ -126,7 +127,7 @@ class GenerationStats:
     @classmethod
     def from_dict(cls, values: dict) -> "GenerationStats":
         """Back from ``as_dict`` (derived values are recomputed, not read)."""
-        return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls)})
+        return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values})
 
     def as_dict(self) -> dict:
         out = dataclasses.asdict(self)
@@ -161,6 +162,7 @@ def generate(pair: Pair, decoder: Decoder, prompt: list[int], *, max_new_tokens:
     if max_new_tokens < 1:
         raise UserError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     stop = set(pair.stop_ids if stop_ids is None else stop_ids)
+    pair.check_fits(len(prompt), max_new_tokens)
     ctx = start(pair, prompt, sampling, seed)
     stats = GenerationStats()
     new: list[int] = []
@@ -180,7 +182,8 @@ def generate(pair: Pair, decoder: Decoder, prompt: list[int], *, max_new_tokens:
             break
     if pair.device.type == "cuda":
         torch.cuda.synchronize(pair.device)
-    stats.wall_seconds = time.perf_counter() - began
+    stats.compile_seconds = pair.target.counter.compile_seconds + pair.draft.counter.compile_seconds
+    stats.wall_seconds = time.perf_counter() - began - stats.compile_seconds
     for model, runner in (("target", pair.target), ("draft", pair.draft)):
         setattr(stats, f"{model}_calls", runner.counter.calls)
         setattr(stats, f"{model}_tokens_fed", runner.counter.tokens)

@@ -67,6 +67,8 @@ def run_job(cfg: DictConfig, out_dir: Path, sweep: str | None = None) -> dict:
     pair = cached_pair(config["pair"])
     examples = task.examples(pair.info)
     todo = [(i, example) for i, example in enumerate(examples) if example.id not in recorder.done]
+    for example in examples:  # a prompt too long for a static cache stops the job before any work
+        pair.check_fits(len(example.prompt_ids), cfg.max_new_tokens)
     with closing(build_meter(cfg.meter, [pair.target.device, pair.draft.device])) as meter:
         idle_watts = meter.idle_watts(cfg.meter_idle_seconds)
         for _ in range(cfg.warmup if todo else 0):

@@ -21,6 +21,7 @@ from mtad.quant import check_quant, quantize
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 TINY_PREFIX = "tiny-llama/"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+BACKENDS = ("eager", "static")
 
 
 @dataclass
@@ -36,19 +37,27 @@ class PairConfig:
     draft_head_rows: int | None = None  # restrict the draft's output head to ids < N (see HFRunner)
     target_quant: str = "none"   # none | int8: weight-only int8 linear layers (mtad/quant.py)
     draft_quant: str = "none"
+    backend: str = "eager"       # eager: transformers' DynamicCache | static: own KV buffers, compiled (mtad/static.py)
+    max_length: int = 2048       # positions the static backend's KV buffers hold (prompt, output and drafts)
     seed: int = 0                # weights seed of the tiny pair
 
     def __post_init__(self):  # before any model loads
         for role in ("target", "draft"):
             check_quant(f"pair.{role}_quant", getattr(self, f"{role}_quant"), self.resolved_device())
+        if self.backend not in BACKENDS:
+            raise UserError(f"pair.backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.max_length < 1:
+            raise UserError(f"pair.max_length must be >= 1, got {self.max_length}")
 
     @property
     def label(self) -> str:
-        """The pair's name in records and tables: its config name plus any quantized model, since
-        a quantized target is another model and a quantized draft another speed."""
+        """The pair's name in records and tables: its config name plus any quantized model and a
+        backend other than eager, since a quantized target is another model, and a quantized draft
+        or another backend another speed."""
         quantized = [f"{role}-{getattr(self, f'{role}_quant')}" for role in ("target", "draft")
                      if getattr(self, f"{role}_quant") != "none"]
-        return "+".join([self.name, *quantized])
+        backend = [self.backend] if self.backend != "eager" else []
+        return "+".join([self.name, *quantized, *backend])
 
     def resolved_device(self) -> torch.device:
         if self.device == "auto":
@@ -94,8 +103,17 @@ def load_pair(pair: str | PairConfig = "tiny", **overrides) -> Pair:
         target, draft = (load_causal_lm(src, dtype, cfg.attn_implementation) for src in (target_src, draft_src))
     target, draft = (m.to(device=device, dtype=dtype) for m in (target, draft))
     target, draft = quantize(target, cfg.target_quant), quantize(draft, cfg.draft_quant)
-    return Pair(HFRunner(target), HFRunner(draft, head_rows=cfg.draft_head_rows), name=cfg.label,
+    return Pair(make_runner(target, cfg), make_runner(draft, cfg, head_rows=cfg.draft_head_rows), name=cfg.label,
                 stop_ids=_stop_ids(target, tokenizer, cfg), tokenizer=tokenizer, chat_template=cfg.chat_template)
+
+
+def make_runner(model, cfg: PairConfig, head_rows: int | None = None) -> HFRunner:
+    """The runner of ``cfg.backend`` around a loaded model."""
+    if cfg.backend == "static":
+        from mtad.static import StaticRunner
+
+        return StaticRunner(model, head_rows=head_rows, max_length=cfg.max_length)
+    return HFRunner(model, head_rows=head_rows)
 
 
 def _token() -> str | None:

@@ -19,12 +19,15 @@ from mtad import cache as kv
 from mtad.errors import UserError
 from mtad.quant import head_logits
 
+DRAFT_ROOM = 64  # cache positions a round may feed beyond the committed tokens (drafts, trees)
+
 
 @dataclass
 class ForwardCounter:
     calls: int = 0
     tokens: int = 0  # token positions fed, summed over batch rows
     seconds: float = 0.0
+    compile_seconds: float = 0.0  # calls that compiled a new shape (static backend), kept out of ``seconds``
 
 
 class Runner(ABC):
@@ -32,9 +35,11 @@ class Runner(ABC):
 
     vocab_size: int
     device: torch.device
+    capacity: int | None = None  # most positions the cache can hold (None: no fixed limit)
 
     def __init__(self):
         self.counter = ForwardCounter()
+        self.compiling = False  # set by ``_forward`` when this call compiled a new shape
 
     # -- what sub-classes provide -------------------------------------------------------
     @abstractmethod
@@ -90,11 +95,16 @@ class Runner(ABC):
             positions = torch.arange(self.length, self.length + n, device=self.device).expand(batch, n)
         positions = torch.as_tensor(positions, dtype=torch.long, device=self.device)
         start = time.perf_counter()
+        self.compiling = False
         with torch.inference_mode():
             logits = self._forward(tokens, positions, tree_mask, keep)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        self.counter.seconds += time.perf_counter() - start
+        elapsed = time.perf_counter() - start
+        if self.compiling:
+            self.counter.compile_seconds += elapsed
+        else:
+            self.counter.seconds += elapsed
         self.counter.calls += 1
         self.counter.tokens += batch * n
         return logits
@@ -146,9 +156,15 @@ class HFRunner(Runner):
                       cache=self.cache, use_cache=True)
         if self.head_rows is None:
             return self.model(**inputs, logits_to_keep=keep).logits
-        hidden = self.model.get_decoder()(**inputs).last_hidden_state[:, -keep:]
+        return self._head(self.model.get_decoder()(**inputs).last_hidden_state[:, -keep:])
+
+    def _head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits [B, k, V] of final hidden states [B, k, hidden]; ids >= ``head_rows`` get -inf."""
+        head = self.model.get_output_embeddings()
+        if self.head_rows is None:
+            return head(hidden)
         logits = torch.full((*hidden.shape[:2], self.vocab_size), float("-inf"), dtype=hidden.dtype, device=self.device)
-        logits[..., : self.head_rows] = head_logits(self.model.get_output_embeddings(), hidden, self.head_rows)
+        logits[..., : self.head_rows] = head_logits(head, hidden, self.head_rows)
         return logits
 
     def _additive_mask(self, tree_mask: torch.Tensor, batch: int) -> torch.Tensor:
@@ -211,3 +227,12 @@ class Pair:
     def reset(self) -> None:
         self.target.reset()
         self.draft.reset()
+
+    def check_fits(self, prompt_tokens: int, new_tokens: int) -> None:
+        """One ``UserError`` unless a generation of ``new_tokens`` after ``prompt_tokens`` fits the
+        caches, with ``DRAFT_ROOM`` positions for drafts and trees fed beyond the output."""
+        capacities = [r.capacity for r in (self.target, self.draft) if r.capacity is not None]
+        if capacities and prompt_tokens + new_tokens + DRAFT_ROOM > min(capacities):
+            raise UserError(f"a prompt of {prompt_tokens} tokens plus {new_tokens} new tokens (and {DRAFT_ROOM} for "
+                            f"drafts) exceeds the static KV cache of {min(capacities)} positions: raise "
+                            "pair.max_length or lower max_new_tokens")

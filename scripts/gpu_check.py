@@ -1,13 +1,18 @@
-"""GPU check: the pair, every decoder and the energy meter on CUDA, then forward times of the
-paper's Llama-3 8B/1B shapes.
+"""GPU check: forward speed of both backends at the paper's Llama-3 shapes, then correctness of
+every decoder on CUDA, on both backends.
 
-1. Greedy identity on CUDA (tiny random pair, float32): every decoder whose temperature-0 output
-   must equal target greedy decoding does, against transformers' own generate().
-2. Sampling smoke test of every decoder in bfloat16 on CUDA.
-3. NVML energy: idle power, and joules of a timed region.
-4. Forward times with random weights in the shapes of Llama-3.1-8B and Llama-3.2-1B (no hub is
-   reachable from the GPU machine; shapes alone set the timings): target 1 vs 5 tokens, draft
-   1 vs 4 beams, after a 512-token prompt.
+1. Roofline: the device's memory bandwidth (a large device-to-device copy, bytes read plus
+   written), and for random-weight Llama-3.1-8B / Llama-3.2-1B shapes in bf16 (no hub is reachable
+   from the GPU machine; shapes alone set the timings) after a 512-token prompt: ms per forward
+   (target 1 and 5 tokens; draft 1 token at 1, 4 and 8 beams) on ``eager`` (transformers'
+   DynamicCache) and ``static`` (mtad/static.py: own KV buffers, torch.compile, one CUDA graph
+   per shape; ``static:inductor`` lets mode="reduce-overhead" make the graphs instead), weight
+   bytes, achieved bandwidth and its fraction of the measured roofline, compile seconds.
+2. Greedy identity on CUDA (tiny random pair, float32): every decoder whose temperature-0 output
+   must equal target greedy decoding does, against transformers' own generate(), on both backends.
+3. Sampling smoke test of every decoder in bfloat16 on CUDA (eager), and NVML energy.
+
+Results are written after each section, so a run cut short keeps what it measured.
 
     python scripts/gpu_check.py --out results/bench/gpu_check.json
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -24,9 +30,11 @@ import torch
 from mtad.catalogue import DECODERS, build_decoder
 from mtad.decoding import generate
 from mtad.energy import build_meter
-from mtad.pair import Pair, HFRunner
+from mtad.pair import HFRunner, Pair
+from mtad.quant import streamed_bytes
 from mtad.records import environment, write_atomic
 from mtad.sampling import SamplingConfig
+from mtad.static import StaticRunner
 from mtad.toy_models import tiny_llama_pair
 
 # temperature-0 output equals target greedy (bild and mtjd differ by design; see their docs)
@@ -35,15 +43,93 @@ LLAMA_SHAPES = {  # Llama-3.1-8B and Llama-3.2-1B
     "target-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, tie_word_embeddings=False),
     "draft-1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, tie_word_embeddings=True),
 }
+SHAPES = {"target-8b": [(1, 1), (1, 5)], "draft-1b": [(1, 1), (4, 1), (8, 1)]}  # (rows, tokens)
+CONTEXT = 512
+# static:inductor leaves the CUDA graphs to torch.compile(mode="reduce-overhead"), for comparison
+BACKENDS = "eager,static,static:inductor"
 
 
-def tiny_cuda_pair(dtype: torch.dtype) -> Pair:
+def copy_bandwidth_gbs(device: torch.device) -> float:
+    """Device-to-device copy of 2 GiB, bytes read plus written, median of 10, GB/s."""
+    src = torch.randn(2**30 // 2, dtype=torch.bfloat16, device=device)
+    dst = torch.empty_like(src)
+    times = []
+    for _ in range(13):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        dst.copy_(src)
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1e3)
+    return 2 * src.numel() * src.element_size() / statistics.median(times[3:]) / 1e9
+
+
+def random_llama(shape: dict):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=128256, num_attention_heads=32, num_key_value_heads=8, rope_theta=500000.0,
+                         max_position_embeddings=8192, attn_implementation="sdpa", **shape)
+    with torch.device("cuda"):
+        torch.set_default_dtype(torch.bfloat16)
+        try:
+            return LlamaForCausalLM(config).eval()
+        finally:
+            torch.set_default_dtype(torch.float32)
+
+
+def median_ms(runner: HFRunner, rows: int, n: int, repeats: int = 30) -> float:
+    """Median ms of feeding ``n`` tokens to ``rows`` rows after ``CONTEXT`` cached tokens (cropped
+    back after each call). The first calls warm up (and compile, on the static backend)."""
+    runner.reset()
+    runner.feed(torch.randint(0, 128256, (1, CONTEXT)))
+    if rows > 1:
+        runner.select_rows([0] * rows)
+    tokens = torch.randint(0, 128256, (rows, n))
+    times = []
+    for _ in range(repeats + 3):
+        before = runner.counter.seconds
+        runner.feed(tokens)
+        times.append(runner.counter.seconds - before)
+        runner.crop(CONTEXT)
+    return 1e3 * statistics.median(times[3:])
+
+
+def forward_times(peak_gbs: float, results: dict, save, backends: list[str]) -> None:
+    out = results.setdefault("forward_times", {})
+    for name, shape in LLAMA_SHAPES.items():
+        model = random_llama(shape)
+        weight = streamed_bytes(model)
+        row = out[name] = {"weight_bytes": weight, "roofline_ms": weight / peak_gbs / 1e6}
+        for backend in backends:
+            if backend == "eager":
+                runner = HFRunner(model)
+            else:
+                runner = StaticRunner(model, max_length=1024, cuda_graphs=backend.partition(":")[2] or "manual")
+            for rows, n in SHAPES[name]:
+                ms = median_ms(runner, rows, n)
+                row[f"{backend} rows={rows} tokens={n} ms"] = ms
+                print(f"{name} {backend:<15} rows={rows} tokens={n}: {ms:7.2f} ms "
+                      f"({weight / ms / 1e6:6.0f} GB/s, {100 * weight / ms / 1e6 / peak_gbs:3.0f}% of the roofline)",
+                      flush=True)
+            row[f"{backend} compile_seconds"] = runner.counter.compile_seconds
+            print(f"{name} {backend} compile seconds: {runner.counter.compile_seconds:.1f}", flush=True)
+            save()
+            del runner
+        del model
+        torch.cuda.empty_cache()
+
+
+def tiny_cuda_pair(dtype: torch.dtype, backend: str = "eager") -> Pair:
     target, draft = (m.to("cuda", dtype) for m in tiny_llama_pair(0))
-    return Pair(HFRunner(target), HFRunner(draft), name="tiny-cuda")
+    if backend == "static":  # coarse buckets: few shapes, few compiles
+        make = lambda m: StaticRunner(m, max_length=256, token_buckets=(1, 8, 64))  # noqa: E731
+    else:
+        make = HFRunner
+    return Pair(make(target), make(draft), name=f"tiny-cuda-{backend}")
 
 
-def check_greedy_identity() -> dict:
-    pair = tiny_cuda_pair(torch.float32)
+def check_greedy_identity(backend: str) -> dict:
+    pair = tiny_cuda_pair(torch.float32, backend)
     greedy = SamplingConfig(temperature=0)
     results = {}
     for prompt in ([1, 2, 3, 4, 5], [40, 41, 9, 60, 2, 33, 8, 8]):
@@ -66,72 +152,39 @@ def check_sampling_smoke() -> dict:
     return results
 
 
-def random_llama(shape: dict):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(vocab_size=128256, num_attention_heads=32, num_key_value_heads=8, rope_theta=500000.0,
-                         max_position_embeddings=8192, attn_implementation="sdpa", **shape)
-    with torch.device("cuda"):
-        torch.set_default_dtype(torch.bfloat16)
-        try:
-            return LlamaForCausalLM(config).eval()
-        finally:
-            torch.set_default_dtype(torch.float32)
-
-
-def median_ms(runner: HFRunner, prefix: torch.Tensor, tokens: torch.Tensor, repeats: int = 20) -> float:
-    """Median time of feeding ``tokens`` [B, n] after ``prefix`` (cropped back after each call)."""
-    runner.reset()
-    runner.feed(prefix)
-    if tokens.shape[0] > 1:
-        runner.select_rows([0] * tokens.shape[0])
-    times = []
-    for _ in range(repeats + 3):
-        start = runner.counter.seconds
-        runner.feed(tokens)
-        times.append(runner.counter.seconds - start)
-        runner.crop(prefix.shape[1])
-    return 1e3 * sorted(times[3:])[repeats // 2]
-
-
-def forward_times(meter) -> dict:
-    prefix = torch.randint(0, 128256, (1, 512), device="cuda")
-    times = {}
-    for name, shape in LLAMA_SHAPES.items():
-        runner = HFRunner(random_llama(shape))
-        before = meter.joules()
-        for batch, n in ((1, 1), (1, 5), (4, 1), (8, 1)):
-            times[f"{name} batch={batch} tokens={n} ms"] = median_ms(runner, prefix, torch.randint(0, 128256, (batch, n), device="cuda"))
-        after = meter.joules()
-        times[f"{name} joules (all timings)"] = None if after is None else after - before
-        del runner
-        torch.cuda.empty_cache()
-    return times
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="results/bench/gpu_check.json")
+    parser.add_argument("--skip-timings", action="store_true")
+    parser.add_argument("--backends", default=BACKENDS, help="backends timed (default: %(default)s)")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("error: no CUDA device")
-    results = {"environment": environment()}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    results["greedy_identity"] = check_greedy_identity()
-    print("greedy identity on CUDA:", results["greedy_identity"], flush=True)
+    results = {"environment": environment()}
+
+    def save():
+        results["seconds"] = time.perf_counter() - started
+        write_atomic(out, json.dumps(results, indent=2))
+
+    peak = copy_bandwidth_gbs(torch.device("cuda"))
+    results["copy_bandwidth_gbs"] = peak
+    print(f"device-to-device copy: {peak:.0f} GB/s (read + write)", flush=True)
+    if not args.skip_timings:
+        forward_times(peak, results, save, args.backends.split(","))
+    for backend in ("eager", "static"):
+        results[f"greedy_identity_{backend}"] = check_greedy_identity(backend)
+        print(f"greedy identity on CUDA, {backend}:", results[f"greedy_identity_{backend}"], flush=True)
+        save()
     results["sampling_smoke"] = check_sampling_smoke()
     print("sampling smoke (bf16):", results["sampling_smoke"], flush=True)
     meter = build_meter("nvml", [torch.device("cuda", 0)])
-    results["energy"] = {"source": meter.source, "idle_watts": meter.idle_watts(2.0)}
-    print("energy:", results["energy"], flush=True)
-    results["forward_times"] = forward_times(meter)
+    results["energy"] = {"source": meter.source, "idle_watts": meter.idle_watts(1.0)}
     meter.close()
-    for key, value in results["forward_times"].items():
-        print(f"{key}: {value:.2f}" if value is not None else f"{key}: none", flush=True)
-    results["seconds"] = time.perf_counter() - started
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(out, json.dumps(results, indent=2))
+    print("energy:", results["energy"], flush=True)
+    save()
     print(f"wrote {out}")
 
 

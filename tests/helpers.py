@@ -12,6 +12,7 @@ from scipy import stats
 from mtad.decoding import generate
 from mtad.pair import Pair, HFRunner
 from mtad.sampling import SamplingConfig, process
+from mtad.static import StaticRunner
 from mtad.toy_models import TableLM, tiny_llama_pair
 
 
@@ -20,9 +21,24 @@ def table_pair(vocab: int = 3, seed: int = 0, draft_noise: float = 0.8) -> Pair:
     return Pair(target, draft, name="table")
 
 
-def tiny_pair(seed: int = 0, attn_implementation: str = "sdpa") -> Pair:
-    target, draft = tiny_llama_pair(seed, attn_implementation=attn_implementation)
-    return Pair(HFRunner(target), HFRunner(draft), name="tiny")
+# Runners every engine and decoder test runs on: transformers' DynamicCache, and the static
+# backend's code run eagerly (buckets, padding and masks included). tests/test_static.py compiles it.
+RUNNERS = ["eager", "static"]
+COARSE_BUCKETS = (1, 8, 64)  # few shapes, so few compiles, when a test compiles the static runner
+
+
+def make_runner(model, runner: str = "eager", **kwargs) -> HFRunner:
+    """A runner of kind ``runner``: eager, static (uncompiled) or static-compiled (coarse buckets)."""
+    if runner == "eager":
+        return HFRunner(model, **kwargs)
+    compiled = runner == "static-compiled"
+    return StaticRunner(model, max_length=256, compile=compiled,
+                        **({"token_buckets": COARSE_BUCKETS} if compiled else {}), **kwargs)
+
+
+def tiny_pair(seed: int = 0, attn_implementation: str = "sdpa", runner: str = "eager", **kwargs) -> Pair:
+    target, draft = tiny_llama_pair(seed, attn_implementation=attn_implementation, **kwargs)
+    return Pair(make_runner(target, runner), make_runner(draft, runner), name="tiny")
 
 
 def exact_sequences(next_probs: Callable[[list[int]], torch.Tensor], prompt: list[int],
@@ -39,6 +55,16 @@ def exact_sequences(next_probs: Callable[[list[int]], torch.Tensor], prompt: lis
                 grown[seq + (token,)] = prob * float(p[token])
         frontier = grown
     return frontier
+
+
+def exact_target_ar(pair: Pair, sampling: SamplingConfig, prompt: list[int], length: int) -> dict[tuple, float]:
+    """P_AR(x_1:length | prompt) of a transformer pair's target under ``sampling`` (its support
+    enumerated; keep top-k small)."""
+    def next_probs(context):
+        with torch.inference_mode():
+            return process(pair.target.model(torch.tensor([context])).logits[0, -1], sampling)
+
+    return exact_sequences(next_probs, prompt, length)
 
 
 def exact_ar(model: TableLM, prompt: list[int], length: int, sampling: SamplingConfig) -> dict[tuple, float]:

@@ -6,7 +6,7 @@ from mtad.catalogue import build_decoder
 from mtad.decoding import Block, Context, Decoder, generate
 from mtad.sampling import SamplingConfig
 
-from helpers import table_pair, tiny_pair
+from helpers import RUNNERS, table_pair, tiny_pair
 
 
 class Scripted(Decoder):
@@ -42,9 +42,10 @@ def test_max_new_tokens_truncates_a_block():
     assert out.stats.new_tokens == 4 and out.stats.draft_accepted == 3
 
 
+@pytest.mark.parametrize("runner", RUNNERS)
 @pytest.mark.parametrize("name, params", [("ar", {}), ("spd", {"gamma": 3}), ("mtad", {"gamma": 3, "width": 2})])
-def test_counters_add_up(name, params):
-    pair = tiny_pair()
+def test_counters_add_up(name, params, runner):
+    pair = tiny_pair(runner=runner)
     out = generate(pair, build_decoder(name, **params), [3, 1, 4], max_new_tokens=37, seed=1, stop_ids=())
     s = out.stats
     assert len(out.tokens) == s.new_tokens == 37

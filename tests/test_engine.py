@@ -1,5 +1,5 @@
 """The pair's cache bookkeeping and custom masks against uncached forward passes (float32), with
-float weights and with int8 weights (``pair.*_quant``)."""
+float weights and with int8 weights (``pair.*_quant``), on every runner (helpers.RUNNERS)."""
 
 import pytest
 import torch
@@ -8,7 +8,7 @@ from mtad.pair import Pair, HFRunner
 from mtad.quant import quantize
 from mtad.toy_models import TableLM, tiny_llama, tiny_llama_pair
 
-from helpers import tiny_pair
+from helpers import RUNNERS, make_runner, tiny_pair
 
 
 def plain_logits(model, sequence):
@@ -17,9 +17,10 @@ def plain_logits(model, sequence):
         return model(torch.tensor([sequence])).logits[0, -1]
 
 
-@pytest.fixture(scope="module", params=["none", "int8"])
+@pytest.fixture(scope="module", params=[(q, r) for q in ("none", "int8") for r in RUNNERS], ids="-".join)
 def runner(request):
-    return HFRunner(quantize(tiny_llama(0), request.param))
+    quant, kind = request.param
+    return make_runner(quantize(tiny_llama(0), quant), kind)
 
 
 def test_feed_uncached_feeds_only_the_missing_tokens(runner):
@@ -84,11 +85,12 @@ def path(i):
     return out
 
 
+@pytest.mark.parametrize("kind", RUNNERS)
 @pytest.mark.parametrize("quant", ["none", "int8"])
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
-def test_tree_logits_equal_path_logits_and_keep_positions(attn, quant):
+def test_tree_logits_equal_path_logits_and_keep_positions(attn, quant, kind):
     model = quantize(tiny_llama(0, attn_implementation=attn), quant)
-    runner = HFRunner(model)
+    runner = make_runner(model, kind)
     context = [7, 3, 9, 4]
     runner.feed_uncached(context)
     mask, positions = tree_inputs(len(context))
@@ -102,11 +104,12 @@ def test_tree_logits_equal_path_logits_and_keep_positions(attn, quant):
     torch.testing.assert_close(after[-1], plain_logits(model, context + [12, 23, 30]), rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("kind", RUNNERS)
 @pytest.mark.parametrize("quant", ["none", "int8"])
-def test_mask_may_cover_part_of_the_cache(quant):
+def test_mask_may_cover_part_of_the_cache(quant, kind):
     """A draft-tree level sees its ancestors among already cached nodes, not their siblings."""
     model = quantize(tiny_llama(0), quant)
-    runner = HFRunner(model)
+    runner = make_runner(model, kind)
     context = [7, 3, 9]
     runner.feed_uncached(context)
     level1 = torch.tensor([[11, 12]])

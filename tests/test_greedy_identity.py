@@ -1,5 +1,6 @@
 """Temperature 0: every decoder must reproduce the target's own greedy decoding token for token
-(float32, tiny random pair), and that must equal transformers' generate(do_sample=False)."""
+(float32, tiny random pair), and that must equal transformers' generate(do_sample=False), on every
+runner (helpers.RUNNERS)."""
 
 import pytest
 import torch
@@ -8,16 +9,16 @@ from mtad.catalogue import build_decoder
 from mtad.decoding import generate
 from mtad.sampling import SamplingConfig
 
-from helpers import tiny_pair
+from helpers import RUNNERS, tiny_pair
 
 PROMPTS = [[1, 2, 3, 4, 5], [17], [40, 41, 9, 60, 2, 33, 8, 8], [63, 0, 12]]
 NEW_TOKENS = 40
 GREEDY = SamplingConfig(temperature=0)
 
 
-@pytest.fixture(scope="module")
-def pair():
-    return tiny_pair()
+@pytest.fixture(scope="module", params=RUNNERS)
+def pair(request):
+    return tiny_pair(runner=request.param)
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,12 @@ from mtad.catalogue import build_decoder
 from mtad.decoding import generate
 from mtad.errors import UserError
 from mtad.models import PairConfig, load_pair
-from mtad.pair import HFRunner, Pair
+from mtad.pair import Pair
 from mtad.quant import Int8Linear, quantize, streamed_bytes
-from mtad.sampling import SamplingConfig, process
+from mtad.sampling import SamplingConfig
 from mtad.toy_models import tiny_llama_pair
 
-from helpers import exact_sequences, g_test, sample_sequences
+from helpers import RUNNERS, exact_target_ar, g_test, sample_sequences, make_runner
 
 
 def test_int8_linear_is_the_dequantized_matmul_and_close_to_float():
@@ -53,9 +53,9 @@ def test_bad_quantization_and_device_are_one_line_errors():
     assert load_pair("tiny", draft_quant="int8").name == "tiny+draft-int8"
 
 
-def int8_draft_pair(draft_noise: float = 0.03) -> Pair:
+def int8_draft_pair(draft_noise: float = 0.03, runner: str = "eager") -> Pair:
     target, draft = tiny_llama_pair(0, draft_noise=draft_noise)
-    return Pair(HFRunner(target), HFRunner(quantize(draft, "int8")), name="tiny+draft-int8")
+    return Pair(make_runner(target, runner), make_runner(quantize(draft, "int8"), runner), name="tiny+draft-int8")
 
 
 GREEDY = SamplingConfig(temperature=0)
@@ -66,8 +66,9 @@ PROMPTS = [[1, 2, 3, 4, 5], [17], [63, 0, 12]]
     ("spd", {"gamma": 4}), ("mtad", {"width": 3, "tau": 0.5}), ("specinfer", {"k_config": [2, 2]}),
     ("mcss", {"k_config": [2, 2]}), ("spectr", {"k": 2, "gamma": 3}),
 ], ids=lambda p: p[0])
-def test_greedy_identity_with_an_int8_draft(params):
-    pair = int8_draft_pair()
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_greedy_identity_with_an_int8_draft(params, runner):
+    pair = int8_draft_pair(runner=runner)
     name, kwargs = params
     accepted = 0
     for prompt in PROMPTS:
@@ -83,21 +84,12 @@ PROMPT, LENGTH, RUNS = [5, 6], 3, 1500
 TOP3 = SamplingConfig(temperature=1.0, top_k=3, top_p=1.0)
 
 
-def exact_target_ar(pair: Pair, sampling: SamplingConfig) -> dict[tuple, float]:
-    """P_AR(x_1:LENGTH) of the target under ``sampling`` (its top-k support, enumerated)."""
-    def next_probs(context):
-        with torch.inference_mode():
-            return process(pair.target.model(torch.tensor([context])).logits[0, -1], sampling)
-
-    return exact_sequences(next_probs, PROMPT, LENGTH)
-
-
-@pytest.fixture(scope="module")
-def noisy_int8():
+@pytest.fixture(scope="module", params=RUNNERS)
+def noisy_int8(request):
     """A draft far enough from the target that rejections, and so the residual, matter (with
     top-3, about a fifth of the output mass per step moves if p replaces the residual)."""
-    pair = int8_draft_pair(draft_noise=0.1)
-    return pair, exact_target_ar(pair, TOP3)
+    pair = int8_draft_pair(draft_noise=0.1, runner=request.param)
+    return pair, exact_target_ar(pair, TOP3, PROMPT, LENGTH)
 
 
 def test_spd_with_an_int8_draft_reproduces_the_target(noisy_int8):

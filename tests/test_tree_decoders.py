@@ -17,7 +17,7 @@ from mtad.decoding import generate, start
 from mtad.sampling import SamplingConfig
 from mtad.tree import draft_tree, verify_tree
 
-from helpers import exact_ar, g_test, sample_sequences, table_pair, tiny_pair
+from helpers import RUNNERS, exact_ar, g_test, sample_sequences, table_pair, tiny_pair
 
 UNFILTERED = SamplingConfig(temperature=1.0, top_k=0, top_p=1.0)
 FILTERED = SamplingConfig(temperature=1.0, top_k=2, top_p=0.8)
@@ -176,8 +176,9 @@ def test_chain_equals_spd_on_the_same_random_stream(name, params):
 # ---------------------------------------------------------------- tiny transformer
 @pytest.mark.parametrize("name, params", [("specinfer", {"k_config": [4, 2, 2]}), ("mcss", {"k_config": [3, 2, 2]}),
                                           ("spectr", {"k": 3, "gamma": 4})])
-def test_greedy_identity(name, params):
-    pair = tiny_pair()
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_greedy_identity(name, params, runner):
+    pair = tiny_pair(runner=runner)
     greedy = SamplingConfig(temperature=0)
     for prompt in ([1, 2, 3, 4, 5], [17], [40, 41, 9, 60, 2, 33, 8, 8]):
         ref = generate(pair, build_decoder("ar"), prompt, max_new_tokens=40, sampling=greedy)
@@ -186,9 +187,10 @@ def test_greedy_identity(name, params):
         assert out.stats.draft_accepted > 0
 
 
+@pytest.mark.parametrize("runner", RUNNERS)
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
-def test_tree_node_logits_equal_path_logits(attn):
-    pair = tiny_pair(attn_implementation=attn)
+def test_tree_node_logits_equal_path_logits(attn, runner):
+    pair = tiny_pair(attn_implementation=attn, runner=runner)
     ctx = start(pair, [5, 9, 2, 7], SamplingConfig(temperature=1.0, top_k=0, top_p=1.0), seed=0)
     ctx.pair.target.feed_uncached(ctx.tokens[:2])  # part of the context cached, part not
     tree = draft_tree(ctx, [4, 2, 2], replacement=True)
@@ -209,9 +211,10 @@ def test_tree_node_logits_equal_path_logits(attn):
     assert pair.draft.length == len(ctx.tokens) + 4 + 8  # the last level is never fed to the draft
 
 
-def test_kept_path_leaves_caches_consistent():
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_kept_path_leaves_caches_consistent(runner):
     """After a tree step, continuing with plain decoding gives uncached logits (cache crop by path)."""
-    pair = tiny_pair()
+    pair = tiny_pair(runner=runner)
     decoder = build_decoder("specinfer", k_config=[3, 2, 2])
     ctx = start(pair, [3, 1, 4, 1, 5], SamplingConfig(), seed=3)
     for _ in range(6):

@@ -1,0 +1,136 @@
+"""The static backend (mtad/static.py) compiled: cache edits against uncached logits, greedy
+identity of every exact decoder against transformers' generate(), SpD's output distribution with
+its negative control, no recompilation after warm-up, compile time kept out of tokens/s, and its
+errors. The same runner's code runs uncompiled through every engine and decoder test
+(helpers.RUNNERS); here it is compiled once per module with coarse buckets (each is a compile)."""
+
+import pytest
+import torch
+
+import baselines.spd
+from mtad.catalogue import build_decoder
+from mtad.decoding import generate
+from mtad.errors import UserError
+from mtad.models import PairConfig, load_pair
+from mtad.sampling import SamplingConfig
+from mtad.static import StaticRunner, bucket
+
+from helpers import exact_target_ar, g_test, sample_sequences, tiny_pair
+
+GREEDY = SamplingConfig(temperature=0)
+EXACT = [("ar", {}), ("spd", {"gamma": 4}), ("mtad", {"width": 3, "tau": 0.5}), ("typical", {}),
+         ("specinfer", {"k_config": [2, 2]}), ("mcss", {"k_config": [2, 2]}), ("spectr", {"k": 2, "gamma": 3})]
+PROMPTS = [[1, 2, 3, 4, 5], [40, 41, 9, 60, 2, 33, 8, 8]]
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    return tiny_pair(runner="static-compiled")
+
+
+def plain_logits(model, sequence):
+    with torch.no_grad():
+        return model(torch.tensor([sequence])).logits[0, -1]
+
+
+def test_buckets():
+    assert [bucket(n, (1, 8, 64)) for n in (1, 2, 8, 9, 64, 65)] == [1, 8, 8, 64, 64, None]
+
+
+def test_compiled_cache_edits_equal_uncached_logits(compiled):
+    runner = compiled.target
+    runner.reset()
+    prefix = [5, 6, 7, 8]
+    runner.feed_uncached(prefix)
+    assert runner.counter.compile_seconds > 0 and runner.counter.seconds == 0  # a first call compiles
+    runner.select_rows([0, 0, 0])
+    runner.feed(torch.tensor([[10, 11], [20, 21], [30, 31]]))
+    runner.select_rows([2, 0])
+    logits = runner.feed(torch.tensor([[40], [41]]))[:, -1]
+    torch.testing.assert_close(logits[0], plain_logits(runner.model, prefix + [30, 31, 40]), rtol=0, atol=1e-5)
+    torch.testing.assert_close(logits[1], plain_logits(runner.model, prefix + [10, 11, 41]), rtol=0, atol=1e-5)
+    runner.select_rows([1])
+    runner.crop(len(prefix) + 1)
+    logits = runner.feed_uncached(prefix + [10, 50, 51])
+    torch.testing.assert_close(logits[-1], plain_logits(runner.model, prefix + [10, 50, 51]), rtol=0, atol=1e-5)
+    # a tree over the cache, then its path kept
+    mask = torch.tensor([[1, 0, 0], [1, 1, 0], [0, 0, 1]], dtype=torch.bool)
+    context = prefix + [10, 50, 51]
+    n = len(context)
+    logits = runner.feed(torch.tensor([[60, 61, 62]]), positions=torch.tensor([[n, n + 1, n]]), tree_mask=mask,
+                         keep=3)[0]
+    for i, path in enumerate(([60], [60, 61], [62])):
+        torch.testing.assert_close(logits[i], plain_logits(runner.model, context + path), rtol=0, atol=1e-5)
+    runner.keep_positions(list(range(n)) + [n + 2])
+    logits = runner.feed_uncached(context + [62, 70])
+    torch.testing.assert_close(logits[-1], plain_logits(runner.model, context + [62, 70]), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("params", EXACT, ids=lambda p: p[0])
+def test_compiled_greedy_identity(compiled, params):
+    name, kwargs = params
+    accepted = 0
+    for prompt in PROMPTS:
+        reference = compiled.target.model.generate(torch.tensor([prompt]), max_new_tokens=30, do_sample=False,
+                                                   min_new_tokens=30)[0, len(prompt):].tolist()
+        out = generate(compiled, build_decoder(name, **kwargs), prompt, max_new_tokens=30, sampling=GREEDY,
+                       stop_ids=())
+        assert out.tokens == reference, f"{name} on the compiled static runner diverged on {prompt}"
+        accepted += out.stats.draft_accepted
+    assert name == "ar" or accepted > 0
+
+
+def test_no_recompiles_after_warm_up_and_compile_time_kept_apart(compiled):
+    from torch._dynamo.utils import counters
+
+    decoder = build_decoder("spd", gamma=3)
+    generate(compiled, decoder, [9, 9, 9], max_new_tokens=24, seed=0, stop_ids=())  # warm-up
+    graphs = counters["stats"]["unique_graphs"]
+    for seed in range(1, 4):
+        out = generate(compiled, decoder, [9, 9, 9], max_new_tokens=24, seed=seed, stop_ids=())
+        assert out.stats.compile_seconds == 0.0
+        assert out.stats.wall_seconds >= out.stats.target_seconds + out.stats.draft_seconds
+    assert counters["stats"]["unique_graphs"] == graphs, "a warm sweep recompiled"
+
+
+PROMPT, LENGTH, RUNS = [5, 6], 3, 1500
+TOP3 = SamplingConfig(temperature=1.0, top_k=3, top_p=1.0)
+
+
+@pytest.fixture(scope="module")
+def noisy_compiled():
+    pair = tiny_pair(runner="static-compiled", draft_noise=0.1)
+    return pair, exact_target_ar(pair, TOP3, PROMPT, LENGTH)
+
+
+def test_compiled_spd_reproduces_the_target(noisy_compiled):
+    pair, expected = noisy_compiled
+    pvalue, tv = g_test(sample_sequences(pair, build_decoder("spd", gamma=2), PROMPT, LENGTH, RUNS, TOP3), expected)
+    assert pvalue > 1e-4, f"p={pvalue:.2e}, TV={tv:.3f}"
+
+
+def test_compiled_spd_with_p_instead_of_the_residual_fails(noisy_compiled, monkeypatch):
+    pair, expected = noisy_compiled
+    monkeypatch.setattr(baselines.spd, "residual", lambda p, q: p)
+    pvalue, tv = g_test(sample_sequences(pair, build_decoder("spd", gamma=2), PROMPT, LENGTH, RUNS, TOP3), expected)
+    assert pvalue < 1e-4, f"negative control passed: p={pvalue:.2e}, TV={tv:.3f}"
+
+
+def test_bad_backend_and_too_long_prompts_are_one_line_errors():
+    with pytest.raises(UserError, match="pair.backend must be one of eager, static, got 'fast'"):
+        PairConfig("tiny", "tiny-llama/target", "tiny-llama/draft", backend="fast")
+    assert PairConfig("q", "a", "b", backend="static", draft_quant="int8").label == "q+draft-int8+static"
+    pair = load_pair("tiny", backend="static", max_length=100)
+    assert pair.name == "tiny+static" and isinstance(pair.target, StaticRunner)
+    with pytest.raises(UserError, match="exceeds the static KV cache of 100 positions: raise pair.max_length"):
+        generate(pair, build_decoder("spd"), list(range(30)), max_new_tokens=20)
+    with pytest.raises(UserError, match="the static KV cache holds 100 positions and this forward needs 101"):
+        pair.target.feed(torch.zeros(1, 101, dtype=torch.long))
+
+
+def test_unsupported_architectures_are_refused():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=50))
+    with pytest.raises(UserError, match="supports llama, qwen2 models, not 'gpt2'"):
+        StaticRunner(model, compile=False)
