@@ -16,8 +16,9 @@ run the same code uncompiled. The first call of a bucket compiles it: that call'
 ``counter.compile_seconds``, never to ``counter.seconds`` or tokens/s.
 
 Compilation: inductor. On CUDA each bucket's compiled forward is captured in a CUDA graph, so a
-forward is one graph launch instead of hundreds of kernel launches; on the CPU, inductor's
-``freezing`` folds the weights into the generated code as constants.
+forward is one graph launch instead of hundreds of kernel launches. On the CPU, inductor's
+``freezing`` folds the weights into the generated code as constants (prepacked for oneDNN): on
+the 1.5B target a token took 157 ms instead of 199, a 5-token verify 200 instead of 275.
 
 Models: the Llama family (``llama``, ``qwen2``): RMSNorm, rotary positions, grouped-query
 attention, gated MLP. Only attention and the cache are written here; embeddings, norms,
@@ -30,6 +31,7 @@ import bisect
 
 import torch
 from torch import nn
+from torch._dynamo.utils import counters
 
 from mtad.errors import UserError
 from mtad.pair import HFRunner
@@ -129,7 +131,7 @@ class StaticRunner(HFRunner):
         self.max_length = max_length
         self._length, self._rows = 0, 1
         self._compiled = None
-        self._calls: dict[tuple[int, int], int] = {}  # compiled calls per bucket since the last allocation
+        self._calls: dict[tuple[int, int], int] = {}  # calls per bucket since the last allocation
         # CUDA graphs: "manual" captures one graph per bucket around the compiled code (below);
         # "inductor" leaves it to mode="reduce-overhead" (scripts/gpu_check.py compares the two).
         self.cuda_graphs = cuda_graphs if self.device.type == "cuda" else None
@@ -141,10 +143,15 @@ class StaticRunner(HFRunner):
             # Every bucket is one specialization of the same code: allow them all.
             torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit,
                                                        len(token_buckets) * len(ROW_BUCKETS))
-            if self.device.type == "cpu":
+            cpu = self.device.type == "cpu"
+            if cpu:
                 torch._inductor.config.freezing = True  # process-wide; weights become constants (inference only)
             mode = "reduce-overhead" if self.cuda_graphs == "inductor" else None
-            self._compiled = torch.compile(self.static, mode=mode, dynamic=False, fullgraph=True)
+            # On the CPU each compiled graph holds its own frozen (repacked) copy of the weights: a
+            # static graph per bucket would cost a model's bytes per bucket (2.6 GB each for the
+            # 1.5B target), so there the graphs are shape-generic (dynamic): a few per model (dynamo
+            # still specializes sizes of 1, so 1-token and 1-row steps get their own).
+            self._compiled = torch.compile(self.static, mode=mode, dynamic=cpu, fullgraph=True)
 
     @property
     def capacity(self) -> int:
@@ -180,11 +187,16 @@ class StaticRunner(HFRunner):
         slots = torch.arange(start, start + n_pad, device=self.device)
         attention = self._additive_mask(mask, n, n_pad)
         if compiled:
-            # The first calls of a shape compile (and capture): ``feed`` books them as compile time.
-            calls = self._calls.get((n_pad, b_pad), 0)
-            self.compiling = calls < (2 if self.cuda_graphs == "inductor" else 1)  # inductor records on the 2nd
-            self._calls[(n_pad, b_pad)] = calls + 1
-            hidden = self._run_compiled((n_pad, b_pad), (tokens_in, positions_in, slots, attention))
+            key = (n_pad, b_pad)
+            graphs = counters["stats"]["unique_graphs"]
+            calls = self._calls.get(key, 0)
+            self._calls[key] = calls + 1
+            captures = self.cuda_graphs == "manual" and key not in self._graphs
+            hidden = self._run_compiled(key, (tokens_in, positions_in, slots, attention))
+            # A call that compiled a graph, captured one, or (inductor's CUDA graphs, on a shape's
+            # second call) recorded one: ``feed`` books it as compile time.
+            self.compiling = (counters["stats"]["unique_graphs"] != graphs or captures
+                              or (self.cuda_graphs == "inductor" and calls < 2))
         else:
             hidden = self.static(tokens_in, positions_in, slots, attention)
         self._length, self._rows = start + n, b

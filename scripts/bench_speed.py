@@ -11,9 +11,12 @@ forward-time limit T_ar * tokens / (target seconds + draft seconds), i.e. the sp
 have if nothing but its forwards took time (for SpD: BE * T_ar / (gamma * T_draft + T_verify)),
 beside the speed-up it achieved. Method suffixes: ``_head`` cuts the draft's output head to the
 first ``--draft-head-rows`` ids (``HFRunner.head_rows``); ``_q8`` uses the draft with int8
-weights (``mtad/quant.py``); ``hf_assisted`` is transformers' assisted generation.
+weights (``mtad/quant.py``); ``_static`` runs both models on the static backend
+(``mtad/static.py``; its compile time is left out of tokens/s and printed apart);
+``hf_assisted`` is transformers' assisted generation.
 
     python scripts/bench_speed.py --prompts 10 --max-new-tokens 96 --gamma 4
+    python scripts/bench_speed.py --methods ar,ar_static,spd_q8,spd_q8_static,mtad_q8,mtad_q8_static
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from mtad.pair import HFRunner, Pair
 from mtad.quant import quantize, streamed_bytes
 from mtad.records import environment, write_atomic
 from mtad.sampling import SamplingConfig
+from mtad.static import StaticRunner
 
 
 def bandwidth_gbs(repeats: int = 7) -> float:
@@ -71,6 +75,9 @@ def roofline(models: dict[str, HFRunner], gamma: int, context: int = 256) -> dic
     for name, runner in models.items():
         weight = streamed_bytes(runner.model)
         shapes = {"1 token": (1, 1), f"{gamma + 1} tokens": (1, gamma + 1), "4 beams": (4, 1), "8 beams": (8, 1)}
+        if isinstance(runner, StaticRunner):  # only the shapes its decoders use: each compiles (and costs memory)
+            shapes = {k: v for k, v in shapes.items() if k in ("1 token", f"{gamma + 1} tokens" if "target" in name
+                                                              else "4 beams")}
         row = {"weight_bytes": weight, "ms": {}}
         for label, (rows, n) in shapes.items():
             row["ms"][label] = forward_ms(runner, context, rows, n)
@@ -122,8 +129,15 @@ def main() -> None:
     # the bf16 draft (in distribution), only the proposals and their cost change
     q8 = Pair(pair.target, HFRunner(quantize(copy.deepcopy(pair.draft.model), "int8")), name=pair.name + "+draft-int8",
               stop_ids=pair.stop_ids, tokenizer=pair.tokenizer)
-    results = {"args": vars(args), "environment": environment(), "modes": {},
-               "roofline": roofline({"target": pair.target, "draft": pair.draft, "draft int8": q8.draft}, args.gamma)}
+    runners = {"target": pair.target, "draft": pair.draft, "draft int8": q8.draft}
+    static = static_q8 = None
+    if any(m.endswith("_static") for m in methods):  # the same weights behind the static backend
+        static = Pair(StaticRunner(pair.target.model), StaticRunner(pair.draft.model), name=pair.name + "+static",
+                      stop_ids=pair.stop_ids, tokenizer=pair.tokenizer)
+        static_q8 = Pair(static.target, StaticRunner(q8.draft.model), name=q8.name + "+static",
+                         stop_ids=pair.stop_ids, tokenizer=pair.tokenizer)
+        runners.update({"target static": static.target, "draft int8 static": static_q8.draft})
+    results = {"args": vars(args), "environment": environment(), "modes": {}, "roofline": roofline(runners, args.gamma)}
     problems = list(read_problems().values())[: args.prompts]
     prompts = [pair.tokenizer(p["prompt"]).input_ids for p in problems]
     decoders = {"ar": build_decoder("ar"), "spd": build_decoder("spd", gamma=args.gamma),
@@ -131,11 +145,17 @@ def main() -> None:
     full_head = pair.draft.head_rows
 
     def base(method: str) -> str:
-        return method.removesuffix("_head").removesuffix("_q8")
+        return method.removesuffix("_static").removesuffix("_head").removesuffix("_q8")
+
+    def pair_of(method: str) -> Pair:
+        quantized = method.removesuffix("_static").endswith("_q8")
+        if method.endswith("_static"):
+            return static_q8 if quantized else static
+        return q8 if quantized else pair
 
     def run(method, prompt, max_new_tokens, sampling, seed):
         pair.draft.head_rows = args.draft_head_rows if method.endswith("_head") else full_head
-        return generate(q8 if method.endswith("_q8") else pair, decoders[base(method)], prompt,
+        return generate(pair_of(method), decoders[base(method)], prompt,
                         max_new_tokens=max_new_tokens, sampling=sampling, seed=seed)
 
     def assisted(method, prompt, max_new_tokens, sampling, seed):
@@ -150,12 +170,15 @@ def main() -> None:
             if base(method) == "hf_assisted":
                 assisted(method, prompts[0], 8, sampling, 0)
             else:
-                run(method, prompts[0], 8, sampling, 0)
+                warm = run(method, prompts[0], 8, sampling, 0)
+                if warm.stats.compile_seconds:
+                    print(f"[{mode}] {method}: warm-up compiled for {warm.stats.compile_seconds:.1f} s", flush=True)
         # methods take turns on each prompt, so a drift in machine speed hits all of them alike
         tokens = dict.fromkeys(methods, 0)
         seconds = dict.fromkeys(methods, 0.0)
         stats = {method: GenerationStats() for method in methods}
         outputs = {method: [] for method in methods}
+        compile_seconds = {method: 0.0 for method in methods}
         for i, prompt in enumerate(prompts):
             for method in methods:
                 if base(method) == "hf_assisted":
@@ -164,6 +187,7 @@ def main() -> None:
                     out = run(method, prompt, args.max_new_tokens, sampling, i)
                     new, s = out.tokens, out.stats.wall_seconds
                     stats[method].add(out.stats)
+                    compile_seconds[method] += out.stats.compile_seconds
                 tokens[method] += len(new)
                 seconds[method] += s
                 outputs[method].append(new)
@@ -176,6 +200,8 @@ def main() -> None:
                    f"tok/s={rows[method]['tokens_per_second']:6.2f}"
             if base(method) != "hf_assisted":
                 line += f" block_eff={stats[method].block_efficiency:.2f}"
+            if compile_seconds[method]:  # shapes the warm-up did not meet, compiled while timing
+                line += f" compile_s={compile_seconds[method]:.1f} (not in tok/s)"
             if sampling.greedy and "ar" in outputs:
                 # bf16 batched verification can flip a near-tie, so a rare mismatch is not a bug
                 rows[method]["same_as_ar"] = sum(a == b for a, b in zip(outputs["ar"], outputs[method]))
