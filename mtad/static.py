@@ -39,6 +39,7 @@ from mtad.pair import HFRunner
 MODEL_TYPES = ("llama", "qwen2")
 TOKEN_BUCKETS = (1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32, 48, 64)  # exact for short blocks, where rows cost on a CPU
 ROW_BUCKETS = (1, 2, 4, 8, 16, 32)
+INITIAL_ROWS = 8  # KV rows allocated at first; more (wider beams) reallocate and recompile
 
 
 def bucket(value: int, buckets: tuple[int, ...]) -> int | None:
@@ -127,7 +128,8 @@ class StaticRunner(HFRunner):
         super().__init__(model, head_rows=head_rows)
         self.token_buckets = token_buckets
         self.cache = None  # no DynamicCache: the buffers below are the cache
-        self.static = StaticCacheModel(self.model, rows=1, max_length=max_length)
+        # Rows for beams up front: new buffers (more rows) mean new graphs, compiled again.
+        self.static = StaticCacheModel(self.model, rows=INITIAL_ROWS, max_length=max_length)
         self.max_length = max_length
         self._length, self._rows = 0, 1
         self._compiled = None

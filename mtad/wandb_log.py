@@ -14,6 +14,15 @@ from pathlib import Path
 from mtad.errors import UserError
 
 MODES = ("auto", "online", "offline")
+# Flat config keys every logged run carries, so dashboards (mtad/dashboard.py) can group by them
+# (the resolved config nests them: decoder.name, task.name; pair.name lacks the quantization).
+GROUP_CONFIG = {"decoder": "mtad_decoder", "task": "mtad_task", "pair": "mtad_pair"}
+POSITIONS_SHOWN = 8  # acceptance_per_position/1..8 in dashboards (runs log every position they have)
+
+
+def run_config(summary: dict) -> dict:
+    """The W&B run config: the resolved config plus the flat ``GROUP_CONFIG`` keys."""
+    return {**summary["config"], **{key: summary[field] for field, key in GROUP_CONFIG.items()}}
 
 
 def flat_metrics(summary: dict) -> dict:
@@ -47,7 +56,7 @@ def log_job(summary: dict, samples: list[dict], out_dir: Path, settings: dict) -
     run = wandb.init(project=settings.get("project") or "mtad", entity=settings.get("entity"), mode=mode,
                      dir=str(out_dir), group=Path(summary["sweep"]).name if summary.get("sweep") else summary["run_id"],
                      name=f"{summary['pair']}/{summary['task']}/{summary['decoder']}/seed{summary['seed']}",
-                     job_type=summary["task"], config=summary["config"], tags=[summary["decoder"], summary["pair"]])
+                     job_type=summary["task"], config=run_config(summary), tags=[summary["decoder"], summary["pair"]])
     try:
         run.summary.update({**flat_metrics(summary), "run_id": summary["run_id"]})
         table = wandb.Table(columns=["id", "new_tokens", "stop_reason", "energy_joules", "verdict"])

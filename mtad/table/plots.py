@@ -58,7 +58,7 @@ def speed_vs_quality(table: list[dict], folder: Path) -> list[Path]:
 
 def mtad_ablations(runs: list[dict], folder: Path) -> list[Path]:
     """For each of tau, W, gamma: the MTAD runs that differ from another MTAD run only in it."""
-    mtad = [r for r in runs if r["decoder"] == "mtad"]
+    mtad = [r for r in runs if r["decoder"] == "mtad" and all(k in r["decoder_params"] for k in ABLATED)]
     paths = []
     for param, label in ABLATED.items():
         def rest(run):

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from mtad.records import write_atomic
-from mtad.table.formats import display_rows
+from mtad.table.formats import display_frame
 
 STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;font-size:13px}"
          "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}td:nth-child(-n+4){text-align:left}"
@@ -19,7 +19,8 @@ STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-c
 def write_report(results_dir: Path, table: list[dict], plots: list[Path]) -> Path:
     folder = Path(results_dir) / "report"
     (folder / "plots").mkdir(parents=True, exist_ok=True)
-    header, rows = display_rows(table)
+    shown = display_frame(table)
+    header, rows = list(shown.columns), shown.values.tolist()
     cells = lambda row, tag: "".join(  # noqa: E731
         f"<{tag}{' class=missing' if c in ('not run', 'not in paper', '-') else ''}>{html.escape(c)}</{tag}>" for c in row)
     body = [f"<h1>mtad results</h1><p>Built {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from "

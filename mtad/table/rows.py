@@ -9,12 +9,12 @@ cell holds the runs of the newest code versions only (``mtad/comparison.py``).
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 from mtad.comparison import current_versions, params_label, speedup, varying_params
 from mtad.records import latest_runs, read_lines
@@ -36,109 +36,99 @@ def example_quality(task: str, verdict: dict) -> float | None:
     return None  # MT-Bench ratings live in the judge's files; the run's mean is used, without interval
 
 
-@dataclass
-class Cell:
-    task: str
-    pair: str
-    decoder: str
-    params: str
-    runs: list[dict] = field(default_factory=list)
-    examples: list[list[dict]] = field(default_factory=list)  # per run: {tokens, seconds, joules, quality}
+CELL = ["task", "pair", "decoder", "params", "sampling_key", "max_new_tokens"]  # what one table cell holds
 
 
-def _params_key(run: dict) -> str:
-    return json.dumps(run["decoder_params"], sort_keys=True)
+def collect(results_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """The current runs (per cell, those of the newest code versions), one tidy frame of their
+    per-example records, and how many runs older code versions made (left out)."""
+    runs = pd.DataFrame(list(latest_runs(results_dir).values()))
+    runs = runs.astype(object).where(runs.notna(), None)  # a field some records lack: None, not NaN
+    runs["params"] = runs["decoder_params"].map(lambda p: json.dumps(p, sort_keys=True))
+    runs["sampling_key"] = runs["sampling"].map(lambda p: json.dumps(p, sort_keys=True))
+    keep = set()
+    for _, group in runs.groupby(CELL, sort=False):
+        keep.update(r["run_id"] for r in current_versions(group.to_dict("records"))[0])
+    current = runs[runs["run_id"].isin(keep)]
+    records = []
+    for run in current.to_dict("records"):
+        samples = read_lines(Path(results_dir) / "samples" / f"{run['run_id']}.jsonl")
+        records += [{"run_id": run["run_id"], "tokens": len(s["new_tokens"]), "seconds": s["stats"]["wall_seconds"],
+                     "joules": s.get("energy_joules"), "quality": example_quality(run["task"], s["verdict"])}
+                    for s in samples]
+    examples = pd.DataFrame(records, columns=["run_id", "tokens", "seconds", "joules", "quality"])
+    return current, examples, len(runs) - len(current)
 
 
-def collect(results_dir: Path) -> tuple[list[Cell], list[dict], int]:
-    """The table's cells, every current run, and how many runs older code versions made (left out)."""
-    grouped: dict[tuple, list[dict]] = {}
-    for run in latest_runs(results_dir).values():
-        key = (run["task"], run["pair"], run["decoder"], _params_key(run),
-               json.dumps(run["sampling"], sort_keys=True), run["max_new_tokens"])
-        grouped.setdefault(key, []).append(run)
-    cells, runs, ignored = [], [], 0
-    for group in grouped.values():
-        current, older = current_versions(group)
-        ignored += older
-        cell = Cell(current[0]["task"], current[0]["pair"], current[0]["decoder"], _params_key(current[0]))
-        for run in current:
-            cell.runs.append(run)
-            samples = read_lines(Path(results_dir) / "samples" / f"{run['run_id']}.jsonl")
-            cell.examples.append([{"tokens": len(s["new_tokens"]), "seconds": s["stats"]["wall_seconds"],
-                                   "joules": s.get("energy_joules"),
-                                   "quality": example_quality(run["task"], s["verdict"])} for s in samples])
-        cells.append(cell)
-        runs += current
-    return cells, runs, ignored
-
-
-def _tokens_per_second(examples):
-    seconds = sum(e["seconds"] for e in examples)
-    return sum(e["tokens"] for e in examples) / seconds if seconds else None
-
-
-def _joules_per_token(examples):
-    if not examples or any(e["joules"] is None for e in examples):
+def bootstrap(groups: list[tuple], samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> tuple[float, float] | None:
+    """95% percentile interval of the ratio sum(numerator) / sum(denominator) over resampled
+    examples; ``groups`` holds one (numerators, denominators) pair of arrays per seed. With several
+    seeds, seeds are resampled first, then examples within each chosen seed. (scipy's bootstrap
+    resamples one level only, so this two-level one is ours.)"""
+    groups = [(np.asarray(n, float), np.asarray(d, float)) for n, d in groups if len(n)]
+    if not groups or sum(d.sum() for _, d in groups) == 0:
         return None
-    tokens = sum(e["tokens"] for e in examples)
-    return sum(e["joules"] for e in examples) / tokens if tokens else None
+    rng = np.random.default_rng(seed)
+    chosen = rng.integers(len(groups), size=(samples, len(groups)))
+    numerator, denominator = np.zeros(samples), np.zeros(samples)
+    for slot in range(len(groups)):
+        for g, (n, d) in enumerate(groups):
+            picked = chosen[:, slot] == g
+            index = rng.integers(len(n), size=(int(picked.sum()), len(n)))
+            numerator[picked] += n[index].sum(axis=1)
+            denominator[picked] += d[index].sum(axis=1)
+    valid = denominator > 0
+    low, high = np.percentile(numerator[valid] / denominator[valid], [2.5, 97.5])
+    return float(low), float(high)
 
 
-def _quality(examples):
-    values = [e["quality"] for e in examples if e["quality"] is not None]
-    return sum(values) / len(values) if values else None
+def _ratio(examples: pd.DataFrame, numerator: str, denominator: str | None) -> tuple:
+    """(value, 95% interval) of sum(numerator) / sum(denominator) over a cell's examples, seeds
+    (runs) as bootstrap groups; None where a value is missing."""
+    rows = examples.dropna(subset=[numerator])
+    if rows.empty or (len(rows) < len(examples) and numerator != "quality"):  # energy: all or nothing
+        return None, None
+    den = rows[denominator] if denominator else pd.Series(1.0, index=rows.index)
+    value = rows[numerator].sum() / den.sum() if den.sum() else None
+    groups = [(g[numerator].to_numpy(), den.loc[g.index].to_numpy()) for _, g in rows.groupby("run_id")]
+    return value, bootstrap(groups)
 
 
-def bootstrap(groups: list[list[dict]], statistic, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0):
-    """95% percentile interval of ``statistic`` over resampled examples; with several groups
-    (seeds), groups are resampled first, then examples within each."""
-    groups = [g for g in groups if g]
-    if not groups or statistic([e for g in groups for e in g]) is None:
-        return None
-    rng = random.Random(seed)
-    values = []
-    for _ in range(samples):
-        chosen = [rng.choice(groups) for _ in groups] if len(groups) > 1 else groups
-        pooled = [rng.choice(g) for g in chosen for _ in g]
-        value = statistic(pooled)
-        if value is not None:
-            values.append(value)
-    values.sort()
-    return values[int(0.025 * (len(values) - 1))], values[int(0.975 * (len(values) - 1))]
-
-
-def summarize(cell: Cell, runs: list[dict]) -> dict:
-    """The row of one cell: values, intervals, speed-ups, seeds."""
-    pooled = [e for examples in cell.examples for e in examples]
-    quality_key, factor, _ = QUALITY.get(cell.task, (None, 1.0, ""))
-    run_quality = [r["quality"].get(quality_key) for r in cell.runs if quality_key]
+def summarize(cell: pd.DataFrame, examples: pd.DataFrame, runs: list[dict]) -> dict:
+    """The row of one cell (its current runs): values, intervals, speed-ups, seeds."""
+    cell_runs = cell.to_dict("records")
+    mine = examples[examples["run_id"].isin(cell["run_id"])]
+    quality_key, factor, _ = QUALITY.get(cell_runs[0]["task"], (None, 1.0, ""))
+    run_quality = [r["quality"].get(quality_key) for r in cell_runs if quality_key]
     run_quality = [q * factor for q in run_quality if q is not None]
-    if not pooled:  # runs recorded before per-example records were kept: their totals, no intervals
-        pooled = [{"tokens": r["totals"]["new_tokens"], "seconds": r["totals"]["wall_seconds"],
-                   "joules": r.get("energy_joules"), "quality": None} for r in cell.runs]
-    ours = {
-        "tokens_per_s": _tokens_per_second(pooled), "tokens_per_s_ci": bootstrap(cell.examples, _tokens_per_second),
-        "joules_per_token": _joules_per_token(pooled), "joules_per_token_ci": bootstrap(cell.examples, _joules_per_token),
-        "quality": sum(run_quality) / len(run_quality) if run_quality else None,
-        "quality_ci": bootstrap(cell.examples, _quality),
-        "seeds": len({r["seed"] for r in cell.runs}), "examples": sum(r["examples"] for r in cell.runs),
-        # Spider: which databases scored it (official or synthetic)
-        "database_mode": "+".join(sorted({r["quality"]["database_mode"] for r in cell.runs
-                                          if "database_mode" in r["quality"]})) or None,
-    }
+    ours = {"quality": sum(run_quality) / len(run_quality) if run_quality else None,
+            "seeds": cell["seed"].nunique(), "examples": int(cell["examples"].sum()),
+            # Spider: which databases scored it (official or synthetic)
+            "database_mode": "+".join(sorted({r["quality"]["database_mode"] for r in cell_runs
+                                              if "database_mode" in r["quality"]})) or None}
+    if mine.empty:  # runs recorded before per-example records were kept: their totals, no intervals
+        tokens = sum(r["totals"]["new_tokens"] for r in cell_runs)
+        joules = [r.get("energy_joules") for r in cell_runs]
+        ours.update(tokens_per_s=tokens / sum(r["totals"]["wall_seconds"] for r in cell_runs), tokens_per_s_ci=None,
+                    joules_per_token=None if None in joules else sum(joules) / tokens, joules_per_token_ci=None,
+                    quality_ci=None)
+    else:
+        ours["tokens_per_s"], ours["tokens_per_s_ci"] = _ratio(mine, "tokens", "seconds")
+        ours["joules_per_token"], ours["joules_per_token_ci"] = _ratio(mine, "joules", "tokens")
+        ours["quality_ci"] = _ratio(mine, "quality", None)[1]
     for reference in ("ar", "spd"):
-        ratios = [s for s in (speedup(r, runs, reference) for r in cell.runs if r.get("sweep")) if s is not None]
+        ratios = [s for s in (speedup(r, runs, reference) for r in cell_runs if r.get("sweep")) if s is not None]
         ours[f"vs_{reference}"] = sum(ratios) / len(ratios) if ratios else None
     return ours
 
 
 def load_paper(path: Path) -> dict[tuple, dict]:
-    paper: dict[tuple, dict] = {}
-    if path.exists():
-        for row in csv.DictReader(io.StringIO(path.read_text())):
-            paper.setdefault((row["task"], row["model_pair"], row["decoder"]), {})[row["metric"]] = float(row["value"])
-    return paper
+    """(task, pair, decoder) -> {metric: value} from the paper's table (CSV, one metric per line)."""
+    if not path.exists():
+        return {}
+    frame = pd.read_csv(path)
+    return {key: dict(zip(group["metric"], group["value"].astype(float)))
+            for key, group in frame.groupby(["task", "model_pair", "decoder"], sort=False)}
 
 
 @dataclass
@@ -149,19 +139,20 @@ class Table:
 
 
 def build_rows(results_dir: Path, paper_csv: Path) -> Table:
-    cells, runs, ignored = collect(results_dir)
+    current, examples, ignored = collect(results_dir)
+    runs = current.to_dict("records")
     paper = load_paper(paper_csv)
-    labels = varying_params([cell.runs[0] for cell in cells])
+    cells = [cell for _, cell in current.groupby(CELL, sort=False)]
+    labels = varying_params([cell.iloc[0].to_dict() for cell in cells])
     rows = {}
     for cell, params in zip(cells, labels):
-        rows[(cell.task, cell.pair, cell.decoder, params_label(params) if params else "")] = summarize(cell, runs)
+        first = cell.iloc[0]
+        rows[(first["task"], first["pair"], first["decoder"], params_label(params) if params else "")] = \
+            summarize(cell, examples, runs)
     for task, pair, decoder in paper:
         if not any(k[:3] == (task, pair, decoder) for k in rows):
             rows[(task, pair, decoder, "")] = None
     order = lambda k: (k[0], k[1], DECODER_ORDER.index(k[2]) if k[2] in DECODER_ORDER else 99, k[3])  # noqa: E731
-    table = []
-    for key in sorted(rows, key=order):
-        task, pair, decoder, params = key
-        table.append({"task": task, "pair": pair, "decoder": decoder, "params": params, "ours": rows[key],
-                      "paper": paper.get((task, pair, decoder))})
+    table = [{"task": task, "pair": pair, "decoder": decoder, "params": params, "ours": rows[(task, pair, decoder, params)],
+              "paper": paper.get((task, pair, decoder))} for task, pair, decoder, params in sorted(rows, key=order)]
     return Table(table, runs, ignored)
