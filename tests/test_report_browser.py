@@ -3,6 +3,7 @@ chromium-driver, driven by selenium), screenshotted, every image rendered, the t
 nothing fetched from anywhere but the report's own folder. Skipped with a reason where Chromium
 is absent, except under CI (MTAD_REQUIRE_CHROMIUM=1), where a missing browser fails."""
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -14,7 +15,7 @@ from mtad.table.plots import write_plots
 from mtad.table.report import write_report
 from mtad.table.rows import build_rows
 
-from test_tables import PAPER, add_run
+from test_tables import PAPER, store  # noqa: F401 (a fixture)
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 # Chromium's own background traffic is refused on this network; these flags keep it quiet.
@@ -37,15 +38,11 @@ def require_browser():
 
 
 @pytest.fixture
-def report(tmp_path):
-    (tmp_path / "samples").mkdir()
-    add_run(tmp_path, "ar1", "ar", 1, 1.0, [True, False, False, False])
-    add_run(tmp_path, "spd1", "spd", 1, 0.5, [True, False, True, False])
-    add_run(tmp_path, "mtad1", "mtad", 1, 0.25, [True, True, True, False], joules=2.0)
-    add_run(tmp_path, "mtad2", "mtad", 2, 0.25, [True, True, False, False], joules=2.0)
-    table = build_rows(tmp_path, PAPER)
-    write_tables(tmp_path, table.rows)
-    return write_report(tmp_path, table.rows, write_plots(tmp_path, table.rows, table.runs))
+def report(store):
+    """The report of test_tables' hand-made store (three decoders, two MTAD seeds, paper rows)."""
+    table = build_rows(store, PAPER)
+    write_tables(store, table.rows)
+    return write_report(store, table.rows, write_plots(store, table.rows, table.runs))
 
 
 def test_report_renders_in_chromium(report, tmp_path):
@@ -58,6 +55,7 @@ def test_report_renders_in_chromium(report, tmp_path):
     for flag in FLAGS:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={tmp_path / 'profile'}")
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})  # the DevTools network events
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
     try:
         driver.get(report.as_uri())
@@ -66,9 +64,12 @@ def test_report_renders_in_chromium(report, tmp_path):
         assert images, "the report shows no plot"
         assert all(done and width > 0 for _, done, width in images), f"images that did not render: {images}"
         assert driver.execute_script("return document.querySelectorAll('table tr').length") > 1
-        fetched = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+        events = [json.loads(entry["message"])["message"] for entry in driver.get_log("performance")]
+        fetched = {e["params"]["request"]["url"] for e in events if e["method"] == "Network.requestWillBeSent"}
+        fetched = {url for url in fetched if not url.startswith(("chrome://", "data:"))}  # the browser's own start page
         folder = report.parent.as_uri()
-        assert fetched and all(url.startswith(folder) for url in fetched), f"fetched outside the report: {fetched}"
+        assert report.as_uri() in fetched and all(url.startswith(folder) for url in fetched), \
+            f"fetched outside the report: {sorted(fetched)}"
         height = driver.execute_script("return document.documentElement.scrollHeight")
         driver.set_window_size(1500, min(height + 100, 8000))
         shot = tmp_path / "report.png"

@@ -13,7 +13,10 @@ from mtad.table.formats import display_frame
 
 STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;font-size:13px}"
          "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}td:nth-child(-n+4){text-align:left}"
-         "th{background:#eee}.missing{color:#999}img{max-width:100%;margin:1em 0;border:1px solid #ddd}")
+         "th{background:#eee}.missing{color:#999}img{max-width:100%;margin:1em 0;border:1px solid #ddd}"
+         # the paper's three columns apart from ours; the rows we ran stand out from the paper-only ones
+         "td:nth-last-child(-n+3),th:nth-last-child(-n+3){background:#eef3fb;font-style:italic}"
+         "tr.ours td{font-weight:bold;background:#fffbe6}tr.ours td:nth-last-child(-n+3){background:#eef3fb}")
 
 
 def write_report(results_dir: Path, table: list[dict], plots: list[Path]) -> Path:
@@ -26,9 +29,11 @@ def write_report(results_dir: Path, table: list[dict], plots: list[Path]) -> Pat
     body = [f"<h1>mtad results</h1><p>Built {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from "
             f"<code>{html.escape(str(Path(results_dir) / 'runs.jsonl'))}</code>. tokens/s is a ratio of sums over "
             "examples; intervals are 95% bootstrap intervals over examples (and seeds); speed-ups compare with "
-            "AR and SpD runs of the same sweep; the paper's numbers are its published table.</p>",
+            "AR and SpD runs of the same sweep. Bold rows are ours; the last three columns (blue, italic) are "
+            "the paper's published numbers for its Llama-3 pairs, on its hardware: compare within a column group, "
+            "not across.</p>",
             "<table><tr>" + cells(header, "th") + "</tr>"]
-    body += ["<tr>" + cells(row, "td") + "</tr>" for row in rows]
+    body += [("<tr class=ours>" if ran["ours"] else "<tr>") + cells(row, "td") + "</tr>" for ran, row in zip(table, rows)]
     body.append("</table>")
     for plot in (p for p in plots if p.suffix == ".png"):
         shutil.copyfile(plot, folder / "plots" / plot.name)
