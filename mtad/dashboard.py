@@ -16,7 +16,7 @@ import argparse
 
 from mtad.errors import UserError, one_line_errors
 from mtad.table.rows import QUALITY
-from mtad.wandb_log import GROUP_CONFIG, POSITIONS_SHOWN
+from mtad.wandb_log import GROUP_CONFIG, POSITIONS_SHOWN, sweep_group
 
 MTAD_ABLATED = {"tau": "tau", "width": "W", "gamma": "gamma"}
 
@@ -55,8 +55,7 @@ def panels() -> list:
 def build_report(project: str, entity: str, sweep: str | None = None):
     """The report (not saved)."""
     wr = _wr()
-    # log_job names a sweep's W&B group after the sweep folder
-    where = {"filters": f"Metric('group') == '{sweep.rstrip('/').split('/')[-1]}'"} if sweep else {}
+    where = {"filters": f"Metric('group') == '{sweep_group(sweep)}'"} if sweep else {}
     runset = wr.Runset(entity=entity, project=project, name="mtad runs", **where,
                        groupby=[f"config.{GROUP_CONFIG[k]}" for k in ("task", "pair", "decoder")])
     return wr.Report(

@@ -20,6 +20,11 @@ GROUP_CONFIG = {"decoder": "mtad_decoder", "task": "mtad_task", "pair": "mtad_pa
 POSITIONS_SHOWN = 8  # acceptance_per_position/1..8 in dashboards (runs log every position they have)
 
 
+def sweep_group(sweep: str) -> str:
+    """The W&B group of a sweep's runs: its folder's name (``multirun/<date>/<time>`` -> ``<time>``)."""
+    return Path(sweep).name
+
+
 def run_config(summary: dict) -> dict:
     """The W&B run config: the resolved config plus the flat ``GROUP_CONFIG`` keys."""
     return {**summary["config"], **{key: summary[field] for field, key in GROUP_CONFIG.items()}}
@@ -54,7 +59,8 @@ def log_job(summary: dict, samples: list[dict], out_dir: Path, settings: dict) -
     except ImportError:
         raise UserError("logger=wandb needs the wandb package (pip install wandb)") from None
     run = wandb.init(project=settings.get("project") or "mtad", entity=settings.get("entity"), mode=mode,
-                     dir=str(out_dir), group=Path(summary["sweep"]).name if summary.get("sweep") else summary["run_id"],
+                     dir=str(out_dir),
+                     group=sweep_group(summary["sweep"]) if summary.get("sweep") else summary["run_id"],
                      name=f"{summary['pair']}/{summary['task']}/{summary['decoder']}/seed{summary['seed']}",
                      job_type=summary["task"], config=run_config(summary), tags=[summary["decoder"], summary["pair"]])
     try:

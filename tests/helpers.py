@@ -27,8 +27,9 @@ RUNNERS = ["eager", "static"]
 COARSE_BUCKETS = (1, 8, 64)  # few shapes, so few compiles, when a test compiles the static runner
 
 
-def make_runner(model, runner: str = "eager", **kwargs) -> HFRunner:
-    """A runner of kind ``runner``: eager, static (uncompiled) or static-compiled (coarse buckets)."""
+def runner_of(model, runner: str = "eager", **kwargs) -> HFRunner:
+    """A test runner of kind ``runner``: eager, static (uncompiled) or static-compiled (coarse
+    buckets). ``mtad.models.make_runner`` builds the one a pair config asks for."""
     if runner == "eager":
         return HFRunner(model, **kwargs)
     compiled = runner == "static-compiled"
@@ -38,7 +39,7 @@ def make_runner(model, runner: str = "eager", **kwargs) -> HFRunner:
 
 def tiny_pair(seed: int = 0, attn_implementation: str = "sdpa", runner: str = "eager", **kwargs) -> Pair:
     target, draft = tiny_llama_pair(seed, attn_implementation=attn_implementation, **kwargs)
-    return Pair(make_runner(target, runner), make_runner(draft, runner), name="tiny")
+    return Pair(runner_of(target, runner), runner_of(draft, runner), name="tiny")
 
 
 def exact_sequences(next_probs: Callable[[list[int]], torch.Tensor], prompt: list[int],

@@ -8,7 +8,7 @@ from mtad.pair import Pair, HFRunner
 from mtad.quant import quantize
 from mtad.toy_models import TableLM, tiny_llama, tiny_llama_pair
 
-from helpers import RUNNERS, make_runner, tiny_pair
+from helpers import RUNNERS, runner_of, tiny_pair
 
 
 def plain_logits(model, sequence):
@@ -20,7 +20,7 @@ def plain_logits(model, sequence):
 @pytest.fixture(scope="module", params=[(q, r) for q in ("none", "int8") for r in RUNNERS], ids="-".join)
 def runner(request):
     quant, kind = request.param
-    return make_runner(quantize(tiny_llama(0), quant), kind)
+    return runner_of(quantize(tiny_llama(0), quant), kind)
 
 
 def test_feed_uncached_feeds_only_the_missing_tokens(runner):
@@ -90,7 +90,7 @@ def path(i):
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 def test_tree_logits_equal_path_logits_and_keep_positions(attn, quant, kind):
     model = quantize(tiny_llama(0, attn_implementation=attn), quant)
-    runner = make_runner(model, kind)
+    runner = runner_of(model, kind)
     context = [7, 3, 9, 4]
     runner.feed_uncached(context)
     mask, positions = tree_inputs(len(context))
@@ -109,7 +109,7 @@ def test_tree_logits_equal_path_logits_and_keep_positions(attn, quant, kind):
 def test_mask_may_cover_part_of_the_cache(quant, kind):
     """A draft-tree level sees its ancestors among already cached nodes, not their siblings."""
     model = quantize(tiny_llama(0), quant)
-    runner = make_runner(model, kind)
+    runner = runner_of(model, kind)
     context = [7, 3, 9]
     runner.feed_uncached(context)
     level1 = torch.tensor([[11, 12]])

@@ -17,7 +17,7 @@ from mtad.quant import Int8Linear, quantize, streamed_bytes
 from mtad.sampling import SamplingConfig
 from mtad.toy_models import tiny_llama_pair
 
-from helpers import RUNNERS, exact_target_ar, g_test, sample_sequences, make_runner
+from helpers import RUNNERS, exact_target_ar, g_test, sample_sequences, runner_of
 
 
 def test_int8_linear_is_the_dequantized_matmul_and_close_to_float():
@@ -55,7 +55,7 @@ def test_bad_quantization_and_device_are_one_line_errors():
 
 def int8_draft_pair(draft_noise: float = 0.03, runner: str = "eager") -> Pair:
     target, draft = tiny_llama_pair(0, draft_noise=draft_noise)
-    return Pair(make_runner(target, runner), make_runner(quantize(draft, "int8"), runner), name="tiny+draft-int8")
+    return Pair(runner_of(target, runner), runner_of(quantize(draft, "int8"), runner), name="tiny+draft-int8")
 
 
 GREEDY = SamplingConfig(temperature=0)

@@ -82,11 +82,12 @@ def bootstrap(groups: list[tuple], samples: int = BOOTSTRAP_SAMPLES, seed: int =
     return float(low), float(high)
 
 
-def _ratio(examples: pd.DataFrame, numerator: str, denominator: str | None) -> tuple:
+def _ratio(examples: pd.DataFrame, numerator: str, denominator: str | None, partial: bool = False) -> tuple:
     """(value, 95% interval) of sum(numerator) / sum(denominator) over a cell's examples, seeds
-    (runs) as bootstrap groups; None where a value is missing."""
+    (runs) as bootstrap groups (``denominator`` None: a mean). Examples lacking the numerator are
+    left out with ``partial`` (quality: ungraded examples), else they make it (None, None)."""
     rows = examples.dropna(subset=[numerator])
-    if rows.empty or (len(rows) < len(examples) and numerator != "quality"):  # energy: all or nothing
+    if rows.empty or (len(rows) < len(examples) and not partial):
         return None, None
     den = rows[denominator] if denominator else pd.Series(1.0, index=rows.index)
     value = rows[numerator].sum() / den.sum() if den.sum() else None
@@ -115,7 +116,7 @@ def summarize(cell: pd.DataFrame, examples: pd.DataFrame, runs: list[dict]) -> d
     else:
         ours["tokens_per_s"], ours["tokens_per_s_ci"] = _ratio(mine, "tokens", "seconds")
         ours["joules_per_token"], ours["joules_per_token_ci"] = _ratio(mine, "joules", "tokens")
-        ours["quality_ci"] = _ratio(mine, "quality", None)[1]
+        ours["quality_ci"] = _ratio(mine, "quality", None, partial=True)[1]
     for reference in ("ar", "spd"):
         ratios = [s for s in (speedup(r, runs, reference) for r in cell_runs if r.get("sweep")) if s is not None]
         ours[f"vs_{reference}"] = sum(ratios) / len(ratios) if ratios else None
@@ -153,6 +154,7 @@ def build_rows(results_dir: Path, paper_csv: Path) -> Table:
         if not any(k[:3] == (task, pair, decoder) for k in rows):
             rows[(task, pair, decoder, "")] = None
     order = lambda k: (k[0], k[1], DECODER_ORDER.index(k[2]) if k[2] in DECODER_ORDER else 99, k[3])  # noqa: E731
-    table = [{"task": task, "pair": pair, "decoder": decoder, "params": params, "ours": rows[(task, pair, decoder, params)],
-              "paper": paper.get((task, pair, decoder))} for task, pair, decoder, params in sorted(rows, key=order)]
+    table = [{"task": task, "pair": pair, "decoder": decoder, "params": params,
+              "ours": rows[(task, pair, decoder, params)], "paper": paper.get((task, pair, decoder))}
+             for task, pair, decoder, params in sorted(rows, key=order)]
     return Table(table, runs, ignored)
