@@ -21,7 +21,7 @@ import itertools
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import torch
 
@@ -139,7 +139,7 @@ class GenerationStats:
 @dataclass
 class Generation:
     tokens: list[int]       # new tokens only, truncated at the first stop token and max_new_tokens
-    stop_reason: str        # "stop_token" or "max_new_tokens"
+    stop_reason: str        # "stop_token", "settled" or "max_new_tokens"
     stats: GenerationStats
 
 
@@ -157,8 +157,12 @@ def start(pair: Pair, prompt: list[int], sampling: SamplingConfig, seed: int) ->
 
 def generate(pair: Pair, decoder: Decoder, prompt: list[int], *, max_new_tokens: int,
              sampling: SamplingConfig = SamplingConfig(), seed: int = 0,
-             stop_ids: tuple[int, ...] | None = None) -> Generation:
-    """Decode from ``prompt`` token ids until a stop token or ``max_new_tokens``."""
+             stop_ids: tuple[int, ...] | None = None,
+             settled: Callable[[list[int]], bool] | None = None) -> Generation:
+    """Decode from ``prompt`` token ids until a stop token or ``max_new_tokens``, or until
+    ``settled(new_tokens)`` holds: a task's test that no continuation can change its score
+    (``Task.stop_rule``). It must stay true once true; the output is cut at the first token
+    where it holds, so every decoder stops at the same place in the same text."""
     if max_new_tokens < 1:
         raise UserError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     stop = set(pair.stop_ids if stop_ids is None else stop_ids)
@@ -175,10 +179,15 @@ def generate(pair: Pair, decoder: Decoder, prompt: list[int], *, max_new_tokens:
             if token in stop:
                 kept, reason = kept[: i + 1], "stop_token"
                 break
+        if settled is not None and settled(new + kept):
+            # cut at the first prefix that settles (one test per token of this block, at most)
+            n = next(n for n in range(1, len(kept) + 1) if settled(new + kept[:n]))
+            if n < len(kept) or reason != "stop_token":
+                kept, reason = kept[:n], "settled"
         ctx.tokens.extend(kept)
         new.extend(kept)
         stats.record(block, len(kept))
-        if reason == "stop_token":
+        if reason != "max_new_tokens":
             break
     if pair.device.type == "cuda":
         torch.cuda.synchronize(pair.device)

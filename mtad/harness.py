@@ -111,9 +111,11 @@ def run_job(cfg: DictConfig, out_dir: Path, sweep: str | None = None) -> dict:
 def run_example(pair, decoder, task, example, sampling, max_new_tokens: int, seed: int, meter) -> dict:
     """Generate every turn of one example, score it, and return its record."""
     turns = []  # (prompt, generation) per turn
+    settled = task.stop_rule(example, pair.info)
 
     def generate_turn(prompt_ids: list[int]) -> list[int]:
-        out = generate(pair, decoder, prompt_ids, max_new_tokens=max_new_tokens, sampling=sampling, seed=seed)
+        out = generate(pair, decoder, prompt_ids, max_new_tokens=max_new_tokens, sampling=sampling, seed=seed,
+                       settled=settled)
         turns.append((prompt_ids, out))
         return out.tokens
 

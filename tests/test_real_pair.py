@@ -29,3 +29,19 @@ def test_greedy_spd_equals_greedy_ar_on_a_short_prompt(pair):
     assert spd.tokens == ar.tokens
     assert spd.stats.draft_accepted > 0 and spd.stats.target_calls < ar.stats.target_calls
     assert "return" in pair.tokenizer.decode(ar.tokens)
+
+
+def test_a_task_stop_rule_cuts_ar_and_spd_at_the_same_token_and_only_shortens(pair):
+    from tasks.catalogue import build_task
+
+    task = build_task("humaneval", limit=24)
+    example = task.examples(pair.info)[23]  # strlen: a one-line body
+    rule = task.stop_rule(example, pair.info)
+    greedy = SamplingConfig(temperature=0)
+    full = generate(pair, build_decoder("ar"), example.prompt_ids, max_new_tokens=40, sampling=greedy)
+    ar = generate(pair, build_decoder("ar"), example.prompt_ids, max_new_tokens=40, sampling=greedy, settled=rule)
+    spd = generate(pair, build_decoder("spd", gamma=4), example.prompt_ids, max_new_tokens=40, sampling=greedy,
+                   settled=rule)
+    assert ar.stop_reason == spd.stop_reason == "settled" and spd.tokens == ar.tokens
+    assert len(ar.tokens) < len(full.tokens) and full.tokens[:len(ar.tokens)] == ar.tokens
+    assert task.score(example, [ar.tokens], pair.info)["passed"] == task.score(example, [full.tokens], pair.info)["passed"]

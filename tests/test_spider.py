@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.spider import Spider, extract_sql, paper_prompt
+from tasks.spider import Spider, extract_sql, paper_prompt, sql_ended
 from tasks.spider_synth import SchemaDatabases, gold_literals
 from tasks.sqlexec import QueryError, execute, has_order_by, results_match
 
@@ -67,10 +67,22 @@ def test_runaway_query_is_interrupted_within_its_limit(database):
     assert time.monotonic() - began < 2.0
 
 
+REPLIES = [" SELECT a FROM t; \n\nExample\nSchema:", "```sql\nSELECT a\nFROM t;\n```\nExplanation",
+           "SELECT a FROM t", "```sqlite\nSELECT a FROM t\n```\nthen; more", "SELECT a FROM t; ```sql\nSELECT b```",
+           "Here it is:\n```SQL\nSELECT 1```", "```;"]
+
+
 def test_extract_sql():
-    assert extract_sql(" SELECT a FROM t; \n\nExample\nSchema:") == "SELECT a FROM t"
-    assert extract_sql("```sql\nSELECT a\nFROM t;\n```\nExplanation") == "SELECT a\nFROM t"
-    assert extract_sql("SELECT a FROM t") == "SELECT a FROM t"
+    assert [extract_sql(reply) for reply in REPLIES] == [
+        "SELECT a FROM t", "SELECT a\nFROM t", "SELECT a FROM t", "SELECT a FROM t", "SELECT a FROM t", "SELECT 1", ""]
+
+
+def test_any_prefix_where_the_sql_has_ended_has_the_whole_replys_sql():
+    for reply in REPLIES:
+        for n in range(len(reply) + 1):
+            if sql_ended(reply[:n]):
+                assert extract_sql(reply[:n]) == extract_sql(reply), (reply, n)
+    assert not sql_ended("SELECT a FROM t") and not sql_ended("```sql\nSELECT a") and sql_ended("```sql\nSELECT a`` `;")
 
 
 EXPECTED_PROMPT_0 = (
