@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Every quality run of results/README.md, most important first. Resumable: a finished run is
+# skipped and an interrupted one continues from its last recorded example (the results store,
+# mtad/records.py), so this can be stopped and started again across sessions.
+#   results/runs.sh [first-step [last-step]]     e.g. results/runs.sh 4 4
+# Fastest correct CPU configuration: static (compiled) backend, int8 draft, bf16 target.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+RESULTS=${MTAD_RESULTS:-results}
+COMMON=(pair.backend=static pair.draft_quant=int8)
+step() {  # step N SWEEP-NAME OVERRIDES...
+  local n=$1 name=$2; shift 2
+  if (( n < ${FIRST:-1} || n > ${LAST:-99} )); then return; fi
+  echo "== step $n: $name: $*"
+  "$PY" run.py -m "${COMMON[@]}" "$@" "hydra.sweep.dir=$RESULTS/jobs/$name"
+}
+FIRST=${1:-1} LAST=${2:-99}
+step 1 humaneval     task=humaneval decoder=ar,spd,mtad
+step 2 spider        task=spider task.limit=200 decoder=ar,spd,mtad
+step 3 mtbench       task=mtbench decoder=ar,spd,mtad
+step 4 humaneval-all task=humaneval decoder=bild,typical,spectr,specinfer,mcss,hf_assisted
+step 5 spider-specinfer task=spider task.limit=200 decoder=specinfer
+step 6 spider-tau    task=spider task.limit=200 decoder=mtad decoder.tau=0.3   # the authors' Instruct/Spider tau
+step 7 humaneval-seeds task=humaneval decoder=ar,spd,mtad seed=43,44
