@@ -11,6 +11,7 @@ import dataclasses
 
 from baselines.ar import AR
 from baselines.bild import BiLD
+from baselines.hf_assisted import HFAssisted
 from baselines.mcss import MCSS
 from baselines.mtjd import MTJD
 from baselines.spd import SpD
@@ -36,7 +37,8 @@ def by_name(kind: str, classes: list[type]) -> dict[str, type]:
     return catalogue
 
 
-DECODERS: dict[str, type[Decoder]] = by_name("decoder", [AR, SpD, MTAD, SpecInfer, MCSS, SpecTr, Typical, BiLD, MTJD])
+DECODERS: dict[str, type[Decoder]] = by_name("decoder", [AR, SpD, MTAD, SpecInfer, MCSS, SpecTr, Typical, BiLD, MTJD,
+                                                     HFAssisted])
 
 
 def build_decoder(name: str, **params) -> Decoder:

@@ -48,6 +48,11 @@ class Context:
     sampling: SamplingConfig
     generator: torch.Generator
     state: dict = field(default_factory=dict)  # a decoder's own state between its steps
+    # the loop's stopping conditions, for a decoder that runs a whole generation at once
+    # (baselines/hf_assisted.py); the loop applies them to every decoder's blocks anyway
+    max_new_tokens: int = 0
+    stop_ids: frozenset[int] = frozenset()
+    settled: Callable[[list[int]], bool] | None = None
 
     def probs(self, logits: torch.Tensor) -> torch.Tensor:
         """The processed distribution of either model's logits (docs/decoders.md#processed-distribution)."""
@@ -168,6 +173,7 @@ def generate(pair: Pair, decoder: Decoder, prompt: list[int], *, max_new_tokens:
     stop = set(pair.stop_ids if stop_ids is None else stop_ids)
     pair.check_fits(len(prompt), max_new_tokens)
     ctx = start(pair, prompt, sampling, seed)
+    ctx.max_new_tokens, ctx.stop_ids, ctx.settled = max_new_tokens, frozenset(stop), settled
     stats = GenerationStats()
     new: list[int] = []
     reason = "max_new_tokens"

@@ -43,6 +43,7 @@ def test_ar_greedy_equals_hf_generate(pair, reference):
     ("mtad", {"width": 1, "tau": 0.5}), ("mtad", {"width": 3, "tau": 0.5}), ("mtad", {"width": 3, "tau": 0.01}),
     ("mtad", {"width": 3, "tau": 5.0}), ("mtad", {"width": 1, "gamma": 1, "tau": 0.3}),
     ("mtad", {"width": 3, "gamma": 2, "replacement": False, "accept_rule": "first_fail", "beam_norm": "repo"}),
+    ("hf_assisted", {"gamma": 4}),  # transformers' own loop on the models, whatever the runner
 ], ids=lambda p: p[0] + ":" + ",".join(f"{k}={v}" for k, v in p[1].items()))
 def test_greedy_identity(pair, reference, params):
     name, kwargs = params

@@ -44,4 +44,5 @@ def test_a_task_stop_rule_cuts_ar_and_spd_at_the_same_token_and_only_shortens(pa
                    settled=rule)
     assert ar.stop_reason == spd.stop_reason == "settled" and spd.tokens == ar.tokens
     assert len(ar.tokens) < len(full.tokens) and full.tokens[:len(ar.tokens)] == ar.tokens
-    assert task.score(example, [ar.tokens], pair.info)["passed"] == task.score(example, [full.tokens], pair.info)["passed"]
+    passed = [task.score(example, [tokens], pair.info)["passed"] for tokens in (ar.tokens, full.tokens)]
+    assert passed[0] == passed[1]
