@@ -41,71 +41,108 @@ def cached_pair(pair_cfg: dict) -> Pair:
     return _PAIRS[key]
 
 
+class Job:
+    """One run: model pair x decoder x task, with its records. ``run_job`` runs one alone;
+    ``mtad.interleave`` runs several on one loaded pair, taking turns example by example."""
+
+    def __init__(self, cfg: DictConfig, out_dir: Path, sweep: str | None = None):
+        self.cfg, self.sweep = cfg, sweep
+        self.config = OmegaConf.to_container(cfg, resolve=True)
+        self.decoder_params = dict(self.config["decoder"])
+        self.decoder = build_decoder(self.decoder_params.pop("name"), **self.decoder_params)
+        task_params = dict(self.config["task"])
+        self.task = build_task(task_params.pop("name"), **task_params)
+        self.judge = build_judge(self.config.get("judge"))
+        if self.judge is not None:
+            require_judged(self.task)  # before anything is generated
+        self.sampling = SamplingConfig(**self.config["sampling"])
+        versions = {"harness": HARNESS_VERSION, "decoder": self.decoder.version, "task": self.task.version}
+        self.recorder = JobRecorder(Path(out_dir), Path(self.config["results_dir"]), self.config, versions,
+                                    resume=cfg.resume)
+        self.examples: list = []
+        self.resumed = 0  # examples an earlier try recorded
+
+    def finished_before(self) -> dict:
+        """The summary of this run as completed before (graded now if a judge was asked for)."""
+        summary = self.recorder.finished
+        print(f"run {self.recorder.run_id} finished before ({summary['output_dir']}); not run again "
+              "(resume=false reruns it)", flush=True)
+        if self.judge is not None:  # its saved answers can still be graded
+            summary = judge_job(Path(summary["output_dir"]), self.judge, self.task)
+        write_atomic(self.recorder.out_dir / "summary.json", json.dumps(summary, indent=2, default=str))
+        return summary
+
+    def todo(self, pair: Pair) -> list[tuple[int, object]]:
+        """(index, example) of the examples not recorded yet; a prompt too long for a static
+        cache stops the job before any work."""
+        self.examples = self.task.examples(pair.info)
+        for example in self.examples:
+            pair.check_fits(len(example.prompt_ids), self.cfg.max_new_tokens)
+        todo = [(i, example) for i, example in enumerate(self.examples) if example.id not in self.recorder.done]
+        self.resumed = len(self.examples) - len(todo)
+        return todo
+
+    def warm_up(self, pair: Pair) -> None:
+        for _ in range(self.cfg.warmup):
+            generate(pair, self.decoder, self.examples[0].prompt_ids, max_new_tokens=self.cfg.max_new_tokens,
+                     sampling=self.sampling, seed=self.cfg.seed)
+
+    def run(self, pair: Pair, i: int, example, meter) -> None:
+        self.recorder.sample(run_example(pair, self.decoder, self.task, example, self.sampling,
+                                         self.cfg.max_new_tokens, self.cfg.seed + i, meter))
+
+    def finish(self, pair: Pair, meter, idle_watts) -> dict:
+        """The summary from every example's record; written, logged and graded as configured."""
+        records = [self.recorder.done[example.id] for example in self.examples]
+        total = GenerationStats()
+        for record in records:
+            total.add(GenerationStats.from_dict(record["stats"]))
+        joules = [record["energy_joules"] for record in records]
+        energy_joules = None if None in joules else sum(joules)
+        quality = self.task.quality([record["verdict"] for record in records])
+        mean_log_probs = [r["target_log_prob_mean"] for r in records if r["target_log_prob_mean"] is not None]
+        if mean_log_probs:
+            quality["target_ppl"] = perplexity(mean_log_probs)
+        recorder, decoder = self.recorder, self.decoder
+        self.task.write_outputs(recorder.out_dir, [record["verdict"] for record in records],
+                                model_id=f"{pair.name}-{decoder.name}-{recorder.run_id[:8]}")
+        summary = recorder.finish({
+            "sweep": self.sweep, "task": self.task.name, "pair": pair.name, "decoder": decoder.name,
+            "decoder_params": self.decoder_params, "seed": self.cfg.seed, "sampling": self.config["sampling"],
+            "max_new_tokens": self.cfg.max_new_tokens, "examples": len(self.examples),
+            "resumed_examples": self.resumed,
+            "tokens_per_second": total.tokens_per_second, "block_efficiency": total.block_efficiency,
+            "acceptance_rate": total.acceptance_rate, "acceptance_per_position": total.acceptance_per_position,
+            "energy_source": meter.source if energy_joules is not None else "none", "energy_joules": energy_joules,
+            "joules_per_token": energy_joules / total.new_tokens if energy_joules is not None and total.new_tokens
+            else None,
+            "idle_watts": idle_watts, "quality": quality, "totals": total.as_dict(), "timing": TIMING,
+            "energy": ENERGY,
+        })
+        if self.judge is not None:
+            summary = judge_job(recorder.out_dir, self.judge, self.task)
+        if self.config.get("logger", {}).get("name", "none") != "none":
+            log_job(summary, records, recorder.out_dir, self.config["logger"])
+        return summary
+
+
 def run_job(cfg: DictConfig, out_dir: Path, sweep: str | None = None) -> dict:
     """Run the examples of the task that this run (same config, same run id) has not recorded
     yet; write records; return the summary. A run already in the results store is not rerun."""
-    config = OmegaConf.to_container(cfg, resolve=True)
-    decoder_params = dict(config["decoder"])
-    decoder = build_decoder(decoder_params.pop("name"), **decoder_params)
-    task_params = dict(config["task"])
-    task = build_task(task_params.pop("name"), **task_params)
-    judge = build_judge(config.get("judge"))
-    if judge is not None:
-        require_judged(task)  # before anything is generated
-    sampling = SamplingConfig(**config["sampling"])
-    versions = {"harness": HARNESS_VERSION, "decoder": decoder.version, "task": task.version}
-    recorder = JobRecorder(Path(out_dir), Path(config["results_dir"]), config, versions, resume=cfg.resume)
-    if recorder.finished:
-        summary = recorder.finished
-        print(f"run {recorder.run_id} finished before ({summary['output_dir']}); not run again "
-              "(resume=false reruns it)", flush=True)
-        if judge is not None:  # its saved answers can still be graded
-            summary = judge_job(Path(summary["output_dir"]), judge, task)
-        write_atomic(recorder.out_dir / "summary.json", json.dumps(summary, indent=2, default=str))
-        return summary
-    task.preflight()  # before the models load
-    pair = cached_pair(config["pair"])
-    examples = task.examples(pair.info)
-    todo = [(i, example) for i, example in enumerate(examples) if example.id not in recorder.done]
-    for example in examples:  # a prompt too long for a static cache stops the job before any work
-        pair.check_fits(len(example.prompt_ids), cfg.max_new_tokens)
+    job = Job(cfg, out_dir, sweep)
+    if job.recorder.finished:
+        return job.finished_before()
+    job.task.preflight()  # before the models load
+    pair = cached_pair(job.config["pair"])
+    todo = job.todo(pair)
     with closing(build_meter(cfg.meter, [pair.target.device, pair.draft.device])) as meter:
         idle_watts = meter.idle_watts(cfg.meter_idle_seconds)
-        for _ in range(cfg.warmup if todo else 0):
-            generate(pair, decoder, examples[0].prompt_ids, max_new_tokens=cfg.max_new_tokens, sampling=sampling,
-                     seed=cfg.seed)
-        for i, example in tqdm(todo, desc=f"{decoder.name} on {task.name}", leave=False,
-                               initial=len(examples) - len(todo), total=len(examples)):
-            recorder.sample(run_example(pair, decoder, task, example, sampling, cfg.max_new_tokens, cfg.seed + i,
-                                        meter))
-    records = [recorder.done[example.id] for example in examples]
-    verdicts = [record["verdict"] for record in records]
-    total = GenerationStats()
-    for record in records:
-        total.add(GenerationStats.from_dict(record["stats"]))
-    joules = [record["energy_joules"] for record in records]
-    energy_joules = None if None in joules else sum(joules)
-    quality = task.quality(verdicts)
-    mean_log_probs = [r["target_log_prob_mean"] for r in records if r["target_log_prob_mean"] is not None]
-    if mean_log_probs:
-        quality["target_ppl"] = perplexity(mean_log_probs)
-    task.write_outputs(recorder.out_dir, verdicts, model_id=f"{pair.name}-{decoder.name}-{recorder.run_id[:8]}")
-    summary = recorder.finish({
-        "sweep": sweep, "task": task.name, "pair": pair.name, "decoder": decoder.name,
-        "decoder_params": decoder_params, "seed": cfg.seed, "sampling": config["sampling"],
-        "max_new_tokens": cfg.max_new_tokens, "examples": len(examples),
-        "resumed_examples": len(examples) - len(todo),
-        "tokens_per_second": total.tokens_per_second, "block_efficiency": total.block_efficiency,
-        "acceptance_rate": total.acceptance_rate, "acceptance_per_position": total.acceptance_per_position,
-        "energy_source": meter.source if energy_joules is not None else "none", "energy_joules": energy_joules,
-        "joules_per_token": energy_joules / total.new_tokens if energy_joules is not None and total.new_tokens else None,
-        "idle_watts": idle_watts, "quality": quality, "totals": total.as_dict(), "timing": TIMING, "energy": ENERGY,
-    })
-    if judge is not None:
-        summary = judge_job(recorder.out_dir, judge, task)
-    if config.get("logger", {}).get("name", "none") != "none":
-        log_job(summary, records, recorder.out_dir, config["logger"])
-    return summary
+        if todo:
+            job.warm_up(pair)
+        for i, example in tqdm(todo, desc=f"{job.decoder.name} on {job.task.name}", leave=False,
+                               initial=job.resumed, total=len(job.examples)):
+            job.run(pair, i, example, meter)
+        return job.finish(pair, meter, idle_watts)
 
 
 def run_example(pair, decoder, task, example, sampling, max_new_tokens: int, seed: int, meter) -> dict:

@@ -91,7 +91,7 @@ def test_same_seed_same_output_different_seed_different_output():
 
 
 @pytest.mark.parametrize("name, params, message", [
-    ("nope", {}, "unknown decoder 'nope' \\(known: ar, bild, mcss, mtad, mtjd, spd, specinfer, spectr, typical\\)"),
+    ("nope", {}, "unknown decoder 'nope' \\(known: ar, bild, hf_assisted, mcss, mtad, mtjd, spd, specinfer, spectr, typical\\)"),
     ("spd", {"gamma": 0}, "gamma must be >= 1"),
     ("mtad", {"gamma": 0}, "gamma must be >= 1"),
     ("mtad", {"width": 0}, "beam width W must be >= 1"),
