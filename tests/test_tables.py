@@ -122,8 +122,9 @@ def test_spider_rows_name_the_databases_that_scored_them(tmp_path):
         "examples": 1, "totals": {"new_tokens": 1, "wall_seconds": 1.0}, "energy_joules": None,
         "acceptance_per_position": [], "quality": {"execution_accuracy": 100.0, "database_mode": "synthetic"}})
     write_tables(tmp_path, build_rows(tmp_path, PAPER).rows)
-    assert markdown_row((tmp_path / "table.md").read_text(), "spider", "qwen2.5-coder", "mtad")[3:12] == \
-        ["-", "1", "1", "1.00 [1.00, 1.00]", "-", "-", "no meter", "100.0 [100.0, 100.0]", "exec. acc. % (synthetic DBs)"]
+    assert markdown_row((tmp_path / "table.md").read_text(), "spider", "qwen2.5-coder", "mtad")[3:13] == \
+        ["-", "1", "1", "1.00 [1.00, 1.00]", "-", "-", "-", "no meter", "100.0 [100.0, 100.0]",
+         "exec. acc. % (synthetic DBs)"]
 
 
 def test_runs_without_per_example_records_use_their_totals(store):
@@ -146,3 +147,21 @@ def test_a_cell_shows_only_its_newest_code_version(store):
     assert mtad["seeds"] == 1 and mtad["examples"] == 4 and mtad["vs_ar"] == pytest.approx(2.0)
     assert {r["run_id"] for r in table.runs if r["decoder"] == "mtad"} == {"mtad3"}
     assert row(table.rows, "humaneval", "llama3", "ar")["ours"]["examples"] == 4  # other cells untouched
+
+
+def test_speed_columns_come_from_the_speed_store_and_never_from_the_quality_runs(store):
+    speed = store / "speed"
+    (speed / "samples").mkdir(parents=True)
+    add_run(speed, "ar-s", "ar", 1, 2.0, [False] * 3, sweep="/x/speed-sweep")
+    add_run(speed, "mtad-s", "mtad", 1, 0.5, [True] * 3, sweep="/x/speed-sweep")
+    table = build_rows(store, PAPER, speed)
+    mtad = row(table.rows, "humaneval", "llama3", "mtad")["ours"]
+    assert mtad["tokens_per_s"] == pytest.approx(20.0) and mtad["vs_ar"] == pytest.approx(4.0)
+    assert mtad["quality"] == pytest.approx(62.5) and mtad["examples"] == 8 and mtad["speed_examples"] == 3
+    spd = row(table.rows, "humaneval", "llama3", "spd")["ours"]  # no speed run: no speed, though its run has one
+    assert spd["tokens_per_s"] is None and spd["vs_ar"] is None and spd["quality"] == pytest.approx(50.0)
+    assert mtad["vs_spd"] is None  # the speed sweep has no SpD
+    write_tables(store, table.rows, table.speed_sources)
+    markdown = (store / "table.md").read_text()
+    assert markdown_row(markdown, "humaneval", "llama3", "spd")[6:9] == ["-", "-", "-"]
+    assert "- `speed-sweep`: humaneval, 2 decoders x 3 examples" in markdown

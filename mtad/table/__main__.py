@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mtad.table.formats import write_tables
+from mtad.table.formats import sources_note, write_tables
 from mtad.table.plots import write_plots
 from mtad.table.report import write_report
 from mtad.table.rows import build_rows
@@ -15,14 +15,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="The paper-layout table, plots and HTML report from the results store.")
     parser.add_argument("--results", default="results", help="the results folder (holds runs.jsonl)")
     parser.add_argument("--paper", default=None, help="the paper's numbers (default: <results>/paper_table.csv)")
+    parser.add_argument("--speed", default=None, help="a store of interleaved speed sweeps whose numbers replace the "
+                        "runs' own speeds (default: <results>/speed when it holds runs.jsonl)")
     args = parser.parse_args()
     results = Path(args.results)
     if not (results / "runs.jsonl").exists():
         raise SystemExit(f"error: no results store at {results / 'runs.jsonl'}; run some jobs first")
-    table = build_rows(results, Path(args.paper) if args.paper else results / "paper_table.csv")
-    write_tables(results, table.rows)
+    speed = Path(args.speed) if args.speed else results / "speed"
+    if args.speed and not (speed / "runs.jsonl").exists():
+        raise SystemExit(f"error: no speed store at {speed / 'runs.jsonl'}")
+    speed = speed if (speed / "runs.jsonl").exists() else None
+    table = build_rows(results, Path(args.paper) if args.paper else results / "paper_table.csv", speed)
+    write_tables(results, table.rows, table.speed_sources if speed else None)
     plots = write_plots(results, table.rows, table.runs)
-    report = write_report(results, table.rows, plots)
+    report = write_report(results, table.rows, plots, sources_note(table.speed_sources if speed else None))
     print((results / "table.md").read_text())
     if table.ignored:
         print(f"left out {table.ignored} run(s) made by older versions of the code (a cell shows only its newest version)")

@@ -11,7 +11,7 @@ from mtad.table.rows import NOT_IN_PAPER, NOT_RUN, QUALITY
 
 METRICS = ("tokens_per_s", "joules_per_token", "quality")
 HEADER = ["task", "pair", "decoder", "params", "seeds", "examples", "tok/s [95% CI]", "vs AR", "vs SpD",
-          "J/token [95% CI]", "quality [95% CI]", "quality measure", "paper tok/s", "paper J/token", "paper quality"]
+          "block eff.", "J/token [95% CI]", "quality [95% CI]", "quality measure", "paper tok/s", "paper J/token", "paper quality"]
 
 
 def _with_ci(value, ci, digits=2) -> str:
@@ -31,14 +31,15 @@ def display_frame(table: list[dict]) -> pd.DataFrame:
         ours, paper = row["ours"], row["paper"] or {}
         measure = QUALITY.get(row["task"], (None, 1, "-"))[2]
         if ours is None:
-            cells = [NOT_RUN] * 8
+            cells = [NOT_RUN] * 9
         else:
             if ours["database_mode"]:
                 measure += f" ({ours['database_mode']} DBs)"
             energy = "no meter" if ours["joules_per_token"] is None else \
                 _with_ci(ours["joules_per_token"], ours["joules_per_token_ci"], 3)
             cells = [str(ours["seeds"]), str(ours["examples"]), _with_ci(ours["tokens_per_s"], ours["tokens_per_s_ci"]),
-                     _ratio(ours["vs_ar"]), _ratio(ours["vs_spd"]), energy,
+                     _ratio(ours["vs_ar"]), _ratio(ours["vs_spd"]),
+                     "-" if ours["block_efficiency"] is None else f"{ours['block_efficiency']:.2f}", energy,
                      _with_ci(ours["quality"], ours["quality_ci"], 1), measure]
         published = [f"{paper[m]:.1f}" if m in paper else NOT_IN_PAPER for m in METRICS]
         rows.append([row["task"], row["pair"], row["decoder"], row["params"] or "-", *cells, *published])
@@ -53,9 +54,10 @@ def data_frame(table: list[dict]) -> pd.DataFrame:
         ours = row["ours"]
         record = {k: row[k] or "-" for k in ("task", "pair", "decoder", "params")}
         if ours is None:
-            record.update(seeds=NOT_RUN, examples=NOT_RUN, vs_ar=NOT_RUN, vs_spd=NOT_RUN)
+            record.update(seeds=NOT_RUN, examples=NOT_RUN, vs_ar=NOT_RUN, vs_spd=NOT_RUN, block_efficiency=NOT_RUN)
         else:
-            record.update(seeds=ours["seeds"], examples=ours["examples"], vs_ar=ours["vs_ar"], vs_spd=ours["vs_spd"])
+            record.update(seeds=ours["seeds"], examples=ours["examples"], vs_ar=ours["vs_ar"], vs_spd=ours["vs_spd"],
+                          block_efficiency=ours["block_efficiency"])
         for metric in METRICS:
             lo, hi = (ours[f"{metric}_ci"] or (None, None)) if ours else (NOT_RUN, NOT_RUN)
             value = ours[metric] if ours else NOT_RUN
@@ -69,8 +71,24 @@ def data_frame(table: list[dict]) -> pd.DataFrame:
     return frame.astype(object).where(frame.notna(), "-")
 
 
-def write_tables(results_dir: Path, table: list[dict]) -> None:
+def sources_note(sources: list[dict] | None) -> str:
+    """Where each column group comes from, under the Markdown table."""
+    lines = ["", "Columns: seeds, examples, block eff. and quality come from the full runs (95% bootstrap "
+             "intervals over examples, and seeds); the paper's columns are its Llama-3 pairs on its hardware."]
+    if sources is None:
+        lines.append("tok/s, vs AR, vs SpD and J/token: the same runs; speed-ups only between runs of one sweep.")
+    else:
+        lines.append("tok/s, vs AR, vs SpD and J/token come from these interleaved sweeps, one sitting each, never "
+                     "from the full runs (`-`: not measured in one):")
+        lines += [f"- `{s['sweep']}`: {', '.join(s['tasks'])}, {s['decoders']} decoders x "
+                  f"{'/'.join(map(str, s['examples']))} examples, {s['machine']}, {s['dates']}" for s in sources]
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(results_dir: Path, table: list[dict], sources: list[dict] | None = None) -> None:
+    """``sources``: the speed sweeps the speed columns come from (None: from the runs themselves)."""
     shown = display_frame(table)
-    write_atomic(results_dir / "table.md", shown.to_markdown(index=False, tablefmt="pipe", disable_numparse=True) + "\n")
+    write_atomic(results_dir / "table.md", shown.to_markdown(index=False, tablefmt="pipe", disable_numparse=True)
+                 + "\n" + sources_note(sources))
     write_atomic(results_dir / "table.tex", shown.to_latex(index=False, escape=True))
     write_atomic(results_dir / "table.csv", data_frame(table).to_csv(index=False))

@@ -37,7 +37,8 @@ def _error(value, ci):
 def speed_vs_quality(table: list[dict], folder: Path) -> list[Path]:
     paths = []
     for task in sorted({row["task"] for row in table if row["task"] in QUALITY}):
-        rows = [r for r in table if r["task"] == task and r["ours"] and r["ours"]["quality"] is not None]
+        rows = [r for r in table if r["task"] == task and r["ours"] and r["ours"]["quality"] is not None
+                and r["ours"]["tokens_per_s"] is not None]
         if not rows:
             continue
         fig, ax = plt.subplots(figsize=(6, 4.5))

@@ -19,7 +19,8 @@ STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-c
          "tr.ours td{font-weight:bold;background:#fffbe6}tr.ours td:nth-last-child(-n+3){background:#eef3fb}")
 
 
-def write_report(results_dir: Path, table: list[dict], plots: list[Path]) -> Path:
+def write_report(results_dir: Path, table: list[dict], plots: list[Path], note: str = "") -> Path:
+    """``note``: where the columns come from (``formats.sources_note``), shown under the table."""
     folder = Path(results_dir) / "report"
     (folder / "plots").mkdir(parents=True, exist_ok=True)
     shown = display_frame(table)
@@ -35,6 +36,8 @@ def write_report(results_dir: Path, table: list[dict], plots: list[Path]) -> Pat
             "<table><tr>" + cells(header, "th") + "</tr>"]
     body += [("<tr class=ours>" if ran["ours"] else "<tr>") + cells(row, "td") + "</tr>" for ran, row in zip(table, rows)]
     body.append("</table>")
+    if note:
+        body.append("<pre>" + html.escape(note.strip()) + "</pre>")
     for plot in (p for p in plots if p.suffix == ".png"):
         shutil.copyfile(plot, folder / "plots" / plot.name)
         svg = plot.with_suffix(".svg")

@@ -10,7 +10,7 @@ cell holds the runs of the newest code versions only (``mtad/comparison.py``).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from mtad.records import latest_runs, read_lines
 # task -> (summary quality key, factor to the paper's unit, column title)
 QUALITY = {"humaneval": ("pass@1", 100.0, "pass@1 %"), "spider": ("execution_accuracy", 1.0, "exec. acc. %"),
            "mtbench": ("mt_bench_score", 1.0, "MT-Bench")}
-DECODER_ORDER = ["ar", "bild", "typical", "spd", "spectr", "specinfer", "mcss", "mtjd", "mtad"]
+DECODER_ORDER = ["ar", "bild", "typical", "spd", "hf_assisted", "spectr", "specinfer", "mcss", "mtjd", "mtad"]
 NOT_RUN, NOT_IN_PAPER = "not run", "not in paper"
 BOOTSTRAP_SAMPLES = 1000
 
@@ -37,6 +37,7 @@ def example_quality(task: str, verdict: dict) -> float | None:
 
 
 CELL = ["task", "pair", "decoder", "params", "sampling_key", "max_new_tokens"]  # what one table cell holds
+EXAMPLE_COLUMNS = ["run_id", "id", "tokens", "seconds", "target_calls", "joules", "quality", "log_prob"]
 
 
 def collect(results_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, int]:
@@ -53,10 +54,12 @@ def collect(results_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     records = []
     for run in current.to_dict("records"):
         samples = read_lines(Path(results_dir) / "samples" / f"{run['run_id']}.jsonl")
-        records += [{"run_id": run["run_id"], "tokens": len(s["new_tokens"]), "seconds": s["stats"]["wall_seconds"],
-                     "joules": s.get("energy_joules"), "quality": example_quality(run["task"], s["verdict"])}
+        records += [{"run_id": run["run_id"], "id": s["id"], "tokens": len(s["new_tokens"]),
+                     "seconds": s["stats"]["wall_seconds"], "target_calls": s["stats"].get("target_calls"),
+                     "joules": s.get("energy_joules"), "quality": example_quality(run["task"], s["verdict"]),
+                     "log_prob": s.get("target_log_prob_mean")}
                     for s in samples]
-    examples = pd.DataFrame(records, columns=["run_id", "tokens", "seconds", "joules", "quality"])
+    examples = pd.DataFrame(records, columns=EXAMPLE_COLUMNS)
     return current, examples, len(runs) - len(current)
 
 
@@ -117,6 +120,9 @@ def summarize(cell: pd.DataFrame, examples: pd.DataFrame, runs: list[dict]) -> d
         ours["tokens_per_s"], ours["tokens_per_s_ci"] = _ratio(mine, "tokens", "seconds")
         ours["joules_per_token"], ours["joules_per_token_ci"] = _ratio(mine, "joules", "tokens")
         ours["quality_ci"] = _ratio(mine, "quality", None, partial=True)[1]
+    calls = [r["totals"].get("target_calls") for r in cell_runs]  # block efficiency: independent of the machine
+    ours["block_efficiency"] = sum(r["totals"]["new_tokens"] for r in cell_runs) / sum(calls) \
+        if None not in calls and sum(calls) else None
     for reference in ("ar", "spd"):
         ratios = [s for s in (speedup(r, runs, reference) for r in cell_runs if r.get("sweep")) if s is not None]
         ours[f"vs_{reference}"] = sum(ratios) / len(ratios) if ratios else None
@@ -132,24 +138,64 @@ def load_paper(path: Path) -> dict[tuple, dict]:
             for key, group in frame.groupby(["task", "model_pair", "decoder"], sort=False)}
 
 
+# what a separate speed store (``mtad.interleave``, one sitting) replaces in a row
+SPEED_FIELDS = ("tokens_per_s", "tokens_per_s_ci", "joules_per_token", "joules_per_token_ci", "vs_ar", "vs_spd")
+
+
 @dataclass
 class Table:
     rows: list[dict]      # one per cell, ours and the paper's
     runs: list[dict]      # the current runs behind them
     ignored: int          # runs left out because newer code versions made the same cell
+    speed_sources: list[dict] = field(default_factory=list)  # the sweeps the speed columns come from
 
 
-def build_rows(results_dir: Path, paper_csv: Path) -> Table:
+def cells_of(results_dir: Path) -> tuple[dict[tuple, dict], list[dict], int, list[str]]:
+    """{full cell key: row values} of a store, its current runs, how many older runs were left
+    out, and each cell's label of the decoder parameters that vary."""
     current, examples, ignored = collect(results_dir)
     runs = current.to_dict("records")
-    paper = load_paper(paper_csv)
     cells = [cell for _, cell in current.groupby(CELL, sort=False)]
     labels = varying_params([cell.iloc[0].to_dict() for cell in cells])
+    out = {tuple(cell.iloc[0][c] for c in CELL): summarize(cell, examples, runs) for cell in cells}
+    return out, runs, ignored, [params_label(p) if p else "" for p in labels]
+
+
+def speed_sources(runs: list[dict]) -> list[dict]:
+    """One line per sweep of a speed store: where and when its numbers were measured."""
+    sweeps: dict[str, list[dict]] = {}
+    for run in runs:
+        sweeps.setdefault(run.get("sweep") or "-", []).append(run)
+    out = []
+    for sweep, group in sorted(sweeps.items()):
+        env = group[0].get("environment") or {}
+        days = sorted({str(r.get("created", ""))[:10] for r in group})
+        out.append({"sweep": Path(sweep).name, "tasks": sorted({r["task"] for r in group}),
+                    "decoders": len(group), "examples": sorted({r["examples"] for r in group}),
+                    "machine": f"{env.get('cpu', '?')}, {env.get('torch_threads', '?')} threads"
+                               + (f", {', '.join(env['gpu'])}" if env.get("gpu") else ""),
+                    "dates": f"{days[0]} to {days[-1]}" if len(days) > 1 else days[0]})
+    return out
+
+
+def build_rows(results_dir: Path, paper_csv: Path, speed_dir: Path | None = None) -> Table:
+    """The table's rows. With ``speed_dir`` (a store of interleaved sweeps), every speed column
+    comes from it, matched on the whole cell (task, pair, decoder and all its parameters, sampling,
+    max_new_tokens), and none from the quality runs: their speeds were measured over sessions."""
+    cells, runs, ignored, labels = cells_of(results_dir)
+    speed, sources = {}, []
+    if speed_dir is not None:
+        speed, speed_runs, _, _ = cells_of(speed_dir)
+        sources = speed_sources(speed_runs)
+    paper = load_paper(paper_csv)
     rows = {}
-    for cell, params in zip(cells, labels):
-        first = cell.iloc[0]
-        rows[(first["task"], first["pair"], first["decoder"], params_label(params) if params else "")] = \
-            summarize(cell, examples, runs)
+    for key, label in zip(cells, labels):
+        ours = cells[key]
+        if speed_dir is not None:
+            measured = speed.get(key)
+            ours.update({f: measured[f] if measured else None for f in SPEED_FIELDS})
+            ours["speed_examples"] = measured["examples"] if measured else None
+        rows[(key[0], key[1], key[2], label)] = ours
     for task, pair, decoder in paper:
         if not any(k[:3] == (task, pair, decoder) for k in rows):
             rows[(task, pair, decoder, "")] = None
@@ -157,4 +203,4 @@ def build_rows(results_dir: Path, paper_csv: Path) -> Table:
     table = [{"task": task, "pair": pair, "decoder": decoder, "params": params,
               "ours": rows[(task, pair, decoder, params)], "paper": paper.get((task, pair, decoder))}
              for task, pair, decoder, params in sorted(rows, key=order)]
-    return Table(table, runs, ignored)
+    return Table(table, runs, ignored, sources)
