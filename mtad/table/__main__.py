@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from mtad.table.formats import sources_note, write_tables
+from mtad.table.paired import agreement_plots, write_comparisons
 from mtad.table.plots import write_plots
 from mtad.table.report import write_report
 from mtad.table.rows import build_rows
@@ -27,12 +28,14 @@ def main() -> None:
     speed = speed if (speed / "runs.jsonl").exists() else None
     table = build_rows(results, Path(args.paper) if args.paper else results / "paper_table.csv", speed)
     write_tables(results, table.rows, table.speed_sources if speed else None)
-    plots = write_plots(results, table.rows, table.runs)
+    plots = write_plots(results, table.rows, table.runs) + agreement_plots(results, results / "plots")
+    comparisons = write_comparisons(results, speed)
     report = write_report(results, table.rows, plots, sources_note(table.speed_sources if speed else None))
     print((results / "table.md").read_text())
     if table.ignored:
         print(f"left out {table.ignored} run(s) made by older versions of the code (a cell shows only its newest version)")
-    print(f"wrote {results / 'table.md'}, table.tex, table.csv, {len(plots)} plots under {results / 'plots'}, {report}")
+    print(f"wrote {results / 'table.md'}, table.tex, table.csv, {comparisons}, {len(plots)} plots under "
+          f"{results / 'plots'}, {report}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,294 @@
+"""Paired comparisons of decoders on the same examples (``results/comparisons.md``, written by
+``make table``), and the plot of who solves what.
+
+Two decoders of one task and pair (same sampling, same ``max_new_tokens``) ran the same problems,
+so their difference is measured problem by problem, which is far tighter than two independent
+intervals. For each comparison A vs B:
+- quality (HumanEval pass@1, Spider execution accuracy): A - B in points, with a 95% paired
+  bootstrap interval: problems resampled, and within each problem each decoder's seeds
+  resampled; plus McNemar's exact test on the discordant problems of the first seed both ran;
+- target perplexity (the target's mean log-probability of what was emitted): A - B, same bootstrap;
+- block efficiency (tokens per target call; independent of the machine): A / B, same bootstrap;
+- tokens/s and J/token: A / B from the interleaved speed sweep (one sitting), bootstrap over its
+  examples; absent when no sweep measured both.
+A verdict says whether the interval is above 1 (0 for differences), below, or straddles it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mtad.comparison import params_label
+from mtad.records import write_atomic
+from mtad.table.rows import CELL, DECODER_ORDER, QUALITY, collect
+
+SAMPLES = 2000
+GROUP = ["task", "pair", "sampling_key", "max_new_tokens"]  # cells in one group ran the same examples
+
+
+@dataclass
+class Estimate:
+    value: float | None
+    ci: tuple[float, float] | None
+
+    def text(self, digits: int = 1, signed: bool = False) -> str:
+        """``value [low, high]``; ``signed`` for differences (+/-)."""
+        if self.value is None or math.isnan(self.value):
+            return "-"
+        form = f"{'+' if signed else ''}.{digits}f"
+        interval = "" if self.ci is None else f" [{self.ci[0]:{form}}, {self.ci[1]:{form}}]"
+        return f"{self.value:{form}}{interval}"
+
+    def verdict(self, null: float) -> str:
+        """'higher', 'lower' or 'cannot tell' (the interval holds ``null``)."""
+        if self.ci is None:
+            return "cannot tell"
+        return "higher" if self.ci[0] > null else "lower" if self.ci[1] < null else "cannot tell"
+
+
+def per_problem(frame: pd.DataFrame, runs: pd.DataFrame, column: str) -> pd.DataFrame:
+    """[example id x seed] table of ``column`` for one cell's runs."""
+    seeds = runs.set_index("run_id")["seed"]
+    table = frame.assign(seed=frame["run_id"].map(seeds)).pivot(index="id", columns="seed", values=column)
+    return table.sort_index(axis=1).astype(float)
+
+
+def _means(num: np.ndarray, den: np.ndarray, counts: np.ndarray, problems: np.ndarray, rng):
+    """([replicates, problems] means of ``num``, same of ``den``) over ``counts[p]`` seeds drawn
+    with replacement from each chosen problem's row, the same draws for both (``rng`` None: the
+    row's own seeds, no resampling)."""
+    chosen = counts[problems]
+    valid = np.arange(num.shape[1]) < chosen[..., None]
+    if rng is None:
+        draws = np.broadcast_to(np.arange(num.shape[1]), valid.shape)
+    else:
+        draws = (rng.random(valid.shape) * chosen[..., None]).astype(int)  # a seed index < count, per slot
+    return tuple(np.where(valid, np.take_along_axis(m[problems], draws, axis=-1), 0.0).sum(-1) / chosen
+                 for m in (num, den))
+
+
+def paired(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], compare: str,
+           transform=lambda x: x, samples: int = SAMPLES, seed: int = 0) -> Estimate:
+    """A vs B on one statistic sum(num) / sum(den) over problems (each problem's seeds averaged
+    first): ``compare`` 'diff' (f(A) - f(B)) or 'ratio' (f(A) / f(B)), with ``f = transform``.
+    ``a`` and ``b`` are (num, den) [problems x seeds] matrices over the same problems, each row's
+    present seeds first (NaN after). Interval: problems resampled, then each decoder's seeds
+    within each problem."""
+    counts = [np.sum(~np.isnan(num) & ~np.isnan(den), axis=1) for num, den in (a, b)]
+    keep = (counts[0] > 0) & (counts[1] > 0)
+    if not keep.any():
+        return Estimate(None, None)
+    a, b = ((np.nan_to_num(num[keep]), np.nan_to_num(den[keep])) for num, den in (a, b))
+    counts = [c[keep] for c in counts]
+
+    def statistic(problems: np.ndarray, rng) -> np.ndarray:
+        values = []
+        for (num, den), count in zip((a, b), counts):
+            num_means, den_means = _means(num, den, count, problems, rng)
+            values.append(transform(num_means.sum(-1) / den_means.sum(-1)))
+        return values[0] - values[1] if compare == "diff" else values[0] / values[1]
+
+    n = int(keep.sum())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        point = float(statistic(np.arange(n)[None], None)[0])
+        rng = np.random.default_rng(seed)
+        replicates = statistic(rng.integers(n, size=(samples, n)), rng)
+    replicates = replicates[np.isfinite(replicates)]
+    if not math.isfinite(point) or len(replicates) < samples // 2:
+        return Estimate(point if math.isfinite(point) else None, None)
+    low, high = np.percentile(replicates, [2.5, 97.5])
+    return Estimate(point, (float(low), float(high)))
+
+
+def mcnemar_exact(a_only: int, b_only: int) -> float:
+    """Two-sided exact McNemar p-value: the discordant pairs against Binomial(n, 1/2)."""
+    n = a_only + b_only
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(a_only, b_only) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+def matrices(frames: dict, cell_a, cell_b, num: str, den: str | None):
+    """(num, den) matrices of two cells over the example ids both ran, seeds left-aligned."""
+    tables = []
+    for cell in (cell_a, cell_b):
+        frame, runs = frames[cell]
+        pieces = [per_problem(frame, runs, num)]
+        if den:
+            pieces.append(per_problem(frame, runs, den))
+        tables.append(pieces)
+    ids = sorted(set(tables[0][0].index) & set(tables[1][0].index))
+    out = []
+    for pieces in tables:
+        num_m = _left_align(pieces[0].loc[ids].to_numpy(float))
+        den_m = _left_align(pieces[1].loc[ids].to_numpy(float)) if den else np.where(np.isnan(num_m), np.nan, 1.0)
+        out.append((num_m, den_m))
+    return out, ids
+
+
+def _left_align(matrix: np.ndarray) -> np.ndarray:
+    """Each row's present values first (the bootstrap draws from the first ``count`` columns)."""
+    order = np.argsort(np.isnan(matrix), axis=1, kind="stable")
+    return np.take_along_axis(matrix, order, axis=1)
+
+
+def label(cell: tuple, params: dict) -> str:
+    decoder = cell[CELL.index("decoder")]
+    shown = {k: v for k, v in params.items() if k in ("tau",)} if decoder == "mtad" else {}
+    return decoder + (f" ({params_label(shown)})" if shown else "")
+
+
+def compare_cells(quality: dict, speed: dict, a, b) -> dict:
+    """Every paired statistic of cell ``a`` against cell ``b`` (see the module doc)."""
+    out = {}
+    (qa, qb), ids = matrices(quality, a, b, "quality", None)
+    out["examples"] = len(ids)
+    out["quality"] = paired(qa, qb, "diff")
+    out["quality_a"], out["quality_b"] = (Estimate(float(np.nanmean(np.nanmean(m[0], axis=1))), None) if len(ids)
+                                          else Estimate(None, None) for m in (qa, qb))
+    common = sorted(set(quality[a][1]["seed"]) & set(quality[b][1]["seed"]))
+    if common and len(ids):
+        s = common[0]
+        x, y = (per_problem(*quality[c], "quality")[s].reindex(ids).to_numpy() for c in (a, b))
+        both = ~np.isnan(x) & ~np.isnan(y)
+        a_only, b_only = int(((x > 0) & (y == 0) & both).sum()), int(((x == 0) & (y > 0) & both).sum())
+        out["mcnemar"] = {"seed": int(s), "a_only": a_only, "b_only": b_only, "p": mcnemar_exact(a_only, b_only)}
+    (la, lb), _ = matrices(quality, a, b, "log_prob", None)
+    out["ppl"] = paired(la, lb, "diff", transform=lambda x: np.exp(-x))
+    (ba, bb), _ = matrices(quality, a, b, "tokens", "target_calls")
+    out["block_efficiency"] = paired(ba, bb, "ratio")
+    if a in speed and b in speed:
+        (sa, sb), _ = matrices(speed, a, b, "tokens", "seconds")
+        out["speed"] = paired(sa, sb, "ratio")
+        (ea, eb), _ = matrices(speed, a, b, "joules", "tokens")
+        out["energy"] = paired(ea, eb, "ratio") if not np.isnan(ea[0]).all() else None
+    return out
+
+
+def frames_of(results_dir: Path) -> tuple[dict, dict]:
+    """{cell: (examples, runs)} of a store, and {cell: decoder params}."""
+    current, examples, _ = collect(results_dir)
+    frames, params = {}, {}
+    for key, runs in current.groupby(CELL, sort=False):
+        frames[key] = (examples[examples["run_id"].isin(runs["run_id"])], runs)
+        params[key] = runs.iloc[0]["decoder_params"]
+    return frames, params
+
+
+def comparisons(results_dir: Path, speed_dir: Path | None) -> list[dict]:
+    """Per task group: each decoder against AR and SpD, and MTAD's rows, as dicts."""
+    quality, params = frames_of(results_dir)
+    speed = frames_of(speed_dir)[0] if speed_dir is not None else {}
+    out = []
+    groups: dict[tuple, list] = {}
+    for cell in quality:
+        groups.setdefault(tuple(cell[CELL.index(c)] for c in GROUP), []).append(cell)
+    for group, cells in sorted(groups.items()):
+        task = group[0]
+        if task not in QUALITY or task == "mtbench":
+            continue
+        by_decoder = {}
+        for cell in cells:
+            by_decoder.setdefault(cell[CELL.index("decoder")], []).append(cell)
+        order = sorted(cells, key=lambda c: (DECODER_ORDER.index(c[2]) if c[2] in DECODER_ORDER else 99, c[3]))
+        for reference in ("ar", "spd"):
+            for ref in by_decoder.get(reference, [])[:1]:
+                for cell in order:
+                    if cell == ref:
+                        continue
+                    runs = quality[cell][1]
+                    out.append({"task": task, "pair": group[1], "a": label(cell, params[cell]), "b": reference,
+                                "seeds_a": sorted(int(s) for s in runs["seed"]),
+                                "seeds_b": sorted(int(s) for s in quality[ref][1]["seed"]),
+                                **compare_cells(quality, speed, cell, ref)})
+    return out
+
+
+def seeds(values: list[int]) -> str:
+    return ",".join(map(str, values))
+
+
+def _p(p: float) -> str:
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
+def to_markdown(rows: list[dict]) -> str:
+    lines = ["# Paired comparisons", "", "Written by `make table` (`mtad/table/paired.py`). A vs B over the problems "
+             "both ran: differences (A - B, points) and ratios (A / B) with 95% paired bootstrap intervals "
+             f"({SAMPLES} resamples of problems, seeds resampled within each problem); McNemar: problems solved "
+             "by A only / by B only at the first seed both ran, exact two-sided p. tok/s and J/token ratios come "
+             "from the interleaved speed sweep (`-`: no sweep measured both). `higher` / `lower`: the interval "
+             "excludes no difference; `cannot tell`: it does not.", ""]
+    for (task, pair), group in pd.DataFrame(rows).groupby(["task", "pair"], sort=False) if rows else []:
+        lines += [f"## {task}, {pair}", "", "| A | B | seeds A / B | problems | quality A | quality B | A - B [95% CI] "
+                  "| verdict | McNemar A only / B only, p | target ppl A - B | block eff. A / B | tok/s A / B | "
+                  "J/token A / B |", "|" + "---|" * 13]
+        for row in group.to_dict("records"):
+            mc = row.get("mcnemar")
+            mc = f"{mc['a_only']} / {mc['b_only']}, p = {_p(mc['p'])} (seed {mc['seed']})" if isinstance(mc, dict) \
+                else "-"
+            speed, energy = row.get("speed"), row.get("energy")
+            speed_text = speed.text(2) + " " + speed.verdict(1.0) if isinstance(speed, Estimate) else "-"
+            energy_text = energy.text(2) if isinstance(energy, Estimate) else "no meter" if speed_text != "-" else "-"
+            lines.append(
+                f"| {row['a']} | {row['b']} | {seeds(row['seeds_a'])} / {seeds(row['seeds_b'])} | {row['examples']} | {row['quality_a'].text()} | {row['quality_b'].text()} | "
+                f"{row['quality'].text(signed=True)} | {row['quality'].verdict(0.0)} | {mc} | "
+                f"{row['ppl'].text(3, signed=True)} | {row['block_efficiency'].text(2)} | "
+                f"{speed_text} | {energy_text} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_comparisons(results_dir: Path, speed_dir: Path | None) -> Path:
+    rows = comparisons(results_dir, speed_dir)
+    path = Path(results_dir) / "comparisons.md"
+    write_atomic(path, to_markdown(rows) + "\n")
+    serialisable = [{k: (v.__dict__ if isinstance(v, Estimate) else v) for k, v in row.items()} for row in rows]
+    write_atomic(Path(results_dir) / "comparisons.json", json.dumps(serialisable, indent=1, default=str) + "\n")
+    return path
+
+
+def agreement_plots(results_dir: Path, folder: Path, a: str = "mtad", b: str = "ar") -> list[Path]:
+    """Per task: which problems decoder ``a`` and ``b`` solve (share of seeds), problem by problem,
+    and the 2 x 2 counts at their first common seed."""
+    import matplotlib.pyplot as plt
+
+    from mtad.table.plots import _save
+
+    quality, params = frames_of(results_dir)
+    paths = []
+    for cell_a in quality:
+        task, pair = cell_a[0], cell_a[1]
+        if cell_a[2] != a or task not in QUALITY or task == "mtbench" or params[cell_a].get("tau", 0.5) != 0.5:
+            continue
+        cell_b = next((c for c in quality if c[2] == b and c[:2] == cell_a[:2] and c[4:] == cell_a[4:]), None)
+        if cell_b is None:
+            continue
+        (qa, qb), ids = matrices(quality, cell_a, cell_b, "quality", None)
+        rate_a, rate_b = (np.nanmean(m[0], axis=1) / 100 for m in (qa, qb))
+        order = np.lexsort((rate_a, rate_b))[::-1]
+        fig, (left, right) = plt.subplots(1, 2, figsize=(13, 2.8), gridspec_kw={"width_ratios": [5, 1]})
+        left.imshow(np.vstack([rate_b[order], rate_a[order]]), aspect="auto", cmap="Greens", vmin=0, vmax=1,
+                    interpolation="nearest")
+        left.set_yticks([0, 1], [b, a])
+        left.set_xlabel(f"{len(ids)} problems, sorted by {b} then {a} (shade: share of seeds solved)")
+        (x, y), _ = matrices(quality, cell_a, cell_b, "quality", None)
+        solved_a, solved_b = x[0][:, 0] > 0, y[0][:, 0] > 0  # each problem's first seed
+        counts = np.array([[np.sum(solved_a & solved_b), np.sum(~solved_a & solved_b)],
+                           [np.sum(solved_a & ~solved_b), np.sum(~solved_a & ~solved_b)]])
+        right.imshow(counts, cmap="Blues")
+        for (i, j), count in np.ndenumerate(counts):
+            right.text(j, i, str(count), ha="center", va="center")
+        right.set_xticks([0, 1], [f"{a} solves", f"{a} fails"])
+        right.set_yticks([0, 1], [f"{b} solves", f"{b} fails"])
+        right.set_title("first seed", fontsize=9)
+        fig.suptitle(f"{task}, {pair}: who solves what, {a} vs {b}")
+        paths += _save(fig, folder, f"agreement_{a}_{b}_{task}")
+    return paths

@@ -1,0 +1,65 @@
+"""Paired comparisons (mtad/table/paired.py): known answers, the exact McNemar test, and pairing."""
+
+import numpy as np
+import pytest
+
+from mtad.table.paired import Estimate, comparisons, mcnemar_exact, paired, to_markdown
+
+from test_tables import add_run, store  # noqa: F401 (the fixture)
+
+
+def test_mcnemar_exact_known_values():
+    assert mcnemar_exact(0, 5) == pytest.approx(2 / 32)
+    assert mcnemar_exact(3, 3) == 1.0 and mcnemar_exact(0, 0) == 1.0
+    assert mcnemar_exact(1, 9) == pytest.approx(2 * 11 / 1024) == mcnemar_exact(9, 1)
+
+
+def as_matrix(*seeds):
+    num = np.array(seeds, float).T
+    return num, np.ones_like(num)
+
+
+def test_identical_decoders_differ_by_exactly_nothing_and_a_constant_shift_is_exact():
+    rng = np.random.default_rng(1)
+    x = rng.random((50, 1))
+    same = paired((x, np.ones_like(x)), (x, np.ones_like(x)), "diff")
+    assert same.value == 0 and same.ci == (0.0, 0.0) and same.verdict(0) == "cannot tell"
+    shifted = paired((x + 1, np.ones_like(x)), (x, np.ones_like(x)), "diff")
+    assert shifted.value == pytest.approx(1) and shifted.ci == pytest.approx((1, 1)) and shifted.verdict(0) == "higher"
+
+
+def test_pairing_sees_a_small_consistent_gain_that_independent_intervals_would_not():
+    rng = np.random.default_rng(2)
+    hardness = rng.random(200)  # problem difficulty dominates the spread
+    b = (hardness[:, None] > 0.5).astype(float)
+    a = b.copy()
+    a[np.flatnonzero(b[:, 0] == 0)[:12], 0] = 1.0  # A also solves 12 problems B misses, never the reverse
+    result = paired(as_matrix(a[:, 0]), as_matrix(b[:, 0]), "diff")
+    assert result.value == pytest.approx(12 / 200) and result.ci[0] > 0 and result.verdict(0) == "higher"
+    assert mcnemar_exact(12, 0) < 0.001
+
+
+def test_seeds_are_resampled_within_problems():
+    """Seed-to-seed variation alone (the same mean on every problem) still widens the interval."""
+    a = np.tile([0.0, 1.0], (30, 1))
+    result = paired((a, np.ones_like(a)), as_matrix(np.full(30, 0.5)), "diff")
+    assert result.value == pytest.approx(0) and result.ci[0] < -0.05 and result.ci[1] > 0.05
+    fixed = paired(as_matrix(np.full(30, 0.5)), as_matrix(np.full(30, 0.5)), "diff")
+    assert fixed.ci == (0.0, 0.0)
+
+
+def test_comparisons_of_a_store(store):  # noqa: F811
+    rows = comparisons(store, None)
+    mtad_ar = next(r for r in rows if (r["a"], r["b"]) == ("mtad", "ar"))
+    assert mtad_ar["quality_a"].value == pytest.approx(62.5) and mtad_ar["quality_b"].value == pytest.approx(25)
+    assert mtad_ar["quality"].value == pytest.approx(37.5) and mtad_ar["seeds_a"] == [1, 2]
+    assert mtad_ar["mcnemar"] == {"seed": 1, "a_only": 2, "b_only": 0, "p": pytest.approx(0.5)}
+    assert mtad_ar["examples"] == 4 and "speed" not in mtad_ar
+    text = to_markdown(rows)
+    assert "| mtad | ar | 1,2 / 1 | 4 | 62.5 | 25.0 | +37.5 [" in text and "2 / 0, p = 0.500 (seed 1)" in text
+
+
+def test_estimate_text():
+    assert Estimate(1.234, (0.5, 2.0)).text(2) == "1.23 [0.50, 2.00]"
+    assert Estimate(-3.0, (-5.0, 1.0)).text(signed=True) == "-3.0 [-5.0, +1.0]"
+    assert Estimate(None, None).text() == "-"
