@@ -27,8 +27,9 @@ sandbox:
 prepare: setup
 	$(PY) -m mtad.prepare
 
+# Its records go to outputs/demo, not into the committed results store under results/.
 demo: prepare
-	$(PY) run.py -m pair=qwen2.5-coder task=humaneval task.limit=10 decoder=ar,spd,mtad
+	MTAD_RESULTS=outputs/demo $(PY) run.py -m pair=qwen2.5-coder task=humaneval task.limit=10 decoder=ar,spd,mtad
 
 test: prepare
 	$(PY) -m pytest -q -n 2

@@ -238,7 +238,8 @@ def to_markdown(rows: list[dict]) -> str:
             speed_text = speed.text(2) + " " + speed.verdict(1.0) if isinstance(speed, Estimate) else "-"
             energy_text = energy.text(2) if isinstance(energy, Estimate) else "no meter" if speed_text != "-" else "-"
             lines.append(
-                f"| {row['a']} | {row['b']} | {seeds(row['seeds_a'])} / {seeds(row['seeds_b'])} | {row['examples']} | {row['quality_a'].text()} | {row['quality_b'].text()} | "
+                f"| {row['a']} | {row['b']} | {seeds(row['seeds_a'])} / {seeds(row['seeds_b'])} | {row['examples']} | "
+                f"{row['quality_a'].text()} | {row['quality_b'].text()} | "
                 f"{row['quality'].text(signed=True)} | {row['quality'].verdict(0.0)} | {mc} | "
                 f"{row['ppl'].text(3, signed=True)} | {row['block_efficiency'].text(2)} | "
                 f"{speed_text} | {energy_text} |")
