@@ -89,28 +89,6 @@ def roofline(models: dict[str, HFRunner], gamma: int, context: int = 256) -> dic
     return out
 
 
-def hf_assisted(pair, prompt, max_new_tokens, sampling: SamplingConfig, gamma: int, seed: int):
-    """transformers' assisted generation with a constant draft length ``gamma``. The draft length
-    and schedule must be set on the ASSISTANT's generation_config: kwargs to generate() are ignored."""
-    target, draft = pair.target.model, pair.draft.model
-    draft.generation_config.num_assistant_tokens = gamma
-    draft.generation_config.num_assistant_tokens_schedule = "constant"
-    draft.generation_config.assistant_confidence_threshold = 0.0
-    kwargs = dict(max_new_tokens=max_new_tokens, eos_token_id=list(pair.stop_ids), pad_token_id=pair.stop_ids[0],
-                  assistant_model=draft)
-    if sampling.greedy:
-        kwargs.update(do_sample=False)
-    else:
-        kwargs.update(do_sample=True, temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p)
-    torch.manual_seed(seed)
-    ids = torch.tensor([prompt], device=pair.device)
-    start = time.perf_counter()
-    with torch.inference_mode():
-        out = target.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
-    seconds = time.perf_counter() - start
-    return out[0, len(prompt):].tolist(), seconds
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="qwen2.5-coder")
@@ -143,7 +121,8 @@ def main() -> None:
     problems = list(read_problems().values())[: args.prompts]
     prompts = [pair.tokenizer(p["prompt"]).input_ids for p in problems]
     decoders = {"ar": build_decoder("ar"), "spd": build_decoder("spd", gamma=args.gamma),
-                "mtad": build_decoder("mtad", gamma=args.gamma)}
+                "mtad": build_decoder("mtad", gamma=args.gamma),
+                "hf_assisted": build_decoder("hf_assisted", gamma=args.gamma)}
     full_head = pair.draft.head_rows
 
     def base(method: str) -> str:
@@ -160,21 +139,15 @@ def main() -> None:
         return generate(pair_of(method), decoders[base(method)], prompt,
                         max_new_tokens=max_new_tokens, sampling=sampling, seed=seed)
 
-    def assisted(method, prompt, max_new_tokens, sampling, seed):
-        return hf_assisted(q8 if method.endswith("_q8") else pair, prompt, max_new_tokens, sampling, args.gamma, seed)
-
     samplings = {"greedy": SamplingConfig(temperature=0), "sampling": SamplingConfig()}
 
     for mode in args.modes.split(","):
         sampling = samplings[mode]
         # warm-up: one short generation per method
         for method in methods:
-            if base(method) == "hf_assisted":
-                assisted(method, prompts[0], 8, sampling, 0)
-            else:
-                warm = run(method, prompts[0], 8, sampling, 0)
-                if warm.stats.compile_seconds:
-                    print(f"[{mode}] {method}: warm-up compiled for {warm.stats.compile_seconds:.1f} s", flush=True)
+            warm = run(method, prompts[0], 8, sampling, 0)
+            if warm.stats.compile_seconds:
+                print(f"[{mode}] {method}: warm-up compiled for {warm.stats.compile_seconds:.1f} s", flush=True)
         # methods take turns on each prompt, so a drift in machine speed hits all of them alike
         tokens = dict.fromkeys(methods, 0)
         seconds = dict.fromkeys(methods, 0.0)
@@ -183,25 +156,20 @@ def main() -> None:
         compile_seconds = {method: 0.0 for method in methods}
         for i, prompt in enumerate(prompts):
             for method in methods:
-                if base(method) == "hf_assisted":
-                    new, s = assisted(method, prompt, args.max_new_tokens, sampling, i)
-                else:
-                    out = run(method, prompt, args.max_new_tokens, sampling, i)
-                    new, s = out.tokens, out.stats.wall_seconds
-                    stats[method].add(out.stats)
-                    compile_seconds[method] += out.stats.compile_seconds
-                tokens[method] += len(new)
-                seconds[method] += s
-                outputs[method].append(new)
+                out = run(method, prompt, args.max_new_tokens, sampling, i)
+                stats[method].add(out.stats)
+                compile_seconds[method] += out.stats.compile_seconds
+                tokens[method] += len(out.tokens)
+                seconds[method] += out.stats.wall_seconds
+                outputs[method].append(out.tokens)
         rows = {}
         for method in methods:
             rows[method] = {"tokens": tokens[method], "seconds": seconds[method],
                             "tokens_per_second": tokens[method] / seconds[method],
-                            "stats": stats[method].as_dict() if base(method) != "hf_assisted" else None}
+                            "stats": stats[method].as_dict()}
             line = f"[{mode}] {method:<12} tokens={tokens[method]:<5} seconds={seconds[method]:7.2f} " \
                    f"tok/s={rows[method]['tokens_per_second']:6.2f}"
-            if base(method) != "hf_assisted":
-                line += f" block_eff={stats[method].block_efficiency:.2f}"
+            line += f" block_eff={stats[method].block_efficiency:.2f}"
             if compile_seconds[method]:  # shapes the warm-up did not meet, compiled while timing
                 line += f" compile_s={compile_seconds[method]:.1f} (not in tok/s)"
             if sampling.greedy and "ar" in outputs:
@@ -221,7 +189,7 @@ def main() -> None:
 
             for method, row in rows.items():
                 st, reference = row["stats"], reference_of(method)
-                if st is None or base(method) == "ar":
+                if base(method) == "ar":
                     continue
                 t_ar = reference["stats"]["target_seconds"] / reference["stats"]["target_calls"]
                 limit = t_ar * st["new_tokens"] / (st["target_seconds"] + st["draft_seconds"])
