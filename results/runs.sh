@@ -16,10 +16,10 @@ step() {  # step N SWEEP-NAME OVERRIDES...
   "$PY" run.py -m "${COMMON[@]}" "$@" "hydra.sweep.dir=$RESULTS/jobs/$name"
 }
 FIRST=${1:-1} LAST=${2:-99}
-step 1 humaneval     task=humaneval decoder=ar,spd,mtad
-step 2 spider        task=spider task.limit=200 decoder=ar,spd,mtad
-step 3 mtbench       task=mtbench decoder=ar,spd,mtad
-step 4 humaneval-all task=humaneval decoder=bild,typical,spectr,specinfer,mcss,hf_assisted
-step 5 spider-specinfer task=spider task.limit=200 decoder=specinfer
-step 6 spider-tau    task=spider task.limit=200 decoder=mtad decoder.tau=0.3   # the authors' Instruct/Spider tau
-step 7 humaneval-seeds task=humaneval decoder=ar,spd,mtad seed=43,44
+step 1 humaneval       task=humaneval decoder=ar,spd,mtad
+step 2 spider          task=spider task.limit=200 decoder=ar,spd,mtad
+step 3 humaneval-all   task=humaneval decoder=bild,typical,spectr,specinfer,mcss,hf_assisted
+step 4 spider-specinfer task=spider task.limit=200 decoder=specinfer
+step 5 spider-tau      task=spider task.limit=200 decoder=mtad decoder.tau=0.3   # the authors' Instruct/Spider tau
+step 6 humaneval-seeds task=humaneval decoder=ar,spd,mtad seed=43,44
+step 7 mtbench         task=mtbench decoder=ar,spd,mtad
