@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from mtad.table.paired import Estimate, comparisons, mcnemar_exact, paired, to_markdown
+from mtad.table.paired import Estimate, beside_paper, comparisons, mcnemar_exact, paired, to_markdown
+from mtad.table.rows import load_paper
 
-from test_tables import add_run, store  # noqa: F401 (the fixture)
+from test_tables import PAPER, store  # noqa: F401 (the fixture)
 
 
 def test_mcnemar_exact_known_values():
@@ -63,3 +64,13 @@ def test_estimate_text():
     assert Estimate(1.234, (0.5, 2.0)).text(2) == "1.23 [0.50, 2.00]"
     assert Estimate(-3.0, (-5.0, 1.0)).text(signed=True) == "-3.0 [-5.0, +1.0]"
     assert Estimate(None, None).text() == "-"
+
+
+def test_every_decoder_beside_the_papers_decoders_against_its_spd(store):  # noqa: F811
+    text = beside_paper(comparisons(store, None), load_paper(PAPER))
+    mtad = next(line for line in text.splitlines() if line.startswith("| mtad |"))
+    # ours: +37.5 vs AR, +12.5 vs SpD; the paper's HumanEval Llama-3 MTAD vs its SpD, from paper_table.csv
+    assert mtad.startswith("| mtad | +37.5 [") and "| +12.5 [" in mtad
+    paper = load_paper(PAPER)
+    expected = paper[("humaneval", "llama3", "mtad")]["quality"] - paper[("humaneval", "llama3", "spd")]["quality"]
+    assert f"{expected:+.1f}" in mtad

@@ -9,7 +9,7 @@ from mtad.table.formats import sources_note, write_tables
 from mtad.table.paired import agreement_plots, write_comparisons
 from mtad.table.plots import write_plots
 from mtad.table.report import write_report
-from mtad.table.rows import build_rows
+from mtad.table.rows import build_rows, load_paper
 
 
 def main() -> None:
@@ -26,10 +26,11 @@ def main() -> None:
     if args.speed and not (speed / "runs.jsonl").exists():
         raise SystemExit(f"error: no speed store at {speed / 'runs.jsonl'}")
     speed = speed if (speed / "runs.jsonl").exists() else None
-    table = build_rows(results, Path(args.paper) if args.paper else results / "paper_table.csv", speed)
+    paper = Path(args.paper) if args.paper else results / "paper_table.csv"
+    table = build_rows(results, paper, speed)
     write_tables(results, table.rows, table.speed_sources if speed else None)
     plots = write_plots(results, table.rows, table.runs) + agreement_plots(results, results / "plots")
-    comparisons = write_comparisons(results, speed)
+    comparisons = write_comparisons(results, speed, load_paper(paper))
     report = write_report(results, table.rows, plots, sources_note(table.speed_sources if speed else None))
     print((results / "table.md").read_text())
     if table.ignored:

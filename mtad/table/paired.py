@@ -247,10 +247,42 @@ def to_markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_comparisons(results_dir: Path, speed_dir: Path | None) -> Path:
+def beside_paper(rows: list[dict], paper: dict[tuple, dict]) -> str:
+    """Per task and pair: each decoder against AR and SpD (ours), and the paper's decoders against
+    its SpD on the Llama-3 pairs (the paper ran no AR)."""
+    paper_pairs = sorted({pair for _, pair, _ in paper})
+    lines = []
+    for (task, pair), group in pd.DataFrame(rows).groupby(["task", "pair"], sort=False) if rows else []:
+        found = {(r["a"], r["b"]): r for r in group.to_dict("records")}
+        decoders = list(dict.fromkeys(r["a"] for r in group.to_dict("records")))
+        lines += [f"## {task}, {pair}: every decoder, beside the paper", "",
+                  "| decoder | quality - AR | speed-up vs AR | quality - SpD | speed-up vs SpD | "
+                  + " | ".join(f"paper {p}: quality - SpD | paper {p}: speed-up vs SpD" for p in paper_pairs) + " |",
+                  "|" + "---|" * (5 + 2 * len(paper_pairs))]
+        for decoder in ["spd"] + [d for d in decoders if d != "spd"]:
+            cells = [decoder]
+            for reference in ("ar", "spd"):
+                row = found.get((decoder, reference))
+                speed = row.get("speed") if row else None
+                cells += ["-" if row is None else row["quality"].text(signed=True),
+                          speed.text(2) if isinstance(speed, Estimate) else "-"]
+            name = decoder.split(" ")[0]
+            for p in paper_pairs:
+                mine, spd = paper.get((task, p, name)), paper.get((task, p, "spd"))
+                if mine and spd and decoder == name:
+                    cells += [f"{mine['quality'] - spd['quality']:+.1f}",
+                              f"{mine['tokens_per_s'] / spd['tokens_per_s']:.2f}"]
+                else:
+                    cells += ["-", "-"]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_comparisons(results_dir: Path, speed_dir: Path | None, paper: dict[tuple, dict] | None = None) -> Path:
     rows = comparisons(results_dir, speed_dir)
     path = Path(results_dir) / "comparisons.md"
-    write_atomic(path, to_markdown(rows) + "\n")
+    write_atomic(path, to_markdown(rows) + "\n" + beside_paper(rows, paper or {}) + "\n")
     serialisable = [{k: (v.__dict__ if isinstance(v, Estimate) else v) for k, v in row.items()} for row in rows]
     write_atomic(Path(results_dir) / "comparisons.json", json.dumps(serialisable, indent=1, default=str) + "\n")
     return path
