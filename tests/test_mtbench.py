@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mtad.judge import OpenAIJudge, grading_prompt, judge_answers, load_prompts, load_references, parse_rating
+from mtad.judge import (Judge, OpenAIJudge, grading_prompt, judge_answers, load_prompts, load_references,
+                        parse_rating)
 from mtad.models import load_pair
 from tasks.mtbench import MTBench
 
@@ -116,6 +117,30 @@ def test_judging_retries_counts_missing_and_resumes(task, stub_url, tmp_path):
     assert len(StubJudge.requests) == 9 and len(again) == 4 and len(out.read_text().splitlines()) == 4
 
 
+def test_batched_judging_asks_again_only_the_unrated_and_keeps_the_order(task, tmp_path):
+    prompts, references = load_prompts(DATA / "judge_prompts.jsonl"), load_references(DATA / "reference_answer" / "gpt-4.jsonl")
+
+    class Batched(Judge):
+        name, batch_size = "batched", 3
+
+        def __init__(self):
+            self.batches = []
+
+        def complete(self, system, user):
+            return "Rating: [[7]]" if "GOODANSWER" in user else "no rating"
+
+        def complete_many(self, requests):
+            self.batches.append(len(requests))
+            return [self.complete(*r) for r in requests]
+
+    answers = [answer(81, ["GOODANSWER", "GOODANSWER"]), answer(82, ["bad", "bad"]), answer(83, ["GOODANSWER"] * 2)]
+    judge = Batched()
+    judgments = judge_answers(answers, task.questions, judge, tmp_path / "j.jsonl", prompts, references, retries=2)
+    assert judge.batches == [3, 1, 1, 3, 1, 1]  # (82, 1) and then (82, 2) asked twice more, alone
+    assert [(j["question_id"], j["turn"], j["score"]) for j in judgments] == \
+        [(81, 1, 7), (81, 2, 7), (82, 1, -1), (82, 2, -1), (83, 1, 7), (83, 2, 7)]
+
+
 def run(script, tmp_path, *overrides):
     env = {"MTAD_RESULTS": str(tmp_path / "results"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
     return subprocess.run([sys.executable, script, *overrides], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -174,3 +199,5 @@ def test_local_judge_runs_a_chat_model_from_a_folder(tmp_path):
     judge = LocalJudge(model=str(tmp_path), dtype="float32", device="cpu", max_new_tokens=5)
     reply = judge.complete("You are a judge.", "Rate this.")
     assert isinstance(reply, str) and judge.name == tmp_path.name
+    requests = [("You are a judge.", "Rate this."), ("Be fair.", "Rate this much longer answer, please: 42.")]
+    assert judge.complete_many(requests) == [judge.complete(*r) for r in requests]  # left padding changes nothing
