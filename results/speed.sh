@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The speed columns of results/table.md: per task one interleaved sweep (mtad/interleave.py), in one
-# sitting on an otherwise idle machine, into the separate speed store results/speed. Resumable.
+# sitting on an otherwise idle machine, into the separate speed store results/speed. Each sweep
+# measures afresh (resume=false): its runs replace the same runs of an earlier sitting, so no ratio
+# ever mixes two sittings.
 #   results/speed.sh [task ...]      default: humaneval spider mtbench
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-COMMON=(pair.backend=static pair.draft_quant=int8 "results_dir=${MTAD_SPEED:-results/speed}")
+COMMON=(pair.backend=static pair.draft_quant=int8 "results_dir=${MTAD_SPEED:-results/speed}" resume=false)
 for task in "${@:-humaneval spider mtbench}"; do
   for t in $task; do
     case $t in
