@@ -201,7 +201,7 @@ def comparisons(results_dir: Path, speed_dir: Path | None) -> list[dict]:
         for reference in ("ar", "spd"):
             for ref in by_decoder.get(reference, [])[:1]:
                 for cell in order:
-                    if cell == ref:
+                    if cell == ref or cell[CELL.index("decoder")] == "ar":  # AR is the first reference
                         continue
                     runs = quality[cell][1]
                     out.append({"task": task, "pair": group[1], "a": label(cell, params[cell]), "b": reference,
