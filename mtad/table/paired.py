@@ -312,8 +312,7 @@ def agreement_plots(results_dir: Path, folder: Path, a: str = "mtad", b: str = "
                     interpolation="nearest")
         left.set_yticks([0, 1], [b, a])
         left.set_xlabel(f"{len(ids)} problems, sorted by {b} then {a} (shade: share of seeds solved)")
-        (x, y), _ = matrices(quality, cell_a, cell_b, "quality", None)
-        solved_a, solved_b = x[0][:, 0] > 0, y[0][:, 0] > 0  # each problem's first seed
+        solved_a, solved_b = qa[0][:, 0] > 0, qb[0][:, 0] > 0  # each problem's first seed
         counts = np.array([[np.sum(solved_a & solved_b), np.sum(~solved_a & solved_b)],
                            [np.sum(solved_a & ~solved_b), np.sum(~solved_a & ~solved_b)]])
         right.imshow(counts, cmap="Blues")
