@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from mtad.table.paired import Estimate, beside_paper, comparisons, mcnemar_exact, paired, to_markdown
-from mtad.table.rows import load_paper
+from mtad.table.rows import collect, load_paper
 
-from test_tables import PAPER, store  # noqa: F401 (the fixture)
+from test_tables import PAPER, add_run, store  # noqa: F401 (the fixture)
 
 
 def test_mcnemar_exact_known_values():
@@ -50,7 +50,7 @@ def test_seeds_are_resampled_within_problems():
 
 
 def test_comparisons_of_a_store(store):  # noqa: F811
-    rows = comparisons(store, None)
+    rows = comparisons(collect(store), None)
     mtad_ar = next(r for r in rows if (r["a"], r["b"]) == ("mtad", "ar"))
     assert mtad_ar["quality_a"].value == pytest.approx(62.5) and mtad_ar["quality_b"].value == pytest.approx(25)
     assert mtad_ar["quality"].value == pytest.approx(37.5) and mtad_ar["seeds_a"] == [1, 2]
@@ -60,6 +60,22 @@ def test_comparisons_of_a_store(store):  # noqa: F811
     assert "| mtad | ar | 1,2 / 1 | 4 | 62.5 | 25.0 | +37.5 [" in text and "2 / 0, p = 0.500 (seed 1)" in text
 
 
+def test_a_decoder_only_the_speed_sweep_ran_is_compared_on_speed_alone(store):  # noqa: F811
+    speed = store / "speed"
+    (speed / "samples").mkdir(parents=True)
+    add_run(speed, "ar-s", "ar", 1, 2.0, [False] * 3, sweep="/x/speed-sweep")
+    add_run(speed, "bild-s", "bild", 1, 0.5, [True] * 3, sweep="/x/speed-sweep")
+    rows = comparisons(collect(store), collect(speed))
+    bild = next(r for r in rows if (r["a"], r["b"]) == ("bild", "ar"))
+    assert bild["speed"].value == pytest.approx(4.0) and bild["examples"] == 0 and bild["seeds_a"] == []
+    assert bild["quality"].value is None and "mcnemar" not in bild  # 3 sweep examples are no quality run
+    assert not any(r["a"] == "bild" and r["b"] == "spd" for r in rows)  # the sweep ran no SpD to compare with
+    line = next(line for line in to_markdown(rows).splitlines() if line.startswith("| bild | ar |"))
+    assert line.startswith("| bild | ar | - / 1 | - | - | - | - | - | - |") and "| 4.00 [4.00, 4.00] higher |" in line
+    mtad = next(r for r in rows if (r["a"], r["b"]) == ("mtad", "ar"))
+    assert mtad["quality"].value == pytest.approx(37.5) and "speed" not in mtad  # quality as before, no sweep of MTAD
+
+
 def test_estimate_text():
     assert Estimate(1.234, (0.5, 2.0)).text(2) == "1.23 [0.50, 2.00]"
     assert Estimate(-3.0, (-5.0, 1.0)).text(signed=True) == "-3.0 [-5.0, +1.0]"
@@ -67,7 +83,7 @@ def test_estimate_text():
 
 
 def test_every_decoder_beside_the_papers_decoders_against_its_spd(store):  # noqa: F811
-    text = beside_paper(comparisons(store, None), load_paper(PAPER))
+    text = beside_paper(comparisons(collect(store), None), load_paper(PAPER))
     mtad = next(line for line in text.splitlines() if line.startswith("| mtad |"))
     # ours: +37.5 vs AR, +12.5 vs SpD; the paper's HumanEval Llama-3 MTAD vs its SpD, from paper_table.csv
     assert mtad.startswith("| mtad | +37.5 [") and "| +12.5 [" in mtad

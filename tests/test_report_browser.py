@@ -13,7 +13,7 @@ import pytest
 from mtad.table.formats import write_tables
 from mtad.table.plots import write_plots
 from mtad.table.report import write_report
-from mtad.table.rows import build_rows
+from mtad.table.rows import build_rows, collect
 
 from test_tables import PAPER, store  # noqa: F401 (a fixture)
 
@@ -40,7 +40,7 @@ def require_browser():
 @pytest.fixture
 def report(store):
     """The report of test_tables' hand-made store (three decoders, two MTAD seeds, paper rows)."""
-    table = build_rows(store, PAPER)
+    table = build_rows(collect(store), PAPER)
     write_tables(store, table.rows)
     return write_report(store, table.rows, write_plots(store, table.rows, table.runs))
 

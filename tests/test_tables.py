@@ -12,7 +12,7 @@ import pytest
 
 from mtad.records import append_line
 from mtad.table.formats import write_tables
-from mtad.table.rows import bootstrap, build_rows
+from mtad.table.rows import bootstrap, build_rows, collect
 
 ROOT = Path(__file__).resolve().parent.parent
 PAPER = ROOT / "results" / "paper_table.csv"
@@ -52,7 +52,7 @@ def row(table, task, model, decoder):
 
 
 def test_table_values_speedups_intervals_and_paper_numbers(store):
-    table = build_rows(store, PAPER).rows
+    table = build_rows(collect(store), PAPER).rows
     mtad = row(table, "humaneval", "llama3", "mtad")["ours"]
     assert mtad["tokens_per_s"] == pytest.approx(40.0) and mtad["seeds"] == 2 and mtad["examples"] == 8
     assert mtad["vs_ar"] == pytest.approx(4.0) and mtad["vs_spd"] == pytest.approx(2.0)  # seed 1 has both; seed 2 neither
@@ -83,7 +83,7 @@ def markdown_row(text: str, *first: str) -> list[str]:
 
 
 def test_files_say_not_run_never_blank(store):
-    write_tables(store, build_rows(store, PAPER).rows)
+    write_tables(store, build_rows(collect(store), PAPER).rows)
     markdown = (store / "table.md").read_text()
     assert markdown_row(markdown, "spider", "llama3", "bild")[3:5] == ["-", "not run"] and "no meter" in markdown
     assert "\\begin{tabular}" in (store / "table.tex").read_text()
@@ -121,7 +121,7 @@ def test_spider_rows_name_the_databases_that_scored_them(tmp_path):
         "seed": 0, "sampling": {}, "max_new_tokens": 8, "tokens_per_second": 1.0, "block_efficiency": 1.0,
         "examples": 1, "totals": {"new_tokens": 1, "wall_seconds": 1.0}, "energy_joules": None,
         "acceptance_per_position": [], "quality": {"execution_accuracy": 100.0, "database_mode": "synthetic"}})
-    write_tables(tmp_path, build_rows(tmp_path, PAPER).rows)
+    write_tables(tmp_path, build_rows(collect(tmp_path), PAPER).rows)
     assert markdown_row((tmp_path / "table.md").read_text(), "spider", "qwen2.5-coder", "mtad")[3:13] == \
         ["-", "1", "1", "1.00 [1.00, 1.00]", "-", "-", "-", "no meter", "100.0 [100.0, 100.0]",
          "exec. acc. % (synthetic DBs)"]
@@ -130,7 +130,7 @@ def test_spider_rows_name_the_databases_that_scored_them(tmp_path):
 def test_runs_without_per_example_records_use_their_totals(store):
     for path in (store / "samples").glob("mtad*.jsonl"):
         path.unlink()
-    mtad = row(build_rows(store, PAPER).rows, "humaneval", "llama3", "mtad")["ours"]
+    mtad = row(build_rows(collect(store), PAPER).rows, "humaneval", "llama3", "mtad")["ours"]
     assert mtad["tokens_per_s"] == pytest.approx(40.0) and mtad["tokens_per_s_ci"] is None
     assert mtad["joules_per_token"] == pytest.approx(0.2) and mtad["examples"] == 8
 
@@ -140,7 +140,7 @@ def test_a_cell_shows_only_its_newest_code_version(store):
     the cell takes version 2 alone and the table says one run was left out."""
     add_run(store, "mtad3", "mtad", 1, 0.5, [False, False, False, False],
             versions={"harness": 1, "task": 1, "decoder": 2})
-    table = build_rows(store, PAPER)
+    table = build_rows(collect(store), PAPER)
     mtad = row(table.rows, "humaneval", "llama3", "mtad")["ours"]
     assert table.ignored == 2  # mtad1 and mtad2 (version 1) are left out
     assert mtad["tokens_per_s"] == pytest.approx(20.0) and mtad["quality"] == pytest.approx(0.0)
@@ -154,7 +154,7 @@ def test_speed_columns_come_from_the_speed_store_and_never_from_the_quality_runs
     (speed / "samples").mkdir(parents=True)
     add_run(speed, "ar-s", "ar", 1, 2.0, [False] * 3, sweep="/x/speed-sweep")
     add_run(speed, "mtad-s", "mtad", 1, 0.5, [True] * 3, sweep="/x/speed-sweep")
-    table = build_rows(store, PAPER, speed)
+    table = build_rows(collect(store), PAPER, collect(speed))
     mtad = row(table.rows, "humaneval", "llama3", "mtad")["ours"]
     assert mtad["tokens_per_s"] == pytest.approx(20.0) and mtad["vs_ar"] == pytest.approx(4.0)
     assert mtad["quality"] == pytest.approx(62.5) and mtad["examples"] == 8 and mtad["speed_examples"] == 3

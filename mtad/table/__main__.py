@@ -9,7 +9,7 @@ from mtad.table.formats import sources_note, write_tables
 from mtad.table.paired import agreement_plots, write_comparisons
 from mtad.table.plots import write_plots
 from mtad.table.report import write_report
-from mtad.table.rows import build_rows, load_paper
+from mtad.table.rows import build_rows, collect, load_paper
 
 
 def main() -> None:
@@ -25,13 +25,15 @@ def main() -> None:
     speed = Path(args.speed) if args.speed else results / "speed"
     if args.speed and not (speed / "runs.jsonl").exists():
         raise SystemExit(f"error: no speed store at {speed / 'runs.jsonl'}")
-    speed = speed if (speed / "runs.jsonl").exists() else None
+    speed = collect(speed) if (speed / "runs.jsonl").exists() else None
+    store = collect(results)
     paper = Path(args.paper) if args.paper else results / "paper_table.csv"
-    table = build_rows(results, paper, speed)
-    write_tables(results, table.rows, table.speed_sources if speed else None)
-    plots = write_plots(results, table.rows, table.runs) + agreement_plots(results, results / "plots")
-    comparisons = write_comparisons(results, speed, load_paper(paper))
-    report = write_report(results, table.rows, plots, sources_note(table.speed_sources if speed else None))
+    table = build_rows(store, paper, speed)
+    sources = table.speed_sources if speed else None
+    write_tables(results, table.rows, sources)
+    plots = write_plots(results, table.rows, table.runs) + agreement_plots(store, results / "plots")
+    comparisons = write_comparisons(results, store, speed, load_paper(paper))
+    report = write_report(results, table.rows, plots, sources_note(sources))
     print((results / "table.md").read_text())
     if table.ignored:
         print(f"left out {table.ignored} run(s) made by older versions of the code (a cell shows only its newest version)")

@@ -26,7 +26,7 @@ import pandas as pd
 
 from mtad.comparison import params_label
 from mtad.records import write_atomic
-from mtad.table.rows import CELL, DECODER_ORDER, QUALITY, collect
+from mtad.table.rows import CELL, DECODER_ORDER, QUALITY, Store
 
 SAMPLES = 2000
 GROUP = ["task", "pair", "sampling_key", "max_new_tokens"]  # cells in one group ran the same examples
@@ -146,24 +146,30 @@ def label(cell: tuple, params: dict) -> str:
 
 
 def compare_cells(quality: dict, speed: dict, a, b) -> dict:
-    """Every paired statistic of cell ``a`` against cell ``b`` (see the module doc)."""
-    out = {}
-    (qa, qb), ids = matrices(quality, a, b, "quality", None)
-    out["examples"] = len(ids)
-    out["quality"] = paired(qa, qb, "diff")
-    out["quality_a"], out["quality_b"] = (Estimate(float(np.nanmean(np.nanmean(m[0], axis=1))), None) if len(ids)
-                                          else Estimate(None, None) for m in (qa, qb))
-    common = sorted(set(quality[a][1]["seed"]) & set(quality[b][1]["seed"]))
-    if common and len(ids):
-        s = common[0]
-        x, y = (per_problem(*quality[c], "quality")[s].reindex(ids).to_numpy() for c in (a, b))
-        both = ~np.isnan(x) & ~np.isnan(y)
-        a_only, b_only = int(((x > 0) & (y == 0) & both).sum()), int(((x == 0) & (y > 0) & both).sum())
-        out["mcnemar"] = {"seed": int(s), "a_only": a_only, "b_only": b_only, "p": mcnemar_exact(a_only, b_only)}
-    (la, lb), _ = matrices(quality, a, b, "log_prob", None)
-    out["ppl"] = paired(la, lb, "diff", transform=lambda x: np.exp(-x))
-    (ba, bb), _ = matrices(quality, a, b, "tokens", "target_calls")
-    out["block_efficiency"] = paired(ba, bb, "ratio")
+    """Every paired statistic of cell ``a`` against cell ``b`` (see the module doc). Quality
+    needs both cells' quality runs; tokens/s and J/token both in one speed sweep; block efficiency
+    (machine-independent) comes from the quality runs, else from the sweep."""
+    none = Estimate(None, None)
+    out = {"examples": 0, "quality": none, "quality_a": none, "quality_b": none, "ppl": none, "block_efficiency": none}
+    if a in quality and b in quality:
+        (qa, qb), ids = matrices(quality, a, b, "quality", None)
+        out["examples"] = len(ids)
+        out["quality"] = paired(qa, qb, "diff")
+        out["quality_a"], out["quality_b"] = (Estimate(float(np.nanmean(np.nanmean(m[0], axis=1))), None) if len(ids)
+                                              else none for m in (qa, qb))
+        common = sorted(set(quality[a][1]["seed"]) & set(quality[b][1]["seed"]))
+        if common and len(ids):
+            s = common[0]
+            x, y = (per_problem(*quality[c], "quality")[s].reindex(ids).to_numpy() for c in (a, b))
+            both = ~np.isnan(x) & ~np.isnan(y)
+            a_only, b_only = int(((x > 0) & (y == 0) & both).sum()), int(((x == 0) & (y > 0) & both).sum())
+            out["mcnemar"] = {"seed": int(s), "a_only": a_only, "b_only": b_only, "p": mcnemar_exact(a_only, b_only)}
+        (la, lb), _ = matrices(quality, a, b, "log_prob", None)
+        out["ppl"] = paired(la, lb, "diff", transform=lambda x: np.exp(-x))
+    source = quality if a in quality and b in quality else speed if a in speed and b in speed else None
+    if source is not None:
+        (ba, bb), _ = matrices(source, a, b, "tokens", "target_calls")
+        out["block_efficiency"] = paired(ba, bb, "ratio")
     if a in speed and b in speed:
         (sa, sb), _ = matrices(speed, a, b, "tokens", "seconds")
         out["speed"] = paired(sa, sb, "ratio")
@@ -172,23 +178,24 @@ def compare_cells(quality: dict, speed: dict, a, b) -> dict:
     return out
 
 
-def frames_of(results_dir: Path) -> tuple[dict, dict]:
+def frames_of(store: Store) -> tuple[dict, dict]:
     """{cell: (examples, runs)} of a store, and {cell: decoder params}."""
-    current, examples, _ = collect(results_dir)
     frames, params = {}, {}
-    for key, runs in current.groupby(CELL, sort=False):
-        frames[key] = (examples[examples["run_id"].isin(runs["run_id"])], runs)
+    for key, runs in store.runs.groupby(CELL, sort=False):
+        frames[key] = (store.examples[store.examples["run_id"].isin(runs["run_id"])], runs)
         params[key] = runs.iloc[0]["decoder_params"]
     return frames, params
 
 
-def comparisons(results_dir: Path, speed_dir: Path | None) -> list[dict]:
-    """Per task group: each decoder against AR and SpD, and MTAD's rows, as dicts."""
-    quality, params = frames_of(results_dir)
-    speed = frames_of(speed_dir)[0] if speed_dir is not None else {}
+def comparisons(store: Store, speed_store: Store | None) -> list[dict]:
+    """Per task group: each decoder against AR and SpD, as dicts. A cell only the speed sweep ran
+    (its quality run not there yet) is compared on speed alone."""
+    quality, params = frames_of(store)
+    speed, speed_params = frames_of(speed_store) if speed_store is not None else ({}, {})
+    params = {**speed_params, **params}
     out = []
     groups: dict[tuple, list] = {}
-    for cell in quality:
+    for cell in list(quality) + [c for c in speed if c not in quality]:
         groups.setdefault(tuple(cell[CELL.index(c)] for c in GROUP), []).append(cell)
     for group, cells in sorted(groups.items()):
         task = group[0]
@@ -203,16 +210,20 @@ def comparisons(results_dir: Path, speed_dir: Path | None) -> list[dict]:
                 for cell in order:
                     if cell == ref or cell[CELL.index("decoder")] == "ar":  # AR is the first reference
                         continue
-                    runs = quality[cell][1]
+                    if not any(cell in frames and ref in frames for frames in (quality, speed)):
+                        continue  # no store ran both
                     out.append({"task": task, "pair": group[1], "a": label(cell, params[cell]), "b": reference,
-                                "seeds_a": sorted(int(s) for s in runs["seed"]),
-                                "seeds_b": sorted(int(s) for s in quality[ref][1]["seed"]),
+                                "seeds_a": seeds_of(quality, cell), "seeds_b": seeds_of(quality, ref),
                                 **compare_cells(quality, speed, cell, ref)})
     return out
 
 
+def seeds_of(frames: dict, cell) -> list[int]:
+    return sorted(int(s) for s in frames[cell][1]["seed"]) if cell in frames else []
+
+
 def seeds(values: list[int]) -> str:
-    return ",".join(map(str, values))
+    return ",".join(map(str, values)) or "-"
 
 
 def _p(p: float) -> str:
@@ -237,10 +248,12 @@ def to_markdown(rows: list[dict]) -> str:
             speed, energy = row.get("speed"), row.get("energy")
             speed_text = speed.text(2) + " " + speed.verdict(1.0) if isinstance(speed, Estimate) else "-"
             energy_text = energy.text(2) if isinstance(energy, Estimate) else "no meter" if speed_text != "-" else "-"
+            verdict = row["quality"].verdict(0.0) if row["quality"].value is not None else "-"
             lines.append(
-                f"| {row['a']} | {row['b']} | {seeds(row['seeds_a'])} / {seeds(row['seeds_b'])} | {row['examples']} | "
+                f"| {row['a']} | {row['b']} | {seeds(row['seeds_a'])} / {seeds(row['seeds_b'])} | "
+                f"{row['examples'] or '-'} | "
                 f"{row['quality_a'].text()} | {row['quality_b'].text()} | "
-                f"{row['quality'].text(signed=True)} | {row['quality'].verdict(0.0)} | {mc} | "
+                f"{row['quality'].text(signed=True)} | {verdict} | {mc} | "
                 f"{row['ppl'].text(3, signed=True)} | {row['block_efficiency'].text(2)} | "
                 f"{speed_text} | {energy_text} |")
         lines.append("")
@@ -279,8 +292,9 @@ def beside_paper(rows: list[dict], paper: dict[tuple, dict]) -> str:
     return "\n".join(lines)
 
 
-def write_comparisons(results_dir: Path, speed_dir: Path | None, paper: dict[tuple, dict] | None = None) -> Path:
-    rows = comparisons(results_dir, speed_dir)
+def write_comparisons(results_dir: Path, store: Store, speed_store: Store | None,
+                      paper: dict[tuple, dict] | None = None) -> Path:
+    rows = comparisons(store, speed_store)
     path = Path(results_dir) / "comparisons.md"
     write_atomic(path, to_markdown(rows) + "\n" + beside_paper(rows, paper or {}) + "\n")
     serialisable = [{k: (v.__dict__ if isinstance(v, Estimate) else v) for k, v in row.items()} for row in rows]
@@ -288,14 +302,14 @@ def write_comparisons(results_dir: Path, speed_dir: Path | None, paper: dict[tup
     return path
 
 
-def agreement_plots(results_dir: Path, folder: Path, a: str = "mtad", b: str = "ar") -> list[Path]:
+def agreement_plots(store: Store, folder: Path, a: str = "mtad", b: str = "ar") -> list[Path]:
     """Per task: which problems decoder ``a`` and ``b`` solve (share of seeds), problem by problem,
     and the 2 x 2 counts at their first common seed."""
     import matplotlib.pyplot as plt
 
     from mtad.table.plots import _save
 
-    quality, params = frames_of(results_dir)
+    quality, params = frames_of(store)
     paths = []
     for cell_a in quality:
         task, pair = cell_a[0], cell_a[1]

@@ -40,9 +40,18 @@ CELL = ["task", "pair", "decoder", "params", "sampling_key", "max_new_tokens"]  
 EXAMPLE_COLUMNS = ["run_id", "id", "tokens", "seconds", "target_calls", "joules", "quality", "log_prob"]
 
 
-def collect(results_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, int]:
-    """The current runs (per cell, those of the newest code versions), one tidy frame of their
-    per-example records, and how many runs older code versions made (left out)."""
+@dataclass
+class Store:
+    """A results store, read once: the current runs (per cell, those of the newest code versions),
+    one tidy frame of their per-example records, and how many runs older code versions made."""
+    runs: pd.DataFrame
+    examples: pd.DataFrame
+    ignored: int
+
+
+def collect(results_dir: Path) -> Store:
+    """Read a results store (``runs.jsonl`` and ``samples/``); every table, comparison and plot of
+    ``make table`` works from this one reading."""
     runs = pd.DataFrame(list(latest_runs(results_dir).values()))
     runs = runs.astype(object).where(runs.notna(), None)  # a field some records lack: None, not NaN
     runs["params"] = runs["decoder_params"].map(lambda p: json.dumps(p, sort_keys=True))
@@ -59,8 +68,7 @@ def collect(results_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, int]:
                      "joules": s.get("energy_joules"), "quality": example_quality(run["task"], s["verdict"]),
                      "log_prob": s.get("target_log_prob_mean")}
                     for s in samples]
-    examples = pd.DataFrame(records, columns=EXAMPLE_COLUMNS)
-    return current, examples, len(runs) - len(current)
+    return Store(current, pd.DataFrame(records, columns=EXAMPLE_COLUMNS), len(runs) - len(current))
 
 
 def bootstrap(groups: list[tuple], samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> tuple[float, float] | None:
@@ -150,15 +158,14 @@ class Table:
     speed_sources: list[dict] = field(default_factory=list)  # the sweeps the speed columns come from
 
 
-def cells_of(results_dir: Path) -> tuple[dict[tuple, dict], list[dict], int, list[str]]:
-    """{full cell key: row values} of a store, its current runs, how many older runs were left
-    out, and each cell's label of the decoder parameters that vary."""
-    current, examples, ignored = collect(results_dir)
-    runs = current.to_dict("records")
-    cells = [cell for _, cell in current.groupby(CELL, sort=False)]
+def cells_of(store: Store) -> tuple[dict[tuple, dict], list[dict], list[str]]:
+    """{full cell key: row values} of a store, its current runs, and each cell's label of the
+    decoder parameters that vary."""
+    runs = store.runs.to_dict("records")
+    cells = [cell for _, cell in store.runs.groupby(CELL, sort=False)]
     labels = varying_params([cell.iloc[0].to_dict() for cell in cells])
-    out = {tuple(cell.iloc[0][c] for c in CELL): summarize(cell, examples, runs) for cell in cells}
-    return out, runs, ignored, [params_label(p) if p else "" for p in labels]
+    out = {tuple(cell.iloc[0][c] for c in CELL): summarize(cell, store.examples, runs) for cell in cells}
+    return out, runs, [params_label(p) if p else "" for p in labels]
 
 
 def speed_sources(runs: list[dict]) -> list[dict]:
@@ -178,20 +185,20 @@ def speed_sources(runs: list[dict]) -> list[dict]:
     return out
 
 
-def build_rows(results_dir: Path, paper_csv: Path, speed_dir: Path | None = None) -> Table:
-    """The table's rows. With ``speed_dir`` (a store of interleaved sweeps), every speed column
+def build_rows(store: Store, paper_csv: Path, speed_store: Store | None = None) -> Table:
+    """The table's rows. With ``speed_store`` (a store of interleaved sweeps), every speed column
     comes from it, matched on the whole cell (task, pair, decoder and all its parameters, sampling,
     max_new_tokens), and none from the quality runs: their speeds were measured over sessions."""
-    cells, runs, ignored, labels = cells_of(results_dir)
+    cells, runs, labels = cells_of(store)
     speed, sources = {}, []
-    if speed_dir is not None:
-        speed, speed_runs, _, _ = cells_of(speed_dir)
+    if speed_store is not None:
+        speed, speed_runs, _ = cells_of(speed_store)
         sources = speed_sources(speed_runs)
     paper = load_paper(paper_csv)
     rows = {}
     for key, label in zip(cells, labels):
         ours = cells[key]
-        if speed_dir is not None:
+        if speed_store is not None:
             measured = speed.get(key)
             ours.update({f: measured[f] if measured else None for f in SPEED_FIELDS})
             ours["speed_examples"] = measured["examples"] if measured else None
@@ -203,4 +210,4 @@ def build_rows(results_dir: Path, paper_csv: Path, speed_dir: Path | None = None
     table = [{"task": task, "pair": pair, "decoder": decoder, "params": params,
               "ours": rows[(task, pair, decoder, params)], "paper": paper.get((task, pair, decoder))}
              for task, pair, decoder, params in sorted(rows, key=order)]
-    return Table(table, runs, ignored, sources)
+    return Table(table, runs, store.ignored, sources)
