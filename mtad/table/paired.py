@@ -145,13 +145,17 @@ def label(cell: tuple, params: dict) -> str:
     return decoder + (f" ({params_label(shown)})" if shown else "")
 
 
+def ran_both(frames: dict, a, b) -> bool:
+    return a in frames and b in frames
+
+
 def compare_cells(quality: dict, speed: dict, a, b) -> dict:
     """Every paired statistic of cell ``a`` against cell ``b`` (see the module doc). Quality
     needs both cells' quality runs; tokens/s and J/token both in one speed sweep; block efficiency
     (machine-independent) comes from the quality runs, else from the sweep."""
     none = Estimate(None, None)
     out = {"examples": 0, "quality": none, "quality_a": none, "quality_b": none, "ppl": none, "block_efficiency": none}
-    if a in quality and b in quality:
+    if ran_both(quality, a, b):
         (qa, qb), ids = matrices(quality, a, b, "quality", None)
         out["examples"] = len(ids)
         out["quality"] = paired(qa, qb, "diff")
@@ -166,11 +170,11 @@ def compare_cells(quality: dict, speed: dict, a, b) -> dict:
             out["mcnemar"] = {"seed": int(s), "a_only": a_only, "b_only": b_only, "p": mcnemar_exact(a_only, b_only)}
         (la, lb), _ = matrices(quality, a, b, "log_prob", None)
         out["ppl"] = paired(la, lb, "diff", transform=lambda x: np.exp(-x))
-    source = quality if a in quality and b in quality else speed if a in speed and b in speed else None
+    source = quality if ran_both(quality, a, b) else speed if ran_both(speed, a, b) else None
     if source is not None:
         (ba, bb), _ = matrices(source, a, b, "tokens", "target_calls")
         out["block_efficiency"] = paired(ba, bb, "ratio")
-    if a in speed and b in speed:
+    if ran_both(speed, a, b):
         (sa, sb), _ = matrices(speed, a, b, "tokens", "seconds")
         out["speed"] = paired(sa, sb, "ratio")
         (ea, eb), _ = matrices(speed, a, b, "joules", "tokens")
@@ -210,7 +214,7 @@ def comparisons(store: Store, speed_store: Store | None) -> list[dict]:
                 for cell in order:
                     if cell == ref or cell[CELL.index("decoder")] == "ar":  # AR is the first reference
                         continue
-                    if not any(cell in frames and ref in frames for frames in (quality, speed)):
+                    if not (ran_both(quality, cell, ref) or ran_both(speed, cell, ref)):
                         continue  # no store ran both
                     out.append({"task": task, "pair": group[1], "a": label(cell, params[cell]), "b": reference,
                                 "seeds_a": seeds_of(quality, cell), "seeds_b": seeds_of(quality, ref),
