@@ -90,3 +90,27 @@ def test_every_decoder_beside_the_papers_decoders_against_its_spd(store):  # noq
     paper = load_paper(PAPER)
     expected = paper[("humaneval", "llama3", "mtad")]["quality"] - paper[("humaneval", "llama3", "spd")]["quality"]
     assert f"{expected:+.1f}" in mtad
+
+
+def test_mt_bench_is_compared_on_speed_and_perplexity_never_on_a_per_question_quality(tmp_path):
+    """MT-Bench ratings live in the judge's files, not per question: its comparison rows carry the
+    sweep's speed-up and the full runs' problem count, and no paired quality or McNemar."""
+    (tmp_path / "samples").mkdir()
+    add_run(tmp_path, "ar-q", "ar", 1, 1.0, [True] * 4, task="mtbench")
+    add_run(tmp_path, "spd-q", "spd", 1, 0.5, [False] * 4, task="mtbench")
+    speed = tmp_path / "speed"
+    (speed / "samples").mkdir(parents=True)
+    add_run(speed, "ar-s", "ar", 1, 2.0, [True] * 2, sweep="/x/speed-mtbench", task="mtbench")
+    add_run(speed, "spd-s", "spd", 1, 0.5, [True] * 2, sweep="/x/speed-mtbench", task="mtbench")
+    (spd,) = [r for r in comparisons(collect(tmp_path), collect(speed)) if r["task"] == "mtbench"]
+    assert (spd["a"], spd["b"]) == ("spd", "ar") and spd["speed"].value == pytest.approx(4.0)
+    assert spd["examples"] == 4 and spd["quality"].value is None and "mcnemar" not in spd
+
+
+def test_every_variant_of_a_decoder_stands_beside_the_papers_decoder(store):  # noqa: F811
+    rows = comparisons(collect(store), None)
+    rows += [{**r, "a": "mtad (tau=0.3)"} for r in rows if r["a"] == "mtad"]
+    paper = load_paper(PAPER)
+    expected = paper[("humaneval", "llama3", "mtad")]["quality"] - paper[("humaneval", "llama3", "spd")]["quality"]
+    line = next(line for line in beside_paper(rows, paper).splitlines() if line.startswith("| mtad (tau=0.3) |"))
+    assert f"| {expected:+.1f} |" in line

@@ -19,15 +19,15 @@ PAPER = ROOT / "results" / "paper_table.csv"
 
 
 def add_run(results: Path, run_id: str, decoder: str, seed: int, seconds: float, passed: list[bool], sweep="s1",
-            joules=None, versions=None):
-    """A HumanEval run on the llama3 pair: every example emits 10 tokens in ``seconds``."""
+            joules=None, versions=None, task="humaneval"):
+    """A HumanEval run (or ``task``'s) on the llama3 pair: every example emits 10 tokens in ``seconds``."""
     samples = [{"run_id": run_id, "id": f"HumanEval/{i}#0", "new_tokens": list(range(10)),
                 "stats": {"wall_seconds": seconds}, "energy_joules": joules, "verdict": {"passed": p}}
                for i, p in enumerate(passed)]
     for sample in samples:
         append_line(results / "samples" / f"{run_id}.jsonl", sample)
     append_line(results / "runs.jsonl", {
-        "run_id": run_id, "sweep": sweep, "task": "humaneval", "pair": "llama3", "decoder": decoder,
+        "run_id": run_id, "sweep": sweep, "task": task, "pair": "llama3", "decoder": decoder,
         "decoder_params": {}, "seed": seed, "sampling": {"temperature": 1.0}, "max_new_tokens": 128,
         "tokens_per_second": 10 / seconds, "block_efficiency": 1.0, "acceptance_per_position": [],
         "examples": len(passed), "totals": {"new_tokens": 10 * len(passed), "wall_seconds": seconds * len(passed)},
@@ -108,6 +108,10 @@ def test_make_table_after_a_tiny_sweep_with_two_seeds(tmp_path):
     page = (tmp_path / "report" / "index.html").read_text()
     assert "<table>" in page and "plots/speed_vs_quality_humaneval.png" in page and "http" not in page
     assert (tmp_path / "report" / "plots" / "speed_vs_quality_humaneval.png").exists()
+    before = {p.name: p.read_bytes() for p in (tmp_path / "plots").iterdir()}
+    again = subprocess.run([sys.executable, "-m", "mtad.table", "--results", str(tmp_path), "--paper", str(PAPER)],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and {p.name: p.read_bytes() for p in (tmp_path / "plots").iterdir()} == before
     summaries = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
     assert sorted({s["seed"] for s in summaries}) == [1, 2]
 
@@ -165,3 +169,25 @@ def test_speed_columns_come_from_the_speed_store_and_never_from_the_quality_runs
     markdown = (store / "table.md").read_text()
     assert markdown_row(markdown, "humaneval", "llama3", "spd")[6:9] == ["-", "-", "-"]
     assert "- `speed-sweep`: humaneval, 2 decoders x 3 examples" in markdown
+
+
+def test_a_cell_only_the_speed_sweep_ran_has_a_row_with_its_speed_and_quality_not_run(store):
+    """BiLD ran in the speed sweep alone: its row has the sweep's speed, speed-ups and block
+    efficiency, and says "not run" for seeds, examples and quality (the sweep's passes are not a
+    quality run); a decoder neither store ran keeps its all-"not run" paper row."""
+    speed = store / "speed"
+    (speed / "samples").mkdir(parents=True)
+    add_run(speed, "ar-s", "ar", 1, 2.0, [False] * 3, sweep="/x/speed-sweep")
+    add_run(speed, "bild-s", "bild", 1, 1.0, [True] * 3, sweep="/x/speed-sweep")
+    table = build_rows(collect(store), PAPER, collect(speed))
+    bild = row(table.rows, "humaneval", "llama3", "bild")["ours"]
+    assert bild["tokens_per_s"] == pytest.approx(10.0) and bild["vs_ar"] == pytest.approx(2.0)
+    assert bild["quality"] is None and bild["seeds"] is None and bild["speed_examples"] == 3
+    assert row(table.rows, "humaneval", "llama3", "typical")["ours"] is None
+    write_tables(store, table.rows, table.speed_sources)
+    shown = markdown_row((store / "table.md").read_text(), "humaneval", "llama3", "bild")
+    assert shown[4:12] == ["not run", "not run", "10.00 [10.00, 10.00]", "2.00x", "-", "-", "no meter", "not run"]
+    with open(store / "table.csv") as f:
+        (csv_row,) = [r for r in csv.DictReader(f) if (r["task"], r["pair"], r["decoder"]) == ("humaneval", "llama3", "bild")]
+    assert csv_row["quality"] == "not run" and csv_row["examples"] == "not run"
+    assert float(csv_row["tokens_per_s"]) == pytest.approx(10.0)

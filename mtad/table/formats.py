@@ -37,10 +37,11 @@ def display_frame(table: list[dict]) -> pd.DataFrame:
                 measure += f" ({ours['database_mode']} DBs)"
             energy = "no meter" if ours["joules_per_token"] is None else \
                 _with_ci(ours["joules_per_token"], ours["joules_per_token_ci"], 3)
-            cells = [str(ours["seeds"]), str(ours["examples"]), _with_ci(ours["tokens_per_s"], ours["tokens_per_s_ci"]),
-                     _ratio(ours["vs_ar"]), _ratio(ours["vs_spd"]),
+            full = ours["seeds"] is not None  # False: only a speed sweep ran this cell
+            cells = [str(ours["seeds"]) if full else NOT_RUN, str(ours["examples"]) if full else NOT_RUN,
+                     _with_ci(ours["tokens_per_s"], ours["tokens_per_s_ci"]), _ratio(ours["vs_ar"]), _ratio(ours["vs_spd"]),
                      "-" if ours["block_efficiency"] is None else f"{ours['block_efficiency']:.2f}", energy,
-                     _with_ci(ours["quality"], ours["quality_ci"], 1), measure]
+                     _with_ci(ours["quality"], ours["quality_ci"], 1) if full else NOT_RUN, measure]
         published = [f"{paper[m]:.1f}" if m in paper else NOT_IN_PAPER for m in METRICS]
         rows.append([row["task"], row["pair"], row["decoder"], row["params"] or "-", *cells, *published])
     return pd.DataFrame(rows, columns=HEADER)
@@ -56,11 +57,13 @@ def data_frame(table: list[dict]) -> pd.DataFrame:
         if ours is None:
             record.update(seeds=NOT_RUN, examples=NOT_RUN, vs_ar=NOT_RUN, vs_spd=NOT_RUN, block_efficiency=NOT_RUN)
         else:
-            record.update(seeds=ours["seeds"], examples=ours["examples"], vs_ar=ours["vs_ar"], vs_spd=ours["vs_spd"],
-                          block_efficiency=ours["block_efficiency"])
+            full = ours["seeds"] is not None  # False: only a speed sweep ran this cell
+            record.update(seeds=ours["seeds"] if full else NOT_RUN, examples=ours["examples"] if full else NOT_RUN,
+                          vs_ar=ours["vs_ar"], vs_spd=ours["vs_spd"], block_efficiency=ours["block_efficiency"])
         for metric in METRICS:
-            lo, hi = (ours[f"{metric}_ci"] or (None, None)) if ours else (NOT_RUN, NOT_RUN)
-            value = ours[metric] if ours else NOT_RUN
+            ran = ours and (metric != "quality" or ours["seeds"] is not None)
+            lo, hi = (ours[f"{metric}_ci"] or (None, None)) if ran else (NOT_RUN, NOT_RUN)
+            value = ours[metric] if ran else NOT_RUN
             if ours and metric == "joules_per_token" and value is None:
                 value = lo = hi = "no meter"
             record.update({metric: value, f"{metric}_lo": lo, f"{metric}_hi": hi})
@@ -74,7 +77,8 @@ def data_frame(table: list[dict]) -> pd.DataFrame:
 def sources_note(sources: list[dict] | None) -> str:
     """Where each column group comes from, under the Markdown table."""
     lines = ["", "Columns: seeds, examples, block eff. and quality come from the full runs (95% bootstrap "
-             "intervals over examples, and seeds); the paper's columns are its Llama-3 pairs on its hardware."]
+             "intervals over examples, and seeds), block eff. from the speed sweep where no full run exists yet "
+             "(quality `not run`); the paper's columns are its Llama-3 pairs on its hardware."]
     if sources is None:
         lines.append("tok/s, vs AR, vs SpD and J/token: the same runs; speed-ups only between runs of one sweep.")
     else:

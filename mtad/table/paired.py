@@ -155,9 +155,11 @@ def compare_cells(quality: dict, speed: dict, a, b) -> dict:
     (machine-independent) comes from the quality runs, else from the sweep."""
     none = Estimate(None, None)
     out = {"examples": 0, "quality": none, "quality_a": none, "quality_b": none, "ppl": none, "block_efficiency": none}
-    if ran_both(quality, a, b):
+    # MT-Bench's ratings live in the judge's files, not per example: its runs give perplexity and
+    # block efficiency, no paired quality
+    graded = ran_both(quality, a, b) and all(quality[c][0]["quality"].notna().any() for c in (a, b))
+    if graded:
         (qa, qb), ids = matrices(quality, a, b, "quality", None)
-        out["examples"] = len(ids)
         out["quality"] = paired(qa, qb, "diff")
         out["quality_a"], out["quality_b"] = (Estimate(float(np.nanmean(np.nanmean(m[0], axis=1))), None) if len(ids)
                                               else none for m in (qa, qb))
@@ -168,7 +170,9 @@ def compare_cells(quality: dict, speed: dict, a, b) -> dict:
             both = ~np.isnan(x) & ~np.isnan(y)
             a_only, b_only = int(((x > 0) & (y == 0) & both).sum()), int(((x == 0) & (y > 0) & both).sum())
             out["mcnemar"] = {"seed": int(s), "a_only": a_only, "b_only": b_only, "p": mcnemar_exact(a_only, b_only)}
-        (la, lb), _ = matrices(quality, a, b, "log_prob", None)
+    if ran_both(quality, a, b):
+        (la, lb), ids = matrices(quality, a, b, "log_prob", None)
+        out["examples"] = len(ids)
         out["ppl"] = paired(la, lb, "diff", transform=lambda x: np.exp(-x))
     source = quality if ran_both(quality, a, b) else speed if ran_both(speed, a, b) else None
     if source is not None:
@@ -203,7 +207,7 @@ def comparisons(store: Store, speed_store: Store | None) -> list[dict]:
         groups.setdefault(tuple(cell[CELL.index(c)] for c in GROUP), []).append(cell)
     for group, cells in sorted(groups.items()):
         task = group[0]
-        if task not in QUALITY or task == "mtbench":
+        if task not in QUALITY:
             continue
         by_decoder = {}
         for cell in cells:
@@ -286,7 +290,7 @@ def beside_paper(rows: list[dict], paper: dict[tuple, dict]) -> str:
             name = decoder.split(" ")[0]
             for p in paper_pairs:
                 mine, spd = paper.get((task, p, name)), paper.get((task, p, "spd"))
-                if mine and spd and decoder == name:
+                if mine and spd:  # every variant of a decoder beside the paper's (tuned) one
                     cells += [f"{mine['quality'] - spd['quality']:+.1f}",
                               f"{mine['tokens_per_s'] / spd['tokens_per_s']:.2f}"]
                 else:

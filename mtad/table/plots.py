@@ -22,8 +22,11 @@ ABLATED = {"tau": "tau", "width": "W", "gamma": "gamma"}
 
 def _save(fig, folder: Path, name: str) -> list[Path]:
     paths = [folder / f"{name}.png", folder / f"{name}.svg"]
-    for path in paths:
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+    # a fixed salt for the SVG's element ids and no date: the same data gives the same bytes, so a
+    # rebuild changes a committed plot only when its numbers change
+    with plt.rc_context({"svg.hashsalt": name}):
+        for path in paths:
+            fig.savefig(path, dpi=120, bbox_inches="tight", metadata={"Date": None} if path.suffix == ".svg" else None)
     plt.close(fig)
     return paths
 

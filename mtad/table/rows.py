@@ -158,14 +158,18 @@ class Table:
     speed_sources: list[dict] = field(default_factory=list)  # the sweeps the speed columns come from
 
 
-def cells_of(store: Store) -> tuple[dict[tuple, dict], list[dict], list[str]]:
-    """{full cell key: row values} of a store, its current runs, and each cell's label of the
-    decoder parameters that vary."""
+def cells_of(store: Store) -> tuple[dict[tuple, dict], list[dict]]:
+    """{full cell key: row values} of a store, and its current runs."""
     runs = store.runs.to_dict("records")
     cells = [cell for _, cell in store.runs.groupby(CELL, sort=False)]
-    labels = varying_params([cell.iloc[0].to_dict() for cell in cells])
-    out = {tuple(cell.iloc[0][c] for c in CELL): summarize(cell, store.examples, runs) for cell in cells}
-    return out, runs, [params_label(p) if p else "" for p in labels]
+    return {tuple(cell.iloc[0][c] for c in CELL): summarize(cell, store.examples, runs) for cell in cells}, runs
+
+
+def speed_only(measured: dict) -> dict:
+    """The row of a cell only a speed sweep ran: its speed and block efficiency (a count, the same
+    on any machine), and no seeds, examples or quality, which only a full run gives."""
+    return {**measured, "seeds": None, "examples": None, "quality": None, "quality_ci": None,
+            "database_mode": None, "speed_examples": measured["examples"]}
 
 
 def speed_sources(runs: list[dict]) -> list[dict]:
@@ -188,21 +192,24 @@ def speed_sources(runs: list[dict]) -> list[dict]:
 def build_rows(store: Store, paper_csv: Path, speed_store: Store | None = None) -> Table:
     """The table's rows. With ``speed_store`` (a store of interleaved sweeps), every speed column
     comes from it, matched on the whole cell (task, pair, decoder and all its parameters, sampling,
-    max_new_tokens), and none from the quality runs: their speeds were measured over sessions."""
-    cells, runs, labels = cells_of(store)
-    speed, sources = {}, []
+    max_new_tokens), and none from the quality runs: their speeds were measured over sessions. A
+    cell only the speed sweep ran gets a row too, its quality columns "not run"."""
+    cells, runs = cells_of(store)
+    sources = []
     if speed_store is not None:
-        speed, speed_runs, _ = cells_of(speed_store)
+        speed, speed_runs = cells_of(speed_store)
         sources = speed_sources(speed_runs)
-    paper = load_paper(paper_csv)
-    rows = {}
-    for key, label in zip(cells, labels):
-        ours = cells[key]
-        if speed_store is not None:
+        for key, ours in cells.items():
             measured = speed.get(key)
             ours.update({f: measured[f] if measured else None for f in SPEED_FIELDS})
             ours["speed_examples"] = measured["examples"] if measured else None
-        rows[(key[0], key[1], key[2], label)] = ours
+        cells.update({key: speed_only(measured) for key, measured in speed.items() if key not in cells})
+    # labels over both stores, so one cell reads the same whichever store ran it
+    labels = varying_params([{"task": k[0], "pair": k[1], "decoder": k[2], "decoder_params": json.loads(k[3])}
+                             for k in cells])
+    paper = load_paper(paper_csv)
+    rows = {(key[0], key[1], key[2], params_label(label) if label else ""): ours
+            for (key, ours), label in zip(cells.items(), labels)}
     for task, pair, decoder in paper:
         if not any(k[:3] == (task, pair, decoder) for k in rows):
             rows[(task, pair, decoder, "")] = None
