@@ -6,7 +6,7 @@ import pytest
 from mtad.table.paired import Estimate, beside_paper, comparisons, mcnemar_exact, paired, to_markdown
 from mtad.table.rows import collect, load_paper
 
-from test_tables import PAPER, add_run, store  # noqa: F401 (the fixture)
+from test_tables import PAPER, add_run, speed_sweep, store  # noqa: F401 (the fixture)
 
 
 def test_mcnemar_exact_known_values():
@@ -61,11 +61,7 @@ def test_comparisons_of_a_store(store):  # noqa: F811
 
 
 def test_a_decoder_only_the_speed_sweep_ran_is_compared_on_speed_alone(store):  # noqa: F811
-    speed = store / "speed"
-    (speed / "samples").mkdir(parents=True)
-    add_run(speed, "ar-s", "ar", 1, 2.0, [False] * 3, sweep="/x/speed-sweep")
-    add_run(speed, "bild-s", "bild", 1, 0.5, [True] * 3, sweep="/x/speed-sweep")
-    rows = comparisons(collect(store), collect(speed))
+    rows = comparisons(collect(store), collect(speed_sweep(store, ("ar", 2.0), ("bild", 0.5))))
     bild = next(r for r in rows if (r["a"], r["b"]) == ("bild", "ar"))
     assert bild["speed"].value == pytest.approx(4.0) and bild["examples"] == 0 and bild["seeds_a"] == []
     assert bild["quality"].value is None and "mcnemar" not in bild  # 3 sweep examples are no quality run
@@ -98,10 +94,7 @@ def test_mt_bench_is_compared_on_speed_and_perplexity_never_on_a_per_question_qu
     (tmp_path / "samples").mkdir()
     add_run(tmp_path, "ar-q", "ar", 1, 1.0, [True] * 4, task="mtbench")
     add_run(tmp_path, "spd-q", "spd", 1, 0.5, [False] * 4, task="mtbench")
-    speed = tmp_path / "speed"
-    (speed / "samples").mkdir(parents=True)
-    add_run(speed, "ar-s", "ar", 1, 2.0, [True] * 2, sweep="/x/speed-mtbench", task="mtbench")
-    add_run(speed, "spd-s", "spd", 1, 0.5, [True] * 2, sweep="/x/speed-mtbench", task="mtbench")
+    speed = speed_sweep(tmp_path, ("ar", 2.0), ("spd", 0.5), examples=2, task="mtbench")
     (spd,) = [r for r in comparisons(collect(tmp_path), collect(speed)) if r["task"] == "mtbench"]
     assert (spd["a"], spd["b"]) == ("spd", "ar") and spd["speed"].value == pytest.approx(4.0)
     assert spd["examples"] == 4 and spd["quality"].value is None and "mcnemar" not in spd

@@ -36,6 +36,15 @@ def add_run(results: Path, run_id: str, decoder: str, seed: int, seconds: float,
         "versions": versions or {"harness": 1, "task": 1, "decoder": 1}})
 
 
+def speed_sweep(results: Path, *decoders: tuple[str, float], examples=3, sweep="/x/speed-sweep", task="humaneval") -> Path:
+    """A speed store under ``results/speed``: one run of ``examples`` per (decoder, seconds per example)."""
+    speed = results / "speed"
+    (speed / "samples").mkdir(parents=True)
+    for decoder, seconds in decoders:
+        add_run(speed, f"{decoder}-s", decoder, 1, seconds, [True] * examples, sweep=sweep, task=task)
+    return speed
+
+
 @pytest.fixture
 def store(tmp_path):
     (tmp_path / "samples").mkdir()
@@ -154,10 +163,7 @@ def test_a_cell_shows_only_its_newest_code_version(store):
 
 
 def test_speed_columns_come_from_the_speed_store_and_never_from_the_quality_runs(store):
-    speed = store / "speed"
-    (speed / "samples").mkdir(parents=True)
-    add_run(speed, "ar-s", "ar", 1, 2.0, [False] * 3, sweep="/x/speed-sweep")
-    add_run(speed, "mtad-s", "mtad", 1, 0.5, [True] * 3, sweep="/x/speed-sweep")
+    speed = speed_sweep(store, ("ar", 2.0), ("mtad", 0.5))
     table = build_rows(collect(store), PAPER, collect(speed))
     mtad = row(table.rows, "humaneval", "llama3", "mtad")["ours"]
     assert mtad["tokens_per_s"] == pytest.approx(20.0) and mtad["vs_ar"] == pytest.approx(4.0)
@@ -175,10 +181,7 @@ def test_a_cell_only_the_speed_sweep_ran_has_a_row_with_its_speed_and_quality_no
     """BiLD ran in the speed sweep alone: its row has the sweep's speed, speed-ups and block
     efficiency, and says "not run" for seeds, examples and quality (the sweep's passes are not a
     quality run); a decoder neither store ran keeps its all-"not run" paper row."""
-    speed = store / "speed"
-    (speed / "samples").mkdir(parents=True)
-    add_run(speed, "ar-s", "ar", 1, 2.0, [False] * 3, sweep="/x/speed-sweep")
-    add_run(speed, "bild-s", "bild", 1, 1.0, [True] * 3, sweep="/x/speed-sweep")
+    speed = speed_sweep(store, ("ar", 2.0), ("bild", 1.0))
     table = build_rows(collect(store), PAPER, collect(speed))
     bild = row(table.rows, "humaneval", "llama3", "bild")["ours"]
     assert bild["tokens_per_s"] == pytest.approx(10.0) and bild["vs_ar"] == pytest.approx(2.0)
