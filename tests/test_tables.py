@@ -19,7 +19,7 @@ PAPER = ROOT / "results" / "paper_table.csv"
 
 
 def add_run(results: Path, run_id: str, decoder: str, seed: int, seconds: float, passed: list[bool], sweep="s1",
-            joules=None, versions=None, task="humaneval"):
+            joules=None, versions=None, task="humaneval", max_new_tokens=128):
     """A HumanEval run (or ``task``'s) on the llama3 pair: every example emits 10 tokens in ``seconds``."""
     samples = [{"run_id": run_id, "id": f"HumanEval/{i}#0", "new_tokens": list(range(10)),
                 "stats": {"wall_seconds": seconds}, "energy_joules": joules, "verdict": {"passed": p}}
@@ -28,7 +28,7 @@ def add_run(results: Path, run_id: str, decoder: str, seed: int, seconds: float,
         append_line(results / "samples" / f"{run_id}.jsonl", sample)
     append_line(results / "runs.jsonl", {
         "run_id": run_id, "sweep": sweep, "task": task, "pair": "llama3", "decoder": decoder,
-        "decoder_params": {}, "seed": seed, "sampling": {"temperature": 1.0}, "max_new_tokens": 128,
+        "decoder_params": {}, "seed": seed, "sampling": {"temperature": 1.0}, "max_new_tokens": max_new_tokens,
         "tokens_per_second": 10 / seconds, "block_efficiency": 1.0, "acceptance_per_position": [],
         "examples": len(passed), "totals": {"new_tokens": 10 * len(passed), "wall_seconds": seconds * len(passed)},
         "energy_joules": None if joules is None else joules * len(passed),
@@ -194,3 +194,14 @@ def test_a_cell_only_the_speed_sweep_ran_has_a_row_with_its_speed_and_quality_no
         (csv_row,) = [r for r in csv.DictReader(f) if (r["task"], r["pair"], r["decoder"]) == ("humaneval", "llama3", "bild")]
     assert csv_row["quality"] == "not run" and csv_row["examples"] == "not run"
     assert float(csv_row["tokens_per_s"]) == pytest.approx(10.0)
+
+
+def test_a_sweep_with_another_token_budget_gets_its_own_row_and_never_hides_the_full_run(store):
+    speed = store / "speed"
+    (speed / "samples").mkdir(parents=True)
+    add_run(speed, "mtad-s", "mtad", 1, 0.5, [True] * 3, sweep="/x/speed-sweep", max_new_tokens=64)
+    rows = [r for r in build_rows(collect(store), PAPER, collect(speed)).rows
+            if (r["task"], r["pair"], r["decoder"]) == ("humaneval", "llama3", "mtad")]
+    assert [r["params"] for r in rows] == ["", 'sampling={"temperature": 1.0}, max_new_tokens=64']
+    assert rows[0]["ours"]["quality"] == pytest.approx(62.5) and rows[0]["ours"]["tokens_per_s"] is None
+    assert rows[1]["ours"]["quality"] is None and rows[1]["ours"]["tokens_per_s"] == pytest.approx(20.0)

@@ -208,8 +208,12 @@ def build_rows(store: Store, paper_csv: Path, speed_store: Store | None = None) 
     labels = varying_params([{"task": k[0], "pair": k[1], "decoder": k[2], "decoder_params": json.loads(k[3])}
                              for k in cells])
     paper = load_paper(paper_csv)
-    rows = {(key[0], key[1], key[2], params_label(label) if label else ""): ours
-            for (key, ours), label in zip(cells.items(), labels)}
+    rows = {}
+    for (key, ours), label in zip(cells.items(), labels):
+        name = params_label(label) if label else ""
+        if (key[0], key[1], key[2], name) in rows:  # same parameters, another sampling or token budget
+            name = ", ".join(filter(None, [name, f"sampling={key[4]}", f"max_new_tokens={key[5]}"]))
+        rows[(key[0], key[1], key[2], name)] = ours
     for task, pair, decoder in paper:
         if not any(k[:3] == (task, pair, decoder) for k in rows):
             rows[(task, pair, decoder, "")] = None
