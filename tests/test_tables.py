@@ -116,11 +116,14 @@ def test_make_table_after_a_tiny_sweep_with_two_seeds(tmp_path):
     assert {"speed_vs_quality_humaneval.png", "speed_vs_quality_humaneval.svg", "acceptance_per_position.png"} <= set(plots)
     page = (tmp_path / "report" / "index.html").read_text()
     assert "<table>" in page and "plots/speed_vs_quality_humaneval.png" in page and "http" not in page
+    newest = max(json.loads(line)["created"] for line in (tmp_path / "runs.jsonl").read_text().splitlines())
+    assert f"records up to {newest[:16].replace('T', ' ')} UTC" in page  # the store's time, not the build's
     assert (tmp_path / "report" / "plots" / "speed_vs_quality_humaneval.png").exists()
-    before = {p.name: p.read_bytes() for p in (tmp_path / "plots").iterdir()}
+    built = lambda: {p: p.read_bytes() for p in [*(tmp_path / "plots").iterdir(), tmp_path / "report" / "index.html"]}  # noqa: E731
+    before = built()
     again = subprocess.run([sys.executable, "-m", "mtad.table", "--results", str(tmp_path), "--paper", str(PAPER)],
                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0 and {p.name: p.read_bytes() for p in (tmp_path / "plots").iterdir()} == before
+    assert again.returncode == 0 and built() == before  # a rebuild from the same store: the same bytes
     summaries = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
     assert sorted({s["seed"] for s in summaries}) == [1, 2]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html
 import shutil
-from datetime import datetime, timezone
 from pathlib import Path
 
 from mtad.records import write_atomic
@@ -19,16 +18,19 @@ STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-c
          "tr.ours td{font-weight:bold;background:#fffbe6}tr.ours td:nth-last-child(-n+3){background:#eef3fb}")
 
 
-def write_report(results_dir: Path, table: list[dict], plots: list[Path], note: str = "") -> Path:
-    """``note``: where the columns come from (``formats.sources_note``), shown under the table."""
+def write_report(results_dir: Path, table: list[dict], plots: list[Path], note: str = "", newest: str = "") -> Path:
+    """``note``: where the columns come from (``formats.sources_note``), shown under the table;
+    ``newest``: when the newest record behind it was made (the page carries no build time, so a
+    rebuild from the same store writes the same bytes)."""
     folder = Path(results_dir) / "report"
     (folder / "plots").mkdir(parents=True, exist_ok=True)
     shown = display_frame(table)
     header, rows = list(shown.columns), shown.values.tolist()
     cells = lambda row, tag: "".join(  # noqa: E731
         f"<{tag}{' class=missing' if c in ('not run', 'not in paper', '-') else ''}>{html.escape(c)}</{tag}>" for c in row)
-    body = [f"<h1>mtad results</h1><p>Built {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from "
-            f"<code>{html.escape(str(Path(results_dir) / 'runs.jsonl'))}</code>. tokens/s is a ratio of sums over "
+    newest = f", records up to {html.escape(newest[:16].replace('T', ' '))} UTC" if newest else ""
+    body = [f"<h1>mtad results</h1><p>From <code>{html.escape(str(Path(results_dir) / 'runs.jsonl'))}</code>"
+            f"{newest}. tokens/s is a ratio of sums over "
             "examples; intervals are 95% bootstrap intervals over examples (and seeds); speed-ups compare with "
             "AR and SpD runs of the same sweep. Bold rows are ours; the last three columns (blue, italic) are "
             "the paper's published numbers for its Llama-3 pairs, on its hardware: compare within a column group, "
