@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from mtad.records import write_atomic
-from mtad.table.rows import NOT_IN_PAPER, NOT_RUN, QUALITY
+from mtad.table.rows import NOT_IN_PAPER, NOT_RUN, QUALITY, full_run
 
 METRICS = ("tokens_per_s", "joules_per_token", "quality")
 HEADER = ["task", "pair", "decoder", "params", "seeds", "examples", "tok/s [95% CI]", "vs AR", "vs SpD",
@@ -37,7 +37,7 @@ def display_frame(table: list[dict]) -> pd.DataFrame:
                 measure += f" ({ours['database_mode']} DBs)"
             energy = "no meter" if ours["joules_per_token"] is None else \
                 _with_ci(ours["joules_per_token"], ours["joules_per_token_ci"], 3)
-            full = ours["seeds"] is not None  # False: only a speed sweep ran this cell
+            full = full_run(ours)
             cells = [str(ours["seeds"]) if full else NOT_RUN, str(ours["examples"]) if full else NOT_RUN,
                      _with_ci(ours["tokens_per_s"], ours["tokens_per_s_ci"]), _ratio(ours["vs_ar"]), _ratio(ours["vs_spd"]),
                      "-" if ours["block_efficiency"] is None else f"{ours['block_efficiency']:.2f}", energy,
@@ -57,11 +57,11 @@ def data_frame(table: list[dict]) -> pd.DataFrame:
         if ours is None:
             record.update(seeds=NOT_RUN, examples=NOT_RUN, vs_ar=NOT_RUN, vs_spd=NOT_RUN, block_efficiency=NOT_RUN)
         else:
-            full = ours["seeds"] is not None  # False: only a speed sweep ran this cell
+            full = full_run(ours)
             record.update(seeds=ours["seeds"] if full else NOT_RUN, examples=ours["examples"] if full else NOT_RUN,
                           vs_ar=ours["vs_ar"], vs_spd=ours["vs_spd"], block_efficiency=ours["block_efficiency"])
         for metric in METRICS:
-            ran = ours and (metric != "quality" or ours["seeds"] is not None)
+            ran = ours and (metric != "quality" or full_run(ours))
             lo, hi = (ours[f"{metric}_ci"] or (None, None)) if ran else (NOT_RUN, NOT_RUN)
             value = ours[metric] if ran else NOT_RUN
             if ours and metric == "joules_per_token" and value is None:

@@ -48,6 +48,10 @@ class Store:
     examples: pd.DataFrame
     ignored: int
 
+    def newest(self) -> str:
+        """When the newest current run was recorded (ISO time; '' when none says)."""
+        return max((str(c) for c in self.runs.get("created", []) if c), default="")
+
 
 def collect(results_dir: Path) -> Store:
     """Read a results store (``runs.jsonl`` and ``samples/``); every table, comparison and plot of
@@ -163,6 +167,11 @@ def cells_of(store: Store) -> tuple[dict[tuple, dict], list[dict]]:
     runs = store.runs.to_dict("records")
     cells = [cell for _, cell in store.runs.groupby(CELL, sort=False)]
     return {tuple(cell.iloc[0][c] for c in CELL): summarize(cell, store.examples, runs) for cell in cells}, runs
+
+
+def full_run(ours: dict) -> bool:
+    """Whether a row's cell has a full (quality) run, not only a speed sweep (``speed_only``)."""
+    return ours["seeds"] is not None
 
 
 def speed_only(measured: dict) -> dict:
