@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tasks.base import shared_data
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -160,7 +162,7 @@ def test_unwritable_results_folder(tmp_path):
 
 def test_spider_sweep_on_the_tiny_pair_scores_on_synthetic_databases(tmp_path, monkeypatch):
     monkeypatch.setenv("MTAD_HOME", str(tmp_path / "home"))
-    data = ROOT.parent / "shared" / "data" / "spider"
+    data = ROOT / shared_data("spider")  # the run resolves it from the repository root too
     proc = run_cli(tmp_path, "-m", "pair=tiny", "task=spider", "task.limit=3", f"task.data_dir={data}",
                    "decoder=ar,mtad", "max_new_tokens=8")
     assert proc.returncode == 0, proc.stderr[-2000:]

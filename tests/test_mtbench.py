@@ -13,10 +13,11 @@ import pytest
 from mtad.judge import (Judge, OpenAIJudge, grading_prompt, judge_answers, load_prompts, load_references,
                         parse_rating)
 from mtad.models import load_pair
+from tasks.base import shared_data
 from tasks.mtbench import MTBench
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "data" / "mt_bench"
+DATA = ROOT / shared_data("mt_bench")  # $MTAD_DATA, else ../shared/data from the repository root
 
 
 class StubJudge(BaseHTTPRequestHandler):

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from tasks.base import shared_data
 from tasks.spider import Spider, extract_sql, paper_prompt, sql_ended
 from tasks.spider_synth import SchemaDatabases, gold_literals
 from tasks.sqlexec import QueryError, execute, has_order_by, results_match
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "spider"
+DATA = Path(__file__).resolve().parent.parent / shared_data("spider")  # $MTAD_DATA, else ../shared/data
 
 
 @pytest.fixture
