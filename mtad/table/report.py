@@ -28,9 +28,9 @@ def write_report(results_dir: Path, table: list[dict], plots: list[Path], note: 
     header, rows = list(shown.columns), shown.values.tolist()
     cells = lambda row, tag: "".join(  # noqa: E731
         f"<{tag}{' class=missing' if c in ('not run', 'not in paper', '-') else ''}>{html.escape(c)}</{tag}>" for c in row)
-    newest = f", records up to {html.escape(newest[:16].replace('T', ' '))} UTC" if newest else ""
+    dated = f", records up to {html.escape(newest[:16].replace('T', ' '))} UTC" if newest else ""
     body = [f"<h1>mtad results</h1><p>From <code>{html.escape(str(Path(results_dir) / 'runs.jsonl'))}</code>"
-            f"{newest}. tokens/s is a ratio of sums over "
+            f"{dated}. tokens/s is a ratio of sums over "
             "examples; intervals are 95% bootstrap intervals over examples (and seeds); speed-ups compare with "
             "AR and SpD runs of the same sweep. Bold rows are ours; the last three columns (blue, italic) are "
             "the paper's published numbers for its Llama-3 pairs, on its hardware: compare within a column group, "
