@@ -21,5 +21,6 @@ step 2 spider          task=spider task.limit=200 decoder=ar,spd,mtad
 step 3 humaneval-all   task=humaneval decoder=bild,typical,spectr,specinfer,mcss,hf_assisted
 step 4 spider-specinfer task=spider task.limit=200 decoder=specinfer
 step 5 spider-tau      task=spider task.limit=200 decoder=mtad decoder.tau=0.3   # the authors' Instruct/Spider tau
-step 6 humaneval-seeds task=humaneval decoder=ar,spd,mtad seed=43,44
-step 7 mtbench         task=mtbench decoder=ar,spd,mtad
+step 6 humaneval-seed43 task=humaneval decoder=ar,spd,mtad seed=43   # one seed at a time: each
+step 7 mtbench         task=mtbench decoder=ar,spd,mtad              # finished step adds a row or a seed
+step 8 humaneval-seed44 task=humaneval decoder=ar,spd,mtad seed=44
