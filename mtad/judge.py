@@ -40,6 +40,7 @@ class JudgeUnavailable(UserError):
 class Judge(ABC):
     name: str
     batch_size: int = 1  # grading prompts handed to ``complete_many`` at once
+    deterministic: bool = False  # same prompt, same reply: asking again for a missing rating cannot help
 
     @abstractmethod
     def complete(self, system: str, user: str) -> str:
@@ -99,6 +100,7 @@ class LocalJudge(Judge):
     device: str = "auto"
     max_new_tokens: int = 1024
     batch_size: int = 8
+    deterministic = True  # greedy: a retry repeats the reply (a 1024-token one costs minutes on a CPU)
 
     def __post_init__(self):
         from mtad.models import PairConfig, load_causal_lm, load_tokenizer
@@ -189,8 +191,8 @@ def judge_answers(answers: list[dict], questions: dict[int, dict], judge: Judge,
     """Rate every turn of every answer (FastChat ``model_answer`` records) not yet rated in
     ``out_path``; append each judgment as it comes. Returns all judgments in the file.
 
-    A reply without a rating is asked again up to ``retries`` times, then recorded with
-    ``score: -1`` (FastChat's marker) and counted as missing.
+    A reply without a rating is asked again up to ``retries`` times (never by a deterministic
+    judge), then recorded with ``score: -1`` (FastChat's marker) and counted as missing.
     """
     out_path.parent.mkdir(parents=True, exist_ok=True)
     done = {}
@@ -206,7 +208,7 @@ def judge_answers(answers: list[dict], questions: dict[int, dict], judge: Judge,
                       for a, turn in batch]
             replies: dict[int, str] = {}
             scored: dict[int, float] = {}
-            for _ in range(retries + 1):  # ask again those without a rating
+            for _ in range(1 if judge.deterministic else retries + 1):  # ask again those without a rating
                 pending = [i for i in range(len(batch)) if i not in scored]
                 if not pending:
                     break

@@ -141,6 +141,13 @@ def test_batched_judging_asks_again_only_the_unrated_and_keeps_the_order(task, t
     assert [(j["question_id"], j["turn"], j["score"]) for j in judgments] == \
         [(81, 1, 7), (81, 2, 7), (82, 1, -1), (82, 2, -1), (83, 1, 7), (83, 2, 7)]
 
+    greedy = Batched()
+    greedy.deterministic = True  # like LocalJudge: the same prompt gets the same reply, so no retries
+    again = judge_answers(answers, task.questions, greedy, tmp_path / "g.jsonl", prompts, references, retries=2)
+    assert greedy.batches == [3, 3]
+    assert [(j["question_id"], j["turn"], j["score"]) for j in again] == \
+        [(81, 1, 7), (81, 2, 7), (82, 1, -1), (82, 2, -1), (83, 1, 7), (83, 2, 7)]
+
 
 def run(script, tmp_path, *overrides):
     env = {"MTAD_RESULTS": str(tmp_path / "results"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
