@@ -17,7 +17,7 @@ from mtad.metrics import perplexity, target_log_probs
 from mtad.models import PairConfig, load_pair
 from mtad.errors import UserError
 from mtad.judge import JudgeUnavailable, build_judge
-from mtad.records import JobRecorder, update_summary, write_atomic
+from mtad.records import JobRecorder, update_summary, update_verdicts, write_atomic
 from mtad.sampling import SamplingConfig
 from mtad.wandb_log import log_job
 from tasks.catalogue import build_task
@@ -191,8 +191,9 @@ def judge_job(job_dir: Path, judge, task=None) -> dict:
         task = build_task(task_params.pop("name"), **task_params)
     require_judged(task)
     try:
-        judged = task.judge(job_dir, judge)
+        judged, verdicts = task.judge(job_dir, judge)
     except JudgeUnavailable as err:
         raise UserError(f"{err}. The answers are kept in {job_dir}; grade them later with: "
                         f"python judge.py job={job_dir} judge=...") from None
+    update_verdicts(job_dir, verdicts)
     return update_summary(job_dir, {"quality": {**summary["quality"], **judged}})

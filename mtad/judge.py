@@ -228,6 +228,14 @@ def judge_answers(answers: list[dict], questions: dict[int, dict], judge: Judge,
     return list(done.values())
 
 
+def ratings(judgments: list[dict]) -> dict[int, list[float | None]]:
+    """Per question, the rating of each turn in order (None: missing)."""
+    out: dict[int, dict[int, float | None]] = {}
+    for j in judgments:
+        out.setdefault(j["question_id"], {})[j["turn"]] = j["score"] if j["score"] >= 0 else None
+    return {qid: [turns[t] for t in sorted(turns)] for qid, turns in out.items()}
+
+
 def scores(judgments: list[dict], questions: dict[int, dict]) -> dict:
     """Mean rating over turns and questions, per turn and per category; missing ratings counted."""
     rated = [j for j in judgments if j["score"] >= 0]

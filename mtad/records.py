@@ -172,6 +172,21 @@ class JobRecorder:
         return summary
 
 
+def update_verdicts(job_dir: Path, changes: dict[str, dict]) -> None:
+    """Merge ``changes[example id]`` into those examples' verdicts, in the job folder's
+    ``samples.jsonl`` and in the results store's records of its run (each file rewritten
+    atomically): a judge grading saved answers later puts its per-example ratings where the
+    tables read them."""
+    job_dir = Path(job_dir)
+    summary = json.loads((job_dir / "summary.json").read_text())
+    store = Path(summary["config"]["results_dir"]) / "samples" / f"{summary['run_id']}.jsonl"
+    for path in (job_dir / "samples.jsonl", store):
+        records = read_lines(path)
+        for record in records:
+            record["verdict"] = {**record.get("verdict", {}), **changes.get(record["id"], {})}
+        write_atomic(path, "".join(json.dumps(r, default=str) + "\n" for r in records))
+
+
 def update_summary(job_dir: Path, changes: dict) -> dict:
     """Rewrite a job's summary with ``changes`` (atomically) and append the new version to the
     results store: the last record of a run id is the current one."""

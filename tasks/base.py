@@ -62,7 +62,7 @@ class Task(ABC):
     def write_outputs(self, out_dir: Path, verdicts: list[dict[str, Any]], model_id: str) -> None:
         """Task-specific files in the job folder (e.g. answers in another tool's format)."""
 
-    def judge(self, out_dir: Path, judge) -> dict[str, Any]:
+    def judge(self, out_dir: Path, judge) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
         """Quality from an LLM judge over the answers saved in ``out_dir`` (tasks that set
-        ``graded_by_judge``)."""
+        ``graded_by_judge``), and per example id the fields the judge adds to its verdict."""
         raise NotImplementedError

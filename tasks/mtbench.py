@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mtad.errors import UserError
-from mtad.judge import Judge, judge_answers, load_prompts, load_references, scores
+from mtad.judge import Judge, judge_answers, load_prompts, load_references, ratings, scores
 from mtad.pair import PairInfo
 from tasks.base import Example, Task, shared_data
 
@@ -89,8 +89,9 @@ class MTBench(Task):
                              "tstamp": time.time()}) for v in verdicts]
         (folder / f"{model_id}.jsonl").write_text("".join(line + "\n" for line in lines))
 
-    def judge(self, out_dir: Path, judge: Judge) -> dict:
-        """Rate the saved answers of a job (resuming earlier judgments); the scores."""
+    def judge(self, out_dir: Path, judge: Judge) -> tuple[dict, dict[str, dict]]:
+        """Rate the saved answers of a job (resuming earlier judgments): the scores, and per
+        example the judge and its rating of each turn (None: missing), for per-question intervals."""
         files = sorted((out_dir / ANSWERS).glob("*.jsonl"))
         if not files:
             raise UserError(f"no MT-Bench answers under {out_dir / ANSWERS}")
@@ -102,4 +103,6 @@ class MTBench(Task):
         judgments = judge_answers(answers, self.questions, judge, out_dir / JUDGMENTS / f"{safe_name}_single.jsonl",
                                   load_prompts(self.files["prompts"]), load_references(self.files["references"]),
                                   self.retries)
-        return {**scores(judgments, self.questions), "judge": judge.name}
+        per_question = {f"mtbench/{qid}": {"judge": judge.name, "ratings": turns}
+                        for qid, turns in ratings(judgments).items()}
+        return {**scores(judgments, self.questions), "judge": judge.name}, per_question

@@ -179,6 +179,11 @@ def test_sweep_with_a_judge_that_is_down_keeps_the_answers_and_judge_py_grades_t
     assert len((job / "model_judgment" / "stub_single.jsonl").read_text().splitlines()) == 4
     store = [json.loads(line) for line in (tmp_path / "results" / "runs.jsonl").read_text().splitlines()]
     assert store[-1]["run_id"] == summary["run_id"] and store[-1]["quality"]["mt_bench_score"] == 6.0
+    for path in (job / "samples.jsonl", tmp_path / "results" / "samples" / f"{summary['run_id']}.jsonl"):
+        rated = [json.loads(line) for line in path.read_text().splitlines()]  # per question, where tables read
+        assert [(s["id"], s["verdict"]["judge"], s["verdict"]["ratings"]) for s in rated] == \
+            [("mtbench/81", "stub", [6.0, 6.0]), ("mtbench/82", "stub", [6.0, 6.0])]
+        assert all(s["verdict"]["answers"] for s in rated)  # the task's own verdict kept
 
 
 def test_sweep_with_a_live_judge_records_scores_also_for_answers_generated_before(tmp_path, stub_url):

@@ -88,9 +88,9 @@ def test_every_decoder_beside_the_papers_decoders_against_its_spd(store):  # noq
     assert f"{expected:+.1f}" in mtad
 
 
-def test_mt_bench_is_compared_on_speed_and_perplexity_never_on_a_per_question_quality(tmp_path):
-    """MT-Bench ratings live in the judge's files, not per question: its comparison rows carry the
-    sweep's speed-up and the full runs' problem count, and no paired quality or McNemar."""
+def test_mt_bench_before_judging_is_compared_on_speed_and_perplexity_alone(tmp_path):
+    """Unrated MT-Bench runs: the comparison rows carry the sweep's speed-up and the full runs'
+    problem count, and no paired quality or McNemar."""
     (tmp_path / "samples").mkdir()
     add_run(tmp_path, "ar-q", "ar", 1, 1.0, [True] * 4, task="mtbench")
     add_run(tmp_path, "spd-q", "spd", 1, 0.5, [False] * 4, task="mtbench")
@@ -98,6 +98,22 @@ def test_mt_bench_is_compared_on_speed_and_perplexity_never_on_a_per_question_qu
     (spd,) = [r for r in comparisons(collect(tmp_path), collect(speed)) if r["task"] == "mtbench"]
     assert (spd["a"], spd["b"]) == ("spd", "ar") and spd["speed"].value == pytest.approx(4.0)
     assert spd["examples"] == 4 and spd["quality"].value is None and "mcnemar" not in spd
+
+
+def test_judged_mt_bench_is_paired_over_questions_on_the_mean_rating_of_their_turns(tmp_path):
+    """Once rated, each question's quality is the mean of its rated turns (a missing one left out);
+    A - B is exact when B is A shifted by a constant; no McNemar on ratings."""
+    (tmp_path / "samples").mkdir()
+    turns = [[6, 8], [3, None], [9, 9], [5, 6]]  # question means 7, 3, 9, 5.5
+    mtbench = dict(task="mtbench", quality={"mt_bench_score": 6.0, "judge": "j"})
+    add_run(tmp_path, "ar-q", "ar", 1, 1.0, [True] * 4, verdicts=[{"ratings": t} for t in turns], **mtbench)
+    add_run(tmp_path, "spd-q", "spd", 1, 0.5, [True] * 4, **mtbench,
+            verdicts=[{"ratings": [r - 0.5 if r is not None else None for r in t]} for t in turns])
+    (spd,) = comparisons(collect(tmp_path), None)
+    assert spd["quality_b"].value == pytest.approx((7 + 3 + 9 + 5.5) / 4)
+    assert spd["quality"].value == pytest.approx(-0.5) and spd["quality"].ci == pytest.approx((-0.5, -0.5))
+    assert "mcnemar" not in spd
+    assert "| spd | ar | 1 / 1 | 4 | 5.62 | 6.12 | -0.50 [-0.50, -0.50] | lower | - |" in to_markdown([spd])
 
 
 def test_every_variant_of_a_decoder_stands_beside_the_papers_decoder(store):  # noqa: F811

@@ -19,10 +19,12 @@ PAPER = ROOT / "results" / "paper_table.csv"
 
 
 def add_run(results: Path, run_id: str, decoder: str, seed: int, seconds: float, passed: list[bool], sweep="s1",
-            joules=None, versions=None, task="humaneval", max_new_tokens=128):
-    """A HumanEval run (or ``task``'s) on the llama3 pair: every example emits 10 tokens in ``seconds``."""
+            joules=None, versions=None, task="humaneval", max_new_tokens=128, verdicts=None, quality=None):
+    """A HumanEval run (or ``task``'s) on the llama3 pair: every example emits 10 tokens in ``seconds``
+    (``verdicts``: other tasks' verdicts, one per ``passed``; ``quality``: the run's own)."""
     samples = [{"run_id": run_id, "id": f"HumanEval/{i}#0", "new_tokens": list(range(10)),
-                "stats": {"wall_seconds": seconds}, "energy_joules": joules, "verdict": {"passed": p}}
+                "stats": {"wall_seconds": seconds}, "energy_joules": joules,
+                "verdict": verdicts[i] if verdicts else {"passed": p}}
                for i, p in enumerate(passed)]
     for sample in samples:
         append_line(results / "samples" / f"{run_id}.jsonl", sample)
@@ -32,7 +34,7 @@ def add_run(results: Path, run_id: str, decoder: str, seed: int, seconds: float,
         "tokens_per_second": 10 / seconds, "block_efficiency": 1.0, "acceptance_per_position": [],
         "examples": len(passed), "totals": {"new_tokens": 10 * len(passed), "wall_seconds": seconds * len(passed)},
         "energy_joules": None if joules is None else joules * len(passed),
-        "quality": {"pass@1": sum(passed) / len(passed)},
+        "quality": quality or {"pass@1": sum(passed) / len(passed)},
         "versions": versions or {"harness": 1, "task": 1, "decoder": 1}})
 
 
@@ -141,6 +143,17 @@ def test_spider_rows_name_the_databases_that_scored_them(tmp_path):
     assert markdown_row((tmp_path / "table.md").read_text(), "spider", "qwen2.5-coder", "mtad")[3:13] == \
         ["-", "1", "1", "1.00 [1.00, 1.00]", "-", "-", "-", "no meter", "100.0 [100.0, 100.0]",
          "exec. acc. % (synthetic DBs)"]
+
+
+def test_judged_mt_bench_rows_have_intervals_and_name_their_judge(tmp_path):
+    (tmp_path / "samples").mkdir()
+    add_run(tmp_path, "mt", "mtad", 1, 1.0, [True] * 3, task="mtbench", quality={"mt_bench_score": 5.0, "judge": "qwen-1.5b"},
+            verdicts=[{"ratings": [4, 6]}, {"ratings": [2, None]}, {"ratings": [8, 7]}])
+    write_tables(tmp_path, build_rows(collect(tmp_path), PAPER).rows)
+    markdown = (tmp_path / "table.md").read_text()
+    cells = markdown_row(markdown, "mtbench", "llama3", "mtad")
+    assert cells[11].startswith("5.0 [") and cells[11] != "5.0" and cells[12] == "MT-Bench (judge qwen-1.5b)"
+    assert "by qwen-1.5b" in markdown and "is weak" in markdown
 
 
 def test_runs_without_per_example_records_use_their_totals(store):

@@ -33,7 +33,7 @@ def main() -> None:
     write_tables(results, table.rows, sources)
     plots = write_plots(results, table.rows, table.runs) + agreement_plots(store, results / "plots")
     comparisons = write_comparisons(results, store, speed, load_paper(paper))
-    report = write_report(results, table.rows, plots, sources_note(sources), max(s.newest() for s in (store, speed) if s))
+    report = write_report(results, table.rows, plots, sources_note(sources, table.rows), max(s.newest() for s in (store, speed) if s))
     print((results / "table.md").read_text())
     if table.ignored:
         print(f"left out {table.ignored} run(s) made by older versions of the code (a cell shows only its newest version)")

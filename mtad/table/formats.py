@@ -35,6 +35,8 @@ def display_frame(table: list[dict]) -> pd.DataFrame:
         else:
             if ours["database_mode"]:
                 measure += f" ({ours['database_mode']} DBs)"
+            if ours["judge"]:
+                measure += f" (judge {ours['judge']})"
             energy = "no meter" if ours["joules_per_token"] is None else \
                 _with_ci(ours["joules_per_token"], ours["joules_per_token_ci"], 3)
             full = full_run(ours)
@@ -74,8 +76,9 @@ def data_frame(table: list[dict]) -> pd.DataFrame:
     return frame.astype(object).where(frame.notna(), "-")
 
 
-def sources_note(sources: list[dict] | None) -> str:
-    """Where each column group comes from, under the Markdown table."""
+def sources_note(sources: list[dict] | None, table: list[dict] = ()) -> str:
+    """Where each column group comes from, under the Markdown table (``table``: its rows, for the
+    judges of MT-Bench)."""
     lines = ["", "Columns: seeds, examples, block eff. and quality come from the full runs (95% bootstrap "
              "intervals over examples, and seeds), block eff. from the speed sweep where no full run exists yet "
              "(quality `not run`); the paper's columns are its Llama-3 pairs on its hardware."]
@@ -86,6 +89,12 @@ def sources_note(sources: list[dict] | None) -> str:
                      "from the full runs (`-`: not measured in one):")
         lines += [f"- `{s['sweep']}`: {', '.join(s['tasks'])}, {s['decoders']} decoders x "
                   f"{'/'.join(map(str, s['examples']))} examples, {s['machine']}, {s['dates']}" for s in sources]
+    judges = sorted({row["ours"]["judge"] for row in table if row["ours"] and row["ours"].get("judge")})
+    if judges:
+        lines.append(f"MT-Bench quality: the mean 1-10 rating of both turns by {', '.join(judges)} (FastChat single "
+                     "grading; intervals over questions); the paper's judge was GPT-4, so the scales differ. A judge "
+                     "far smaller than GPT-4, like the embedded 1.5B coder model, is weak: noisy and partial to its "
+                     "own style, so its differences are indicative only.")
     return "\n".join(lines) + "\n"
 
 
@@ -93,6 +102,6 @@ def write_tables(results_dir: Path, table: list[dict], sources: list[dict] | Non
     """``sources``: the speed sweeps the speed columns come from (None: from the runs themselves)."""
     shown = display_frame(table)
     write_atomic(results_dir / "table.md", shown.to_markdown(index=False, tablefmt="pipe", disable_numparse=True)
-                 + "\n" + sources_note(sources))
+                 + "\n" + sources_note(sources, table))
     write_atomic(results_dir / "table.tex", shown.to_latex(index=False, escape=True))
     write_atomic(results_dir / "table.csv", data_frame(table).to_csv(index=False))

@@ -4,9 +4,10 @@
 Two decoders of one task and pair (same sampling, same ``max_new_tokens``) ran the same problems,
 so their difference is measured problem by problem, which is far tighter than two independent
 intervals. For each comparison A vs B:
-- quality (HumanEval pass@1, Spider execution accuracy): A - B in points, with a 95% paired
-  bootstrap interval: problems resampled, and within each problem each decoder's seeds
-  resampled; plus McNemar's exact test on the discordant problems of the first seed both ran;
+- quality (HumanEval pass@1, Spider execution accuracy, MT-Bench rating once judged): A - B in
+  points, with a 95% paired bootstrap interval: problems resampled, and within each problem each
+  decoder's seeds resampled; plus, for the solved-or-not tasks, McNemar's exact test on the
+  discordant problems of the first seed both ran;
 - target perplexity (the target's mean log-probability of what was emitted): A - B, same bootstrap;
 - block efficiency (tokens per target call; independent of the machine): A / B, same bootstrap;
 - tokens/s and J/token: A / B from the interleaved speed sweep (one sitting), bootstrap over its
@@ -26,7 +27,7 @@ import pandas as pd
 
 from mtad.comparison import params_label
 from mtad.records import write_atomic
-from mtad.table.rows import CELL, DECODER_ORDER, QUALITY, Store
+from mtad.table.rows import CELL, DECODER_ORDER, PASS_FAIL, QUALITY, Store
 
 SAMPLES = 2000
 GROUP = ["task", "pair", "sampling_key", "max_new_tokens"]  # cells in one group ran the same examples
@@ -155,8 +156,7 @@ def compare_cells(quality: dict, speed: dict, a, b) -> dict:
     (machine-independent) comes from the quality runs, else from the sweep."""
     none = Estimate(None, None)
     out = {"examples": 0, "quality": none, "quality_a": none, "quality_b": none, "ppl": none, "block_efficiency": none}
-    # MT-Bench's ratings live in the judge's files, not per example: its runs give perplexity and
-    # block efficiency, no paired quality
+    # MT-Bench before a judge has rated it: perplexity and block efficiency, no paired quality
     graded = ran_both(quality, a, b) and all(quality[c][0]["quality"].notna().any() for c in (a, b))
     if graded:
         (qa, qb), ids = matrices(quality, a, b, "quality", None)
@@ -164,7 +164,7 @@ def compare_cells(quality: dict, speed: dict, a, b) -> dict:
         out["quality_a"], out["quality_b"] = (Estimate(float(np.nanmean(np.nanmean(m[0], axis=1))), None) if len(ids)
                                               else none for m in (qa, qb))
         common = sorted(set(quality[a][1]["seed"]) & set(quality[b][1]["seed"]))
-        if common and len(ids):
+        if common and len(ids) and a[0] in PASS_FAIL:
             s = common[0]
             x, y = (per_problem(*quality[c], "quality")[s].reindex(ids).to_numpy() for c in (a, b))
             both = ~np.isnan(x) & ~np.isnan(y)
@@ -249,6 +249,7 @@ def to_markdown(rows: list[dict]) -> str:
         lines += [f"## {task}, {pair}", "", "| A | B | seeds A / B | problems | quality A | quality B | A - B [95% CI] "
                   "| verdict | McNemar A only / B only, p | target ppl A - B | block eff. A / B | tok/s A / B | "
                   "J/token A / B |", "|" + "---|" * 13]
+        digits = 1 if task in PASS_FAIL else 2  # points of a percentage; a 1-10 rating
         for row in group.to_dict("records"):
             mc = row.get("mcnemar")
             mc = f"{mc['a_only']} / {mc['b_only']}, p = {_p(mc['p'])} (seed {mc['seed']})" if isinstance(mc, dict) \
@@ -260,8 +261,8 @@ def to_markdown(rows: list[dict]) -> str:
             lines.append(
                 f"| {row['a']} | {row['b']} | {seeds(row['seeds_a'])} / {seeds(row['seeds_b'])} | "
                 f"{row['examples'] or '-'} | "
-                f"{row['quality_a'].text()} | {row['quality_b'].text()} | "
-                f"{row['quality'].text(signed=True)} | {verdict} | {mc} | "
+                f"{row['quality_a'].text(digits)} | {row['quality_b'].text(digits)} | "
+                f"{row['quality'].text(digits, signed=True)} | {verdict} | {mc} | "
                 f"{row['ppl'].text(3, signed=True)} | {row['block_efficiency'].text(2)} | "
                 f"{speed_text} | {energy_text} |")
         lines.append("")
@@ -321,7 +322,7 @@ def agreement_plots(store: Store, folder: Path, a: str = "mtad", b: str = "ar") 
     paths = []
     for cell_a in quality:
         task, pair = cell_a[0], cell_a[1]
-        if cell_a[2] != a or task not in QUALITY or task == "mtbench" or params[cell_a].get("tau", 0.5) != 0.5:
+        if cell_a[2] != a or task not in PASS_FAIL or params[cell_a].get("tau", 0.5) != 0.5:
             continue
         cell_b = next((c for c in quality if c[2] == b and c[:2] == cell_a[:2] and c[4:] == cell_a[4:]), None)
         if cell_b is None:

@@ -23,6 +23,7 @@ from mtad.records import latest_runs, read_lines
 QUALITY = {"humaneval": ("pass@1", 100.0, "pass@1 %"), "spider": ("execution_accuracy", 1.0, "exec. acc. %"),
            "mtbench": ("mt_bench_score", 1.0, "MT-Bench")}
 DECODER_ORDER = ["ar", "bild", "typical", "spd", "hf_assisted", "spectr", "specinfer", "mcss", "mtjd", "mtad"]
+PASS_FAIL = ("humaneval", "spider")  # tasks whose examples are solved or not (McNemar, who-solves-what)
 NOT_RUN, NOT_IN_PAPER = "not run", "not in paper"
 BOOTSTRAP_SAMPLES = 1000
 
@@ -33,7 +34,10 @@ def example_quality(task: str, verdict: dict) -> float | None:
         return 100.0 * bool(verdict.get("passed"))
     if task == "spider":
         return None if verdict.get("gold_failed") else 100.0 * bool(verdict.get("correct"))
-    return None  # MT-Bench ratings live in the judge's files; the run's mean is used, without interval
+    if task == "mtbench":  # the judge's turn ratings, once graded (mtad.harness.judge_job)
+        rated = [r for r in verdict.get("ratings") or [] if r is not None]
+        return sum(rated) / len(rated) if rated else None
+    return None
 
 
 CELL = ["task", "pair", "decoder", "params", "sampling_key", "max_new_tokens"]  # what one table cell holds
@@ -121,7 +125,9 @@ def summarize(cell: pd.DataFrame, examples: pd.DataFrame, runs: list[dict]) -> d
             "seeds": cell["seed"].nunique(), "examples": int(cell["examples"].sum()),
             # Spider: which databases scored it (official or synthetic)
             "database_mode": "+".join(sorted({r["quality"]["database_mode"] for r in cell_runs
-                                              if "database_mode" in r["quality"]})) or None}
+                                              if "database_mode" in r["quality"]})) or None,
+            # MT-Bench: which judge rated it
+            "judge": "+".join(sorted({r["quality"]["judge"] for r in cell_runs if "judge" in r["quality"]})) or None}
     if mine.empty:  # runs recorded before per-example records were kept: their totals, no intervals
         tokens = sum(r["totals"]["new_tokens"] for r in cell_runs)
         joules = [r.get("energy_joules") for r in cell_runs]
@@ -178,7 +184,7 @@ def speed_only(measured: dict) -> dict:
     """The row of a cell only a speed sweep ran: its speed and block efficiency (a count, the same
     on any machine), and no seeds, examples or quality, which only a full run gives."""
     return {**measured, "seeds": None, "examples": None, "quality": None, "quality_ci": None,
-            "database_mode": None, "speed_examples": measured["examples"]}
+            "database_mode": None, "judge": None, "speed_examples": measured["examples"]}
 
 
 def speed_sources(runs: list[dict]) -> list[dict]:
