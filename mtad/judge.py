@@ -199,33 +199,34 @@ def judge_answers(answers: list[dict], questions: dict[int, dict], judge: Judge,
     if out_path.exists():
         for record in map(json.loads, out_path.read_text().splitlines()):
             done[(record["question_id"], record["turn"])] = record
-    todo = [(a, turn) for a in answers for turn in (1, 2) if (a["question_id"], turn) not in done]
+    todo = [(a, turn, grading_prompt(questions[a["question_id"]], a["choices"][0]["turns"], turn, prompts, references))
+            for a in answers for turn in (1, 2) if (a["question_id"], turn) not in done]
+    if judge.batch_size > 1:  # batch prompts of like length: a batch is padded to its longest (turn 2's are ~2x)
+        todo.sort(key=lambda item: len(item[2][2]))
     progress = tqdm(total=len(todo), desc=f"judging with {judge.name}", leave=False)
     with open(out_path, "a") as out, progress:
         for start in range(0, len(todo), judge.batch_size):
-            batch = todo[start:start + judge.batch_size]
-            graded = [grading_prompt(questions[a["question_id"]], a["choices"][0]["turns"], turn, prompts, references)
-                      for a, turn in batch]
+            batch = todo[start:start + judge.batch_size]  # (answer, turn, (prompt name, system, user))
             replies: dict[int, str] = {}
             scored: dict[int, float] = {}
             for _ in range(1 if judge.deterministic else retries + 1):  # ask again those without a rating
                 pending = [i for i in range(len(batch)) if i not in scored]
                 if not pending:
                     break
-                for i, reply in zip(pending, judge.complete_many([graded[i][1:] for i in pending])):
+                for i, reply in zip(pending, judge.complete_many([batch[i][2][1:] for i in pending])):
                     replies[i] = reply
                     if (score := parse_rating(reply)) is not None:
                         scored[i] = score
-            for i, (answer, turn) in enumerate(batch):
+            for i, (answer, turn, (prompt_name, _, user)) in enumerate(batch):
                 record = {"question_id": answer["question_id"], "model": answer["model_id"],
-                          "judge": [judge.name, graded[i][0]], "user_prompt": graded[i][2], "judgment": replies[i],
+                          "judge": [judge.name, prompt_name], "user_prompt": user, "judgment": replies[i],
                           "score": scored.get(i, -1), "turn": turn, "tstamp": time.time()}
                 out.write(json.dumps(record) + "\n")
                 done[(answer["question_id"], turn)] = record
             out.flush()
             os.fsync(out.fileno())
             progress.update(len(batch))
-    return list(done.values())
+    return sorted(done.values(), key=lambda j: (j["question_id"], j["turn"]))
 
 
 def ratings(judgments: list[dict]) -> dict[int, list[float | None]]:

@@ -125,19 +125,22 @@ def test_batched_judging_asks_again_only_the_unrated_and_keeps_the_order(task, t
         name, batch_size = "batched", 3
 
         def __init__(self):
-            self.batches = []
+            self.batches, self.lengths = [], []
 
         def complete(self, system, user):
             return "Rating: [[7]]" if "GOODANSWER" in user else "no rating"
 
         def complete_many(self, requests):
             self.batches.append(len(requests))
+            self.lengths.append([len(user) for _, user in requests])
             return [self.complete(*r) for r in requests]
 
     answers = [answer(81, ["GOODANSWER", "GOODANSWER"]), answer(82, ["bad", "bad"]), answer(83, ["GOODANSWER"] * 2)]
     judge = Batched()
     judgments = judge_answers(answers, task.questions, judge, tmp_path / "j.jsonl", prompts, references, retries=2)
     assert judge.batches == [3, 1, 1, 3, 1, 1]  # (82, 1) and then (82, 2) asked twice more, alone
+    firsts = [n for batch in judge.lengths if len(batch) == 3 for n in batch]
+    assert firsts == sorted(firsts) and max(firsts[:3]) < min(firsts[3:])  # like lengths batched: turn 1s, turn 2s
     assert [(j["question_id"], j["turn"], j["score"]) for j in judgments] == \
         [(81, 1, 7), (81, 2, 7), (82, 1, -1), (82, 2, -1), (83, 1, 7), (83, 2, 7)]
 
