@@ -181,6 +181,8 @@ def update_verdicts(job_dir: Path, changes: dict[str, dict]) -> None:
     summary = json.loads((job_dir / "summary.json").read_text())
     store = Path(summary["config"]["results_dir"]) / "samples" / f"{summary['run_id']}.jsonl"
     for path in (job_dir / "samples.jsonl", store):
+        if not path.is_file():  # a store moved away, a job folder from before per-example records
+            continue
         records = read_lines(path)
         for record in records:
             record["verdict"] = {**record.get("verdict", {}), **changes.get(record["id"], {})}
