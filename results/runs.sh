@@ -9,9 +9,10 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 RESULTS=${MTAD_RESULTS:-results}
 COMMON=(pair.backend=static pair.draft_quant=int8)
+wanted() { (( $1 >= ${FIRST:-1} && $1 <= ${LAST:-99} )); }  # wanted N: step N is in the asked range
 step() {  # step N SWEEP-NAME OVERRIDES...
   local n=$1 name=$2; shift 2
-  if (( n < ${FIRST:-1} || n > ${LAST:-99} )); then return; fi
+  wanted "$n" || return 0
   echo "== step $n: $name: $*"
   "$PY" run.py -m "${COMMON[@]}" "$@" "hydra.sweep.dir=$RESULTS/jobs/$name"
 }
@@ -23,7 +24,7 @@ step 4 spider-specinfer task=spider task.limit=200 decoder=specinfer
 step 5 spider-tau      task=spider task.limit=200 decoder=mtad decoder.tau=0.3   # the authors' Instruct/Spider tau
 step 6 humaneval-seed43 task=humaneval decoder=ar,spd,mtad seed=43   # one seed at a time: each
 step 7 mtbench         task=mtbench decoder=ar,spd,mtad              # finished step adds a row or a seed
-if (( FIRST <= 8 && LAST >= 8 )); then  # grade the MT-Bench answers: the best judge this machine runs
+if wanted 8; then  # grade the MT-Bench answers: the best judge this machine runs
   echo "== step 8: judge mtbench with the embedded 1.5B (weak; judge=openai for GPT-4 grading)"
   for job in "$RESULTS"/jobs/mtbench/[0-9]*; do
     grep -q '"mt_bench_score"' "$job/summary.json" && continue  # graded (an interrupted grading resumes)

@@ -22,6 +22,11 @@ ANSWERS = "model_answer"
 JUDGMENTS = "model_judgment"
 
 
+def example_id(question_id: int) -> str:
+    """The id of a question's example: its records and its judge ratings meet on it."""
+    return f"mtbench/{question_id}"
+
+
 @dataclass
 class MTBench(Task):
     name = "mtbench"
@@ -46,7 +51,7 @@ class MTBench(Task):
     def examples(self, pair: PairInfo) -> list[Example]:
         if pair.tokenizer is None or not getattr(pair.tokenizer, "chat_template", None):
             raise UserError(f"mtbench needs a model pair whose tokenizer has a chat template; {pair.name!r} has none")
-        return [Example(f"mtbench/{qid}", self._chat(pair, [q["turns"][0]], []), {"question": q})
+        return [Example(example_id(qid), self._chat(pair, [q["turns"][0]], []), {"question": q})
                 for qid, q in self.questions.items()]
 
     @staticmethod
@@ -103,6 +108,6 @@ class MTBench(Task):
         judgments = judge_answers(answers, self.questions, judge, out_dir / JUDGMENTS / f"{safe_name}_single.jsonl",
                                   load_prompts(self.files["prompts"]), load_references(self.files["references"]),
                                   self.retries)
-        per_question = {f"mtbench/{qid}": {"judge": judge.name, "ratings": turns}
+        per_question = {example_id(qid): {"judge": judge.name, "ratings": turns}
                         for qid, turns in ratings(judgments).items()}
         return {**scores(judgments, self.questions), "judge": judge.name}, per_question

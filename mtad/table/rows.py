@@ -114,6 +114,11 @@ def _ratio(examples: pd.DataFrame, numerator: str, denominator: str | None, part
     return value, bootstrap(groups)
 
 
+def _labels(runs: list[dict], key: str) -> str | None:
+    """The runs' distinct ``quality[key]`` values joined by '+' (None when no run has one)."""
+    return "+".join(sorted({r["quality"][key] for r in runs if key in r["quality"]})) or None
+
+
 def summarize(cell: pd.DataFrame, examples: pd.DataFrame, runs: list[dict]) -> dict:
     """The row of one cell (its current runs): values, intervals, speed-ups, seeds."""
     cell_runs = cell.to_dict("records")
@@ -123,11 +128,8 @@ def summarize(cell: pd.DataFrame, examples: pd.DataFrame, runs: list[dict]) -> d
     run_quality = [q * factor for q in run_quality if q is not None]
     ours = {"quality": sum(run_quality) / len(run_quality) if run_quality else None,
             "seeds": cell["seed"].nunique(), "examples": int(cell["examples"].sum()),
-            # Spider: which databases scored it (official or synthetic)
-            "database_mode": "+".join(sorted({r["quality"]["database_mode"] for r in cell_runs
-                                              if "database_mode" in r["quality"]})) or None,
-            # MT-Bench: which judge rated it
-            "judge": "+".join(sorted({r["quality"]["judge"] for r in cell_runs if "judge" in r["quality"]})) or None}
+            "database_mode": _labels(cell_runs, "database_mode"),  # Spider: official or synthetic databases
+            "judge": _labels(cell_runs, "judge")}  # MT-Bench: which judge rated it
     if mine.empty:  # runs recorded before per-example records were kept: their totals, no intervals
         tokens = sum(r["totals"]["new_tokens"] for r in cell_runs)
         joules = [r.get("energy_joules") for r in cell_runs]
