@@ -129,7 +129,9 @@ class LocalJudge(Judge):
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompts], device=self._model.device)
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self._model.device)
-        with torch.inference_mode():
+        from mtad.matmul import wide_matmuls
+
+        with torch.inference_mode(), wide_matmuls(self._model.dtype, self._model.device):
             out = self._model.generate(ids, attention_mask=mask, do_sample=False, max_new_tokens=self.max_new_tokens,
                                        pad_token_id=pad)
         return [self.tokenizer.decode(row[width:], skip_special_tokens=True) for row in out]

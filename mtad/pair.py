@@ -17,6 +17,7 @@ import torch
 
 from mtad import cache as kv
 from mtad.errors import UserError
+from mtad.matmul import wide_matmuls
 from mtad.quant import head_logits
 
 DRAFT_ROOM = 64  # cache positions a round may feed beyond the committed tokens (drafts, trees)
@@ -135,6 +136,7 @@ class HFRunner(Runner):
         self._cache_class = DynamicCache
         self.model = model.eval()
         self.device = next(model.parameters()).device
+        self.dtype = model.get_input_embeddings().weight.dtype
         head = model.get_output_embeddings()
         self.vocab_size = head.out_features
         if head_rows is not None and not 1 <= head_rows <= self.vocab_size:
@@ -150,21 +152,31 @@ class HFRunner(Runner):
     def length(self) -> int:
         return kv.cache_length(self.cache)
 
+    def eager(self):
+        """The context every eager forward runs in (``mtad.matmul``: wide bf16 matmuls on CPUs
+        without bf16 arithmetic run in float32)."""
+        return wide_matmuls(self.dtype, self.device)
+
     def _forward(self, tokens, positions, mask, keep):
         attention_mask = None if mask is None else self._additive_mask(mask, tokens.shape[0])
         inputs = dict(input_ids=tokens, position_ids=positions, attention_mask=attention_mask,
                       cache=self.cache, use_cache=True)
         if self.head_rows is None:
-            return self.model(**inputs, logits_to_keep=keep).logits
-        return self._head(self.model.get_decoder()(**inputs).last_hidden_state[:, -keep:])
+            with self.eager():
+                return self.model(**inputs, logits_to_keep=keep).logits
+        with self.eager():
+            hidden = self.model.get_decoder()(**inputs).last_hidden_state[:, -keep:]
+        return self._head(hidden)
 
     def _head(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits [B, k, V] of final hidden states [B, k, hidden]; ids >= ``head_rows`` get -inf."""
         head = self.model.get_output_embeddings()
         if self.head_rows is None:
-            return head(hidden)
+            with self.eager():
+                return head(hidden)
         logits = torch.full((*hidden.shape[:2], self.vocab_size), float("-inf"), dtype=hidden.dtype, device=self.device)
-        logits[..., : self.head_rows] = head_logits(head, hidden, self.head_rows)
+        with self.eager():
+            logits[..., : self.head_rows] = head_logits(head, hidden, self.head_rows)
         return logits
 
     def _additive_mask(self, tree_mask: torch.Tensor, batch: int) -> torch.Tensor:

@@ -200,7 +200,8 @@ class StaticRunner(HFRunner):
             self.compiling = (counters["stats"]["unique_graphs"] != graphs or captures
                               or (self.cuda_graphs == "inductor" and calls < 2))
         else:
-            hidden = self.static(tokens_in, positions_in, slots, attention)
+            with self.eager():
+                hidden = self.static(tokens_in, positions_in, slots, attention)
         self._length, self._rows = start + n, b
         return self._head(hidden[:b, n - keep:n])
 
