@@ -69,8 +69,11 @@ class WideLinearsInFloat32(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+def upcasts(model_dtype: torch.dtype, device: torch.device | str) -> bool:
+    """Whether eager forwards of a ``model_dtype`` model on ``device`` compute wide linears in float32."""
+    return torch.device(device).type == "cpu" and model_dtype == torch.bfloat16 and not cpu_has_bf16_arithmetic()
+
+
 def wide_matmuls(model_dtype: torch.dtype, device: torch.device | str) -> contextlib.AbstractContextManager:
     """The context an eager forward of a ``model_dtype`` model on ``device`` runs in."""
-    if torch.device(device).type == "cpu" and model_dtype == torch.bfloat16 and not cpu_has_bf16_arithmetic():
-        return WideLinearsInFloat32()
-    return contextlib.nullcontext()
+    return WideLinearsInFloat32() if upcasts(model_dtype, device) else contextlib.nullcontext()

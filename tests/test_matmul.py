@@ -88,3 +88,20 @@ def test_runner_logits_with_float32_matmuls(monkeypatch, kind):
     assert torch.equal(wide_step.argmax(-1), plain_step.argmax(-1))
     # ... a tolerance that tells logits apart: the next position's are far outside it
     assert not torch.allclose(wide_prompt[:, 1:].float(), plain_prompt[:, :-1].float(), **close)
+
+
+def test_static_runner_keeps_wide_forwards_eager(monkeypatch):
+    runner = runner_of(tiny_llama(seed=1).bfloat16(), "static")
+
+    def compiled(*inputs):
+        raise AssertionError("a compiled graph ran")
+
+    runner._compiled = compiled  # as if compiled: any bucketed forward would call it
+    monkeypatch.setattr(matmul, "cpu_has_bf16_arithmetic", lambda: False)
+    runner.feed(torch.arange(3, 3 + WIDE_ROWS)[None])  # wide: eager, in float32
+    with pytest.raises(AssertionError, match="compiled graph"):  # narrow: the compiled bucket
+        runner.feed(torch.tensor([[7]]))
+    monkeypatch.setattr(matmul, "cpu_has_bf16_arithmetic", lambda: True)
+    runner.reset()
+    with pytest.raises(AssertionError, match="compiled graph"):  # bf16 arithmetic: compiled as before
+        runner.feed(torch.arange(3, 3 + WIDE_ROWS)[None])
