@@ -15,7 +15,7 @@ from mtad.models import PairConfig, load_pair
 from mtad.sampling import SamplingConfig
 from mtad.static import StaticRunner, bucket
 
-from helpers import exact_target_ar, g_test, sample_sequences, tiny_pair
+from helpers import COARSE_BUCKETS, exact_target_ar, g_test, sample_sequences, tiny_pair
 
 GREEDY = SamplingConfig(temperature=0)
 EXACT = [("ar", {}), ("spd", {"gamma": 4}), ("mtad", {"width": 3, "tau": 0.5}), ("typical", {}),
@@ -78,6 +78,27 @@ def test_compiled_greedy_identity(compiled, params):
         assert out.tokens == reference, f"{name} on the compiled static runner diverged on {prompt}"
         accepted += out.stats.draft_accepted
     assert name == "ar" or accepted > 0
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_attended_span_grows_with_the_cache(compile):
+    """On the CPU a forward attends over the cache rounded up to SPAN slots: logits stay those of
+    the uncached model as the cache crosses a span boundary (and past it, after a crop back)."""
+    from mtad.static import SPAN
+    from mtad.toy_models import tiny_llama
+
+    model = tiny_llama(seed=2)
+    runner = StaticRunner(model, max_length=2 * SPAN, compile=compile, token_buckets=COARSE_BUCKETS)
+    sequence = [(7 * i) % 50 + 1 for i in range(SPAN - 6)]
+    runner.feed_uncached(sequence)  # a prompt: uncompiled
+    for step in range(10):  # one token at a time across slot SPAN: spans SPAN, then 2 * SPAN
+        sequence.append(step + 3)
+        torch.testing.assert_close(runner.feed_uncached(sequence)[-1], plain_logits(model, sequence),
+                                   rtol=0, atol=1e-5)
+    runner.crop(SPAN - 2)  # back under the boundary, then a 3-token block across it
+    sequence = sequence[: SPAN - 2] + [4, 5, 6]
+    torch.testing.assert_close(runner.feed_uncached(sequence, keep=3), torch.stack(
+        [plain_logits(model, sequence[:k]) for k in range(SPAN - 1, SPAN + 2)]), rtol=0, atol=1e-5)
 
 
 def test_no_recompiles_after_warm_up_and_compile_time_kept_apart(compiled):
