@@ -8,8 +8,9 @@ that overhead on every step. Here each layer's keys and values live in buffers
 slots length..length+n-1 and attends over the buffer's first slots through an additive mask that
 hides every slot not in the cache (or not allowed by a tree mask): on CUDA all ``max_length`` (one
 shape per graph), on the CPU the cache rounded up to ``SPAN`` (there the graphs are shape-generic,
-and attending over 2048 slots cost a 1.5B token 120 of its 320 ms on an AVX2 EPYC). The cache edits are cheap: ``crop``
-moves the length, ``keep_positions`` and ``select_rows`` gather inside the buffers.
+and attending over 2048 slots cost a 1.5B token 120 of its 320 ms on an AVX2 EPYC). The cache
+edits are cheap: ``crop`` moves the length, ``keep_positions`` and ``select_rows`` gather inside
+the buffers.
 
 Shapes: a forward of n tokens on b rows runs at the bucket (n', b') >= (n, b). Padded tokens
 write slots that the mask hides and that later forwards overwrite; padded rows are never read.
