@@ -23,7 +23,8 @@ def test_cpuinfo_flags():
 
 @pytest.mark.parametrize("bias", [False, True])
 def test_float32_linear_against_float64(monkeypatch, bias):
-    monkeypatch.setattr(matmul, "BLOCK", 7)  # several blocks and a ragged last one (20 = 7 + 7 + 6)
+    monkeypatch.setattr(matmul, "BLOCK", 7 * 48)  # 7 weight rows a block: several, and a ragged last one (20 = 7 + 7 + 6)
+    monkeypatch.setattr(matmul, "_buffers", {})
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 9, 48, generator=g).bfloat16()
     w = torch.randn(20, 48, generator=g).bfloat16()
@@ -35,6 +36,10 @@ def test_float32_linear_against_float64(monkeypatch, bias):
     torch.testing.assert_close(out.double(), exact, rtol=2 ** -8, atol=1e-6)
     # and exact where the reference is representable: compare with the exact product rounded
     assert (out == exact.bfloat16()).float().mean() > 0.95
+    assert out.is_contiguous()
+    # the conversion buffer is reused: a second weight of the same width sees none of the first
+    w2 = torch.randn(13, 48, generator=g).bfloat16()
+    torch.testing.assert_close(float32_linear(x, w2).double(), x.double() @ w2.double().T, rtol=2 ** -8, atol=1e-6)
 
 
 def counting(monkeypatch):
