@@ -32,7 +32,7 @@ WIDE_ROWS = 8  # rows (tokens x batch) from which the float32 product wins (meas
 BLOCK = 1 << 20  # weight elements converted at a time: 4 MB of float32, cache-sized
 
 # One conversion buffer per (input width, device), reused across calls: a fresh multi-MB buffer
-# per call is a fresh mmap, and its page faults cost as much as the product (measured below).
+# per call is a fresh mmap, whose page faults cost about as much as the product (measured above).
 _buffers: dict[tuple[int, torch.device], torch.Tensor] = {}
 
 
