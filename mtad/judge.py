@@ -50,6 +50,11 @@ class Judge(ABC):
         """Replies to several (system, user) grading prompts."""
         return [self.complete(system, user) for system, user in requests]
 
+    def prompt_length(self, system: str, user: str) -> int:
+        """What batches are sorted by, so that a batch holds prompts of like length: characters
+        here; a local model counts its tokens, the unit its padding is paid in."""
+        return len(system) + len(user)
+
 
 @dataclass
 class OpenAIJudge(Judge):
@@ -118,13 +123,20 @@ class LocalJudge(Judge):
     def complete(self, system: str, user: str) -> str:
         return self.complete_many([(system, user)])[0]
 
+    def _chat_ids(self, system: str, user: str) -> list[int]:
+        return list(self.tokenizer.apply_chat_template([{"role": "system", "content": system},
+                                                        {"role": "user", "content": user}],
+                                                       add_generation_prompt=True, tokenize=True, return_dict=False))
+
+    def prompt_length(self, system: str, user: str) -> int:
+        # A batch's prompts are all padded to its longest: sorted by characters, tokens per
+        # character vary enough (code, math) that a third of a batch's prefill was padding.
+        return len(self._chat_ids(system, user))
+
     def complete_many(self, requests: list[tuple[str, str]]) -> list[str]:
         import torch
 
-        prompts = [self.tokenizer.apply_chat_template([{"role": "system", "content": system},
-                                                       {"role": "user", "content": user}],
-                                                      add_generation_prompt=True, tokenize=True, return_dict=False)
-                   for system, user in requests]
+        prompts = [self._chat_ids(system, user) for system, user in requests]
         width = max(map(len, prompts))
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompts], device=self._model.device)
@@ -204,7 +216,7 @@ def judge_answers(answers: list[dict], questions: dict[int, dict], judge: Judge,
     todo = [(a, turn, grading_prompt(questions[a["question_id"]], a["choices"][0]["turns"], turn, prompts, references))
             for a in answers for turn in (1, 2) if (a["question_id"], turn) not in done]
     if judge.batch_size > 1:  # batch prompts of like length: a batch is padded to its longest (turn 2's are ~2x)
-        todo.sort(key=lambda item: len(item[2][2]))
+        todo.sort(key=lambda item: judge.prompt_length(*item[2][1:]))
     progress = tqdm(total=len(todo), desc=f"judging with {judge.name}", leave=False)
     with open(out_path, "a") as out, progress:
         for start in range(0, len(todo), judge.batch_size):

@@ -132,7 +132,7 @@ def test_batched_judging_asks_again_only_the_unrated_and_keeps_the_order(task, t
 
         def complete_many(self, requests):
             self.batches.append(len(requests))
-            self.lengths.append([len(user) for _, user in requests])
+            self.lengths.append([len(system) + len(user) for system, user in requests])
             return [self.complete(*r) for r in requests]
 
     answers = [answer(81, ["GOODANSWER", "GOODANSWER"]), answer(82, ["bad", "bad"]), answer(83, ["GOODANSWER"] * 2)]
@@ -150,6 +150,17 @@ def test_batched_judging_asks_again_only_the_unrated_and_keeps_the_order(task, t
     assert greedy.batches == [3, 3]
     assert [(j["question_id"], j["turn"], j["score"]) for j in again] == \
         [(81, 1, 7), (81, 2, 7), (82, 1, -1), (82, 2, -1), (83, 1, 7), (83, 2, 7)]
+
+    class Reversed(Batched):  # a judge that measures its prompts its own way gets batches in that order
+        deterministic = True
+
+        def prompt_length(self, system, user):
+            return -len(system) - len(user)
+
+    backwards = Reversed()
+    judge_answers(answers, task.questions, backwards, tmp_path / "r.jsonl", prompts, references)
+    lengths = [n for batch in backwards.lengths for n in batch]
+    assert lengths == sorted(lengths, reverse=True) and lengths != sorted(lengths)
 
 
 def run(script, tmp_path, *overrides):
@@ -217,3 +228,7 @@ def test_local_judge_runs_a_chat_model_from_a_folder(tmp_path):
     assert isinstance(reply, str) and judge.name == tmp_path.name
     requests = [("You are a judge.", "Rate this."), ("Be fair.", "Rate this much longer answer, please: 42.")]
     assert judge.complete_many(requests) == [judge.complete(*r) for r in requests]  # left padding changes nothing
+    # batches are sorted by the prompt's tokens under the chat template, not its characters
+    ids = judge.tokenizer.apply_chat_template([{"role": "system", "content": "Be fair."}, {"role": "user", "content": "42"}],
+                                              add_generation_prompt=True, tokenize=True, return_dict=False)
+    assert judge.prompt_length("Be fair.", "42") == len(ids) != len("Be fair.") + len("42")
