@@ -24,11 +24,12 @@ step 4 spider-specinfer task=spider task.limit=200 decoder=specinfer
 step 5 spider-tau      task=spider task.limit=200 decoder=mtad decoder.tau=0.3   # the authors' Instruct/Spider tau
 step 6 humaneval-seed43 task=humaneval decoder=ar,spd,mtad seed=43   # one seed at a time: each
 step 7 mtbench         task=mtbench decoder=ar,spd,mtad              # finished step adds a row or a seed
-if wanted 8; then  # grade the MT-Bench answers: the best judge this machine runs
-  echo "== step 8: judge mtbench with the embedded 1.5B (weak; judge=openai for GPT-4 grading)"
+step 8 humaneval-seed44 task=humaneval decoder=ar,spd,mtad seed=44   # before grading: it settles the
+# HumanEval claim (~2 h); grading MT-Bench with the weak local judge takes ~5 h
+if wanted 9; then  # grade the MT-Bench answers: the best judge this machine runs
+  echo "== step 9: judge mtbench with the embedded 1.5B (weak; judge=openai for GPT-4 grading)"
   for job in "$RESULTS"/jobs/mtbench/[0-9]*; do
     grep -q '"mt_bench_score"' "$job/summary.json" && continue  # graded (an interrupted grading resumes)
     "$PY" judge.py "job=$job" judge=local judge.model=prepared:qwen2.5-coder-1.5b-instruct
   done
 fi
-step 9 humaneval-seed44 task=humaneval decoder=ar,spd,mtad seed=44
