@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from typing import Callable
 
@@ -14,6 +15,12 @@ from mtad.pair import Pair, HFRunner
 from mtad.sampling import SamplingConfig, process
 from mtad.static import StaticRunner
 from mtad.toy_models import TableLM, tiny_llama_pair
+
+# Sequences each table-LM G-test draws. At 5,000 every negative control fails by far (p < 1e-50: the
+# weakest, MCSS that never updates q, is a TV distance of 0.08) and the suite stays short. The G
+# statistic grows with n * TV^2, so MTAD_DISTRIBUTION_RUNS=20000 sees deviations half as large: use it
+# after touching a decoder's acceptance math.
+DISTRIBUTION_RUNS = int(os.environ.get("MTAD_DISTRIBUTION_RUNS", "5000"))
 
 
 def table_pair(vocab: int = 3, seed: int = 0, draft_noise: float = 0.8) -> Pair:

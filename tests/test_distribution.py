@@ -8,11 +8,10 @@ import baselines.spd
 from mtad.catalogue import build_decoder
 from mtad.sampling import SamplingConfig
 
-from helpers import exact_ar, g_test, sample_sequences, table_pair
+from helpers import DISTRIBUTION_RUNS, exact_ar, g_test, sample_sequences, table_pair
 
 PROMPT = [0, 1]
 LENGTH = 5
-RUNS = 20_000
 THRESHOLD = 1e-4
 FILTERED = SamplingConfig(temperature=1.0, top_k=2, top_p=0.8)   # filtering removes tokens of V=3
 UNFILTERED = SamplingConfig(temperature=1.0, top_k=0, top_p=1.0)
@@ -21,7 +20,7 @@ UNFILTERED = SamplingConfig(temperature=1.0, top_k=0, top_p=1.0)
 def check(decoder, sampling, seed=0):
     pair = table_pair(vocab=3, seed=seed)
     expected = exact_ar(pair.target, PROMPT, LENGTH, sampling)
-    counts = sample_sequences(pair, decoder, PROMPT, LENGTH, RUNS, sampling)
+    counts = sample_sequences(pair, decoder, PROMPT, LENGTH, DISTRIBUTION_RUNS, sampling)
     return g_test(counts, expected)
 
 
@@ -60,7 +59,7 @@ def test_spd_with_a_draft_that_never_proposes_a_token_reproduces_ar():
     pair = table_pair(vocab=3, seed=0)
     pair.draft.table[..., 2] = float("-inf")
     expected = exact_ar(pair.target, PROMPT, LENGTH, UNFILTERED)
-    counts = sample_sequences(pair, build_decoder("spd", gamma=2), PROMPT, LENGTH, RUNS, UNFILTERED)
+    counts = sample_sequences(pair, build_decoder("spd", gamma=2), PROMPT, LENGTH, DISTRIBUTION_RUNS, UNFILTERED)
     pvalue, tv = g_test(counts, expected)
     assert pvalue > THRESHOLD, f"p={pvalue:.2e}, TV={tv:.3f}"
     assert any(2 in seq for seq in counts), "token 2 never appeared: the test would not see the residual"

@@ -15,7 +15,7 @@ from mtad.metrics import perplexity, target_log_probs
 from mtad.sampling import SamplingConfig
 from mtad.toy_models import TableLM
 
-from helpers import exact_ar, g_test, sample_sequences, table_pair, tiny_pair
+from helpers import DISTRIBUTION_RUNS, exact_ar, g_test, sample_sequences, table_pair, tiny_pair
 
 GREEDY = SamplingConfig(temperature=0)
 UNFILTERED = SamplingConfig(temperature=1.0, top_k=0, top_p=1.0)
@@ -35,7 +35,7 @@ def greedy_reference(pair, prompt, n=40):
 def ar_distribution_check(decoder, sampling=FILTERED):
     pair = table_pair(vocab=3, seed=0)
     expected = exact_ar(pair.target, [0, 1], 5, sampling)
-    return g_test(sample_sequences(pair, decoder, [0, 1], 5, 20_000, sampling), expected)
+    return g_test(sample_sequences(pair, decoder, [0, 1], 5, DISTRIBUTION_RUNS, sampling), expected)
 
 
 # ---------------------------------------------------------------- typical
