@@ -12,7 +12,7 @@ from mtad.decoding import generate, start
 from mtad.mtad import accepted_length, beam_sample
 from mtad.sampling import SamplingConfig, process
 
-from helpers import DISTRIBUTION_RUNS, g_test, table_pair
+from helpers import DISTRIBUTION_RUNS, g_test, sample_sequences, table_pair
 
 UNFILTERED = SamplingConfig(temperature=1.0, top_k=0, top_p=1.0)
 FILTERED = SamplingConfig(temperature=1.0, top_k=3, top_p=0.9)
@@ -73,11 +73,7 @@ def test_mtad_w1_matches_closed_form(gamma, length, sampling):
     expected = exact_mtad_w1(pair, PROMPT, gamma, tau, length, sampling)
     assert sum(expected.values()) == pytest.approx(1.0)
     decoder = build_decoder("mtad", gamma=gamma, width=1, tau=tau)
-    counts = Counter()
-    for seed in range(DISTRIBUTION_RUNS):
-        out = generate(pair, decoder, PROMPT, max_new_tokens=length, sampling=sampling, seed=seed, stop_ids=())
-        counts[tuple(out.tokens)] += 1
-    pvalue, tv = g_test(counts, expected)
+    pvalue, tv = g_test(sample_sequences(pair, decoder, PROMPT, length, DISTRIBUTION_RUNS, sampling), expected)
     assert pvalue > 1e-4, f"p={pvalue:.2e}, TV={tv:.3f}"
 
 
