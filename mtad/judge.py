@@ -105,6 +105,7 @@ class LocalJudge(Judge):
     device: str = "auto"
     max_new_tokens: int = 1024
     batch_size: int = 8
+    loop_window: int = 16  # stop a reply whose last this-many tokens it already wrote twice (0: never)
     deterministic = True  # greedy: a retry repeats the reply (a 1024-token one costs minutes on a CPU)
 
     def __post_init__(self):
@@ -134,6 +135,10 @@ class LocalJudge(Judge):
         return len(self._chat_ids(system, user))
 
     def complete_many(self, requests: list[tuple[str, str]]) -> list[str]:
+        return [self.tokenizer.decode(reply, skip_special_tokens=True) for reply in self.reply_ids(requests)]
+
+    def reply_ids(self, requests: list[tuple[str, str]]) -> list[list[int]]:
+        """The greedy reply tokens to several (system, user) prompts, generated as one batch."""
         import torch
 
         prompts = [self._chat_ids(system, user) for system, user in requests]
@@ -141,12 +146,50 @@ class LocalJudge(Judge):
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompts], device=self._model.device)
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self._model.device)
+        loops = LoopStop(start=width, window=self.loop_window) if self.loop_window else None
         from mtad.matmul import wide_matmuls
 
         with torch.inference_mode(), wide_matmuls(self._model.dtype, self._model.device):
             out = self._model.generate(ids, attention_mask=mask, do_sample=False, max_new_tokens=self.max_new_tokens,
-                                       pad_token_id=pad)
-        return [self.tokenizer.decode(row[width:], skip_special_tokens=True) for row in out]
+                                       pad_token_id=pad, stopping_criteria=[loops] if loops else [])
+        # a row that stopped early stays in the batch until all stop: padded when the model has an
+        # EOS (decode drops pads), generating on when it has none, so each row is cut where it stopped
+        ends = loops.ends if loops else [None] * len(prompts)
+        return [row[:end] for row, end in zip(out[:, width:].tolist(), ends)]
+
+
+class LoopStop:
+    """A ``generate`` stopping criterion: a row stops once the last ``window`` tokens of its
+    reply occur there for the ``repeats``-th time.
+
+    Why: a weak greedy judge falls into loops (the 1.5B local judge wrote the same sentences
+    until ``max_new_tokens`` in 4 of its first 16 MT-Bench judgments, none of which ever gave a
+    rating), and a batch lasts as long as its longest reply, so one loop held 7 finished replies
+    for 1024 steps. A greedy model that has written the same 16 tokens three times is in a
+    cycle it does not leave; the text so far is kept and parsed as usual. Over those 16
+    judgments the rule fires only on the 4 loops (after 170-320 tokens), never on a rated one.
+    """
+
+    def __init__(self, start: int, window: int, repeats: int = 3):
+        self.start, self.window, self.repeats = start, window, repeats
+        self._counts: list[dict[tuple, int]] = []
+        self.ends: list[int | None] = []  # per row, the reply's length when it stopped
+        self._seen = 0  # reply windows counted so far end before this position
+
+    def __call__(self, input_ids, scores=None, **kwargs):
+        import torch
+
+        replies = input_ids[:, self.start:].tolist()
+        if not self._counts:
+            self._counts, self.ends = [{} for _ in replies], [None] * len(replies)
+        for row, tokens in enumerate(replies):
+            for end in range(max(self._seen, self.window), len(tokens) + 1):
+                window = tuple(tokens[end - self.window:end])
+                self._counts[row][window] = self._counts[row].get(window, 0) + 1
+                if self._counts[row][window] >= self.repeats and self.ends[row] is None:
+                    self.ends[row] = end
+        self._seen = len(replies[0]) + 1
+        return torch.tensor([end is not None for end in self.ends], dtype=torch.bool, device=input_ids.device)
 
 
 def build_judge(config: dict | None) -> Judge | None:

@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import torch
 
 from mtad.judge import (Judge, OpenAIJudge, grading_prompt, judge_answers, load_prompts, load_references,
                         parse_rating)
@@ -232,3 +233,36 @@ def test_local_judge_runs_a_chat_model_from_a_folder(tmp_path):
     ids = judge.tokenizer.apply_chat_template([{"role": "system", "content": "Be fair."}, {"role": "user", "content": "42"}],
                                               add_generation_prompt=True, tokenize=True, return_dict=False)
     assert judge.prompt_length("Be fair.", "42") == len(ids) != len("Be fair.") + len("42")
+
+
+def test_loop_stop_fires_on_the_third_copy_of_a_window_and_only_in_the_reply():
+    import torch
+
+    from mtad.judge import LoopStop
+
+    prompt = [5, 6, 7, 5, 6, 7, 5, 6, 7]  # a prompt's repeats are not the reply's
+    cycle = [1, 2, 3, 1, 2, 3, 1, 2, 3]
+    other = [1, 2, 3, 4, 1, 2, 3, 5, 1]   # windows of 3 recur, but never a third time
+    stop = LoopStop(start=len(prompt), window=3)
+    fired = []
+    for t in range(len(cycle) + 1):  # called once per step, as generate does
+        fired.append(stop(torch.tensor([prompt + cycle[:t], prompt + other[:t]])).tolist())
+    assert [f[0] for f in fired].index(True) == len(cycle)  # (1, 2, 3) ends at 3, 6 and 9
+    assert not any(f[1] for f in fired)
+    assert fired[-1] == [True, False]
+
+
+def test_local_judge_cuts_a_greedy_loop_short_and_keeps_its_tokens(tmp_path):
+    from mtad.judge import LoopStop, LocalJudge
+    from mtad.toy_models import tiny_llama, tiny_tokenizer
+
+    tiny_llama(0).save_pretrained(tmp_path)
+    tiny_tokenizer().save_pretrained(tmp_path)
+    requests = [("You are a judge.", "Rate this."), ("Be fair.", "Rate this much longer answer, please: 42.")]
+    free = LocalJudge(model=str(tmp_path), dtype="float32", device="cpu", max_new_tokens=150, loop_window=0)
+    cut = LocalJudge(model=str(tmp_path), dtype="float32", device="cpu", max_new_tokens=150, loop_window=2)
+    for long, short in zip(free.reply_ids(requests), cut.reply_ids(requests)):
+        assert len(short) < len(long) == 150 and long[:len(short)] == short  # the same greedy tokens, stopped early
+        check = LoopStop(start=0, window=2)
+        fired = [bool(check(torch.tensor([short[:t]]))[0]) for t in range(len(short) + 1)]
+        assert fired.index(True) == len(short)  # stopped at the first third copy of a window, not later
