@@ -236,8 +236,6 @@ def test_local_judge_runs_a_chat_model_from_a_folder(tmp_path):
 
 
 def test_loop_stop_fires_on_the_third_copy_of_a_window_and_only_in_the_reply():
-    import torch
-
     from mtad.judge import LoopStop
 
     prompt = [5, 6, 7, 5, 6, 7, 5, 6, 7]  # a prompt's repeats are not the reply's
