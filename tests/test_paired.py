@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from mtad.table.paired import Estimate, beside_paper, comparisons, mcnemar_exact, paired, to_markdown
+from mtad.table.paired import (Estimate, beside_paper, comparisons, frames_of, matrices, mcnemar_exact, paired,
+                               to_markdown)
 from mtad.table.rows import collect, load_paper
 
 from test_tables import PAPER, add_run, speed_sweep, store  # noqa: F401 (the fixture)
@@ -100,20 +101,48 @@ def test_mt_bench_before_judging_is_compared_on_speed_and_perplexity_alone(tmp_p
     assert spd["examples"] == 4 and spd["quality"].value is None and "mcnemar" not in spd
 
 
-def test_judged_mt_bench_is_paired_over_questions_on_the_mean_rating_of_their_turns(tmp_path):
-    """Once rated, each question's quality is the mean of its rated turns (a missing one left out);
+def test_judged_mt_bench_is_paired_over_questions_on_the_turns_both_were_rated_on(tmp_path):
+    """Once rated, MT-Bench is compared on the turns rated for both decoders, questions resampled:
     A - B is exact when B is A shifted by a constant; no McNemar on ratings."""
     (tmp_path / "samples").mkdir()
-    turns = [[6, 8], [3, None], [9, 9], [5, 6]]  # question means 7, 3, 9, 5.5
+    turns = [[6, 8], [3, None], [9, 9], [5, 6]]  # 7 rated turns, sum 46
     mtbench = dict(task="mtbench", quality={"mt_bench_score": 6.0, "judge": "j"})
     add_run(tmp_path, "ar-q", "ar", 1, 1.0, [True] * 4, verdicts=[{"ratings": t} for t in turns], **mtbench)
     add_run(tmp_path, "spd-q", "spd", 1, 0.5, [True] * 4, **mtbench,
             verdicts=[{"ratings": [r - 0.5 if r is not None else None for r in t]} for t in turns])
     (spd,) = comparisons(collect(tmp_path), None)
-    assert spd["quality_b"].value == pytest.approx((7 + 3 + 9 + 5.5) / 4)
+    assert spd["quality_b"].value == pytest.approx(46 / 7)
     assert spd["quality"].value == pytest.approx(-0.5) and spd["quality"].ci == pytest.approx((-0.5, -0.5))
     assert "mcnemar" not in spd
-    assert "| spd | ar | 1 / 1 | 4 | 5.62 | 6.12 | -0.50 [-0.50, -0.50] | lower | - |" in to_markdown([spd])
+    assert "| spd | ar | 1 / 1 | 4 | 6.07 | 6.57 | -0.50 [-0.50, -0.50] | lower | - |" in to_markdown([spd])
+
+
+def test_a_turn_rated_for_one_decoder_only_drops_out_of_both(tmp_path):
+    """SpD's turn 1 of question 0 is unrated: AR's rating of that turn leaves the comparison too,
+    so the two (who agree on every turn both were rated on) differ by exactly nothing; per-question
+    means of the rated turns would have scored SpD on its (higher) turn 2 alone (negative control)."""
+    (tmp_path / "samples").mkdir()
+    ar_turns, spd_turns = [[2, 9], [5, 7], [4, 8]], [[None, 9], [5, 7], [4, 8]]
+    mtbench = dict(task="mtbench", quality={"mt_bench_score": 6.0, "judge": "j"})
+    add_run(tmp_path, "ar-q", "ar", 1, 1.0, [True] * 3, verdicts=[{"ratings": t} for t in ar_turns], **mtbench)
+    add_run(tmp_path, "spd-q", "spd", 1, 0.5, [True] * 3, verdicts=[{"ratings": t} for t in spd_turns], **mtbench)
+    (spd,) = comparisons(collect(tmp_path), None)
+    assert spd["quality"].value == pytest.approx(0.0) and spd["quality"].ci == pytest.approx((0.0, 0.0))
+    assert spd["quality_a"].value == spd["quality_b"].value == pytest.approx((9 + 5 + 7 + 4 + 8) / 5)
+    quality, _ = frames_of(collect(tmp_path))  # negative control: per-question means see a difference
+    (qa, qb), _ = matrices(quality, *sorted(quality, key=lambda cell: cell[2] == "ar"), "quality", None)  # SpD, AR
+    assert paired(qa, qb, "diff").value == pytest.approx(np.mean([9, 6, 6]) - np.mean([5.5, 6, 6]))
+
+
+def test_a_question_with_no_turn_rated_for_both_is_left_out(tmp_path):
+    (tmp_path / "samples").mkdir()
+    mtbench = dict(task="mtbench", quality={"mt_bench_score": 6.0, "judge": "j"})
+    add_run(tmp_path, "ar-q", "ar", 1, 1.0, [True] * 2, verdicts=[{"ratings": [None, 3]}, {"ratings": [6, 7]}],
+            **mtbench)
+    add_run(tmp_path, "spd-q", "spd", 1, 0.5, [True] * 2, verdicts=[{"ratings": [4, None]}, {"ratings": [8, 8]}],
+            **mtbench)
+    (spd,) = comparisons(collect(tmp_path), None)
+    assert spd["quality"].value == pytest.approx(1.5) and spd["quality_b"].value == pytest.approx(6.5)
 
 
 def test_every_variant_of_a_decoder_stands_beside_the_papers_decoder(store):  # noqa: F811

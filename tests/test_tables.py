@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mtad.records import append_line
@@ -154,6 +155,19 @@ def test_judged_mt_bench_rows_have_intervals_and_name_their_judge(tmp_path):
     cells = markdown_row(markdown, "mtbench", "llama3", "mtad")
     assert cells[11].startswith("5.0 [") and cells[11] != "5.0" and cells[12] == "MT-Bench (judge qwen-1.5b)"
     assert "by qwen-1.5b" in markdown and "is weak" in markdown
+
+
+def test_the_mt_bench_interval_is_over_rated_turns_like_fastchats_score(tmp_path):
+    """The score weighs each rated turn once; so does its interval (questions resampled, each
+    bringing its sum and count of rated turns), not the mean of per-question means."""
+    (tmp_path / "samples").mkdir()
+    ratings = [[2, None], [9, 8], [3, None], [7, 9], [1, None], [8, 8]]
+    add_run(tmp_path, "mt", "mtad", 1, 1.0, [True] * 6, task="mtbench", quality={"mt_bench_score": 55 / 9, "judge": "j"},
+            verdicts=[{"ratings": r} for r in ratings])
+    ci = row(build_rows(collect(tmp_path), PAPER).rows, "mtbench", "llama3", "mtad")["ours"]["quality_ci"]
+    sums, counts = [2, 17, 3, 16, 1, 16], [1, 2, 1, 2, 1, 2]
+    assert ci == pytest.approx(bootstrap([(np.array(sums), np.array(counts))]))
+    assert ci != pytest.approx(bootstrap([(np.array(sums) / np.array(counts), np.ones(6))]))  # negative control
 
 
 def test_runs_without_per_example_records_use_their_totals(store):

@@ -7,7 +7,8 @@ intervals. For each comparison A vs B:
 - quality (HumanEval pass@1, Spider execution accuracy, MT-Bench rating once judged): A - B in
   points, with a 95% paired bootstrap interval: problems resampled, and within each problem each
   decoder's seeds resampled; plus, for the solved-or-not tasks, McNemar's exact test on the
-  discordant problems of the first seed both ran;
+  discordant problems of the first seed both ran. MT-Bench is compared on the turns both were
+  rated on (``rated_turns``);
 - target perplexity (the target's mean log-probability of what was emitted): A - B, same bootstrap;
 - block efficiency (tokens per target call; independent of the machine): A / B, same bootstrap;
 - tokens/s and J/token: A / B from the interleaved speed sweep (one sitting), bootstrap over its
@@ -134,6 +135,39 @@ def matrices(frames: dict, cell_a, cell_b, num: str, den: str | None):
     return out, ids
 
 
+def rated_turns(quality: dict, cell_a, cell_b):
+    """MT-Bench (num, den) matrices of two cells over the questions both ran, like ``matrices``:
+    per question, the turns that every run of both cells had rated; num is the sum of a run's
+    ratings of those turns, den their count. A turn the judge left unrated drops out on both
+    sides: the judge rates turn 2 higher, so scoring one decoder on turn 2 alone where the other
+    is scored on both turns would bias the difference."""
+    per_cell = []
+    for cell in (cell_a, cell_b):
+        frame, runs = quality[cell]
+        seed = runs.set_index("run_id")["seed"]
+        rows: dict = {}
+        for run_id, qid, ratings in frame[["run_id", "id", "ratings"]].itertuples(index=False):
+            rows.setdefault(qid, []).append((seed[run_id], list(ratings or [])))
+        per_cell.append({qid: [r for _, r in sorted(seeds, key=lambda x: x[0])] for qid, seeds in rows.items()})
+    ids = sorted(set(per_cell[0]) & set(per_cell[1]))
+    out = [tuple(np.full((len(ids), max(map(len, cell.values()), default=1)), np.nan) for _ in range(2))
+           for cell in per_cell]
+    for i, qid in enumerate(ids):
+        every = per_cell[0][qid] + per_cell[1][qid]
+        turns = [t for t in range(max(map(len, every))) if all(t < len(r) and r[t] is not None for r in every)]
+        if turns:  # else the question stays NaN on both sides and the comparison leaves it out
+            for (num, den), cell in zip(out, per_cell):
+                for j, ratings in enumerate(cell[qid]):
+                    num[i, j], den[i, j] = sum(ratings[t] for t in turns), len(turns)
+    return out, ids
+
+
+def _point(num: np.ndarray, den: np.ndarray) -> float | None:
+    """sum(num) / sum(den) over the problems with a value, each problem's seeds averaged first."""
+    rows = ~np.isnan(num).all(axis=1)
+    return float(np.nanmean(num[rows], axis=1).sum() / np.nanmean(den[rows], axis=1).sum()) if rows.any() else None
+
+
 def _left_align(matrix: np.ndarray) -> np.ndarray:
     """Each row's present values first (the bootstrap draws from the first ``count`` columns)."""
     order = np.argsort(np.isnan(matrix), axis=1, kind="stable")
@@ -159,10 +193,9 @@ def compare_cells(quality: dict, speed: dict, a, b) -> dict:
     # MT-Bench before a judge has rated it: perplexity and block efficiency, no paired quality
     graded = ran_both(quality, a, b) and all(quality[c][0]["quality"].notna().any() for c in (a, b))
     if graded:
-        (qa, qb), ids = matrices(quality, a, b, "quality", None)
+        (qa, qb), ids = rated_turns(quality, a, b) if a[0] == "mtbench" else matrices(quality, a, b, "quality", None)
         out["quality"] = paired(qa, qb, "diff")
-        out["quality_a"], out["quality_b"] = (Estimate(float(np.nanmean(np.nanmean(m[0], axis=1))), None) if len(ids)
-                                              else none for m in (qa, qb))
+        out["quality_a"], out["quality_b"] = (Estimate(_point(*m), None) for m in (qa, qb))
         common = sorted(set(quality[a][1]["seed"]) & set(quality[b][1]["seed"]))
         if common and len(ids) and a[0] in PASS_FAIL:
             s = common[0]
@@ -244,7 +277,8 @@ def to_markdown(rows: list[dict]) -> str:
              f"({SAMPLES} resamples of problems, seeds resampled within each problem); McNemar: problems solved "
              "by A only / by B only at the first seed both ran, exact two-sided p. tok/s and J/token ratios come "
              "from the interleaved speed sweep (`-`: no sweep measured both). `higher` / `lower`: the interval "
-             "excludes no difference; `cannot tell`: it does not.", ""]
+             "excludes no difference; `cannot tell`: it does not. MT-Bench quality: the mean rating over the turns "
+             "the judge rated for both A and B (a turn rated for one only is left out of both).", ""]
     for (task, pair), group in pd.DataFrame(rows).groupby(["task", "pair"], sort=False) if rows else []:
         lines += [f"## {task}, {pair}", "", "| A | B | seeds A / B | problems | quality A | quality B | A - B [95% CI] "
                   "| verdict | McNemar A only / B only, p | target ppl A - B | block eff. A / B | tok/s A / B | "

@@ -41,7 +41,8 @@ def example_quality(task: str, verdict: dict) -> float | None:
 
 
 CELL = ["task", "pair", "decoder", "params", "sampling_key", "max_new_tokens"]  # what one table cell holds
-EXAMPLE_COLUMNS = ["run_id", "id", "tokens", "seconds", "target_calls", "joules", "quality", "log_prob"]
+# ratings: MT-Bench's per-turn judge ratings (None where missing), for turn-matched comparisons
+EXAMPLE_COLUMNS = ["run_id", "id", "tokens", "seconds", "target_calls", "joules", "quality", "log_prob", "ratings"]
 
 
 @dataclass
@@ -74,7 +75,7 @@ def collect(results_dir: Path) -> Store:
         records += [{"run_id": run["run_id"], "id": s["id"], "tokens": len(s["new_tokens"]),
                      "seconds": s["stats"]["wall_seconds"], "target_calls": s["stats"].get("target_calls"),
                      "joules": s.get("energy_joules"), "quality": example_quality(run["task"], s["verdict"]),
-                     "log_prob": s.get("target_log_prob_mean")}
+                     "log_prob": s.get("target_log_prob_mean"), "ratings": s["verdict"].get("ratings")}
                     for s in samples]
     return Store(current, pd.DataFrame(records, columns=EXAMPLE_COLUMNS), len(runs) - len(current))
 
@@ -114,6 +115,14 @@ def _ratio(examples: pd.DataFrame, numerator: str, denominator: str | None, part
     return value, bootstrap(groups)
 
 
+def _turn_sums(examples: pd.DataFrame) -> tuple[pd.DataFrame, str, str]:
+    """MT-Bench examples with each question's sum and count of rated turns (sum NaN when none):
+    the arguments of ``_ratio`` for an interval of FastChat's score, a mean over rated turns."""
+    rated = examples["ratings"].map(lambda r: [x for x in r or [] if x is not None])
+    return examples.assign(rating_sum=rated.map(lambda r: sum(r) if r else np.nan), rated=rated.map(len)), \
+        "rating_sum", "rated"
+
+
 def _labels(runs: list[dict], key: str) -> str | None:
     """The runs' distinct ``quality[key]`` values joined by '+' (None when no run has one)."""
     return "+".join(sorted({r["quality"][key] for r in runs if key in r["quality"]})) or None
@@ -139,7 +148,8 @@ def summarize(cell: pd.DataFrame, examples: pd.DataFrame, runs: list[dict]) -> d
     else:
         ours["tokens_per_s"], ours["tokens_per_s_ci"] = _ratio(mine, "tokens", "seconds")
         ours["joules_per_token"], ours["joules_per_token_ci"] = _ratio(mine, "joules", "tokens")
-        ours["quality_ci"] = _ratio(mine, "quality", None, partial=True)[1]
+        ours["quality_ci"] = _ratio(*_turn_sums(mine), partial=True)[1] if cell_runs[0]["task"] == "mtbench" \
+            else _ratio(mine, "quality", None, partial=True)[1]
     calls = [r["totals"].get("target_calls") for r in cell_runs]  # block efficiency: independent of the machine
     ours["block_efficiency"] = sum(r["totals"]["new_tokens"] for r in cell_runs) / sum(calls) \
         if None not in calls and sum(calls) else None
