@@ -92,10 +92,11 @@ def sources_note(sources: list[dict] | None, table: list[dict] = ()) -> str:
     judges = sorted({row["ours"]["judge"] for row in table if row["ours"] and row["ours"].get("judge")})
     if judges:
         lines.append(f"MT-Bench quality: the mean 1-10 rating of the rated turns by {', '.join(judges)} (FastChat "
-                     "single grading; a reply without a rating is left out; intervals over questions); the paper's judge was GPT-4, so the scales differ. A judge "
-                     "far smaller than GPT-4, like the embedded 1.5B coder model, is weak: noisy and partial to its "
-                     "own style (that model is also the default pair's target, so it may favour what it finds "
-                     "likely, which MTAD seeks); its differences are indicative only.")
+                     "single grading; a reply without a rating is left out; intervals over questions); the paper's "
+                     "judge was GPT-4, so the scales differ. A judge far smaller than GPT-4, like the embedded 1.5B "
+                     "coder model, is weak: noisy and partial to its own style (that model is also the default "
+                     "pair's target, so it may favour what it finds likely, which MTAD seeks); its differences are "
+                     "indicative only.")
     return "\n".join(lines) + "\n"
 
 
