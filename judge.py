@@ -8,8 +8,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from mtad.errors import one_line_errors
-from mtad.harness import judge_job
-from mtad.judge import build_judge
+from mtad.job.harness import judge_job
+from mtad.judging.clients import build_judge
 
 
 @hydra.main(config_path="conf", config_name="judge_job", version_base=None)

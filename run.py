@@ -10,8 +10,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from mtad.errors import one_line_errors
-from mtad.harness import run_job
-from mtad.sweep_table import format_table
+from mtad.job.harness import run_job
+from mtad.job.sweep_table import format_table
 
 
 @hydra.main(config_path="conf", config_name="config", version_base=None)

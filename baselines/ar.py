@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mtad.decoding import Block, Context, Decoder
-from mtad.sampling import sample_one
+from mtad.decoding.base import Block, Context, Decoder
+from mtad.decoding.sampling import sample_one
 
 
 @dataclass

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import torch
 
-from mtad.chain import commit_prefix
-from mtad.decoding import Block, Context, Decoder, require
-from mtad.sampling import sample_one
+from mtad.decoding.chain import commit_prefix
+from mtad.decoding.base import Block, Context, Decoder, require
+from mtad.decoding.sampling import sample_one
 
 ROLLBACK_RULES = ("fixed", "official")
 

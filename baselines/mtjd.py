@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mtad.decoding import Block, Context, Decoder, require
+from mtad.decoding.base import Block, Context, Decoder, require
 
 
 @dataclass

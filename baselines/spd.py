@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mtad.chain import commit_prefix, draft_chain, verify_chain
-from mtad.decoding import Block, Context, Decoder, require
-from mtad.sampling import residual, sample_one, uniform
+from mtad.decoding.chain import commit_prefix, draft_chain, verify_chain
+from mtad.decoding.base import Block, Context, Decoder, require
+from mtad.decoding.sampling import residual, sample_one, uniform
 
 
 @dataclass

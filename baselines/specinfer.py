@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from mtad.decoding import Block, Context, Decoder, require
-from mtad.sampling import first_accepted, residual, sample_one
-from mtad.tree import commit_path, draft_tree, verify_tree
+from mtad.decoding.base import Block, Context, Decoder, require
+from mtad.decoding.sampling import first_accepted, residual, sample_one
+from mtad.decoding.tree import commit_path, draft_tree, verify_tree
 
 
 def remove_candidate(q: torch.Tensor, token: int) -> torch.Tensor:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import torch
 
-from mtad.decoding import Block, Context, Decoder, require
-from mtad.sampling import first_accepted, residual, sample_one
-from mtad.tree import commit_path, draft_tree, verify_tree
+from mtad.decoding.base import Block, Context, Decoder, require
+from mtad.decoding.sampling import first_accepted, residual, sample_one
+from mtad.decoding.tree import commit_path, draft_tree, verify_tree
 
 BISECTION_STEPS = 40
 

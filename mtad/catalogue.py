@@ -1,6 +1,6 @@
 """The decoder catalogue: the one place that imports the decoders and names them.
 
-A decoder's ``version`` goes into the id of every run it makes (``mtad/records.py``): bump it in
+A decoder's ``version`` goes into the id of every run it makes (``mtad/job/records.py``): bump it in
 the same commit as any change to what the decoder generates, and the same command runs again
 instead of serving the old records.
 """
@@ -18,23 +18,10 @@ from baselines.spd import SpD
 from baselines.specinfer import SpecInfer
 from baselines.spectr import SpecTr
 from baselines.typical import Typical
-from mtad.decoding import Decoder
+from mtad.decoding.base import Decoder
 from mtad.errors import UserError
-from mtad.mtad import MTAD
-
-
-def by_name(kind: str, classes: list[type]) -> dict[str, type]:
-    """``{cls.name: cls}``, refusing a name used twice and a class without its own integer version."""
-    catalogue: dict[str, type] = {}
-    for cls in classes:
-        if cls.name in catalogue:
-            raise ValueError(f"two {kind}s are named {cls.name!r}: {catalogue[cls.name].__qualname__} and "
-                             f"{cls.__qualname__}")
-        version = cls.__dict__.get("version")
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise ValueError(f"{kind} {cls.name!r} ({cls.__qualname__}) must set its own integer version >= 1")
-        catalogue[cls.name] = cls
-    return catalogue
+from mtad.registry import by_name
+from mtad.decoding.mtad import MTAD
 
 
 DECODERS: dict[str, type[Decoder]] = by_name("decoder", [AR, SpD, MTAD, SpecInfer, MCSS, SpecTr, Typical, BiLD, MTJD,

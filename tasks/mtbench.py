@@ -3,7 +3,7 @@
 The second turn is conditioned on the model's own first answer. Answers are saved in the job
 folder as FastChat ``model_answer`` JSONL, so they are generated once and judged later, by one
 judge or several (``judge.py``), or right after generation when the job names a ``judge``.
-Judgments go to ``model_judgment/<judge>_single.jsonl`` beside them (``mtad.judge``).
+Judgments go to ``model_judgment/<judge>_single.jsonl`` beside them (``mtad.judging.clients``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mtad.errors import UserError
-from mtad.judge import Judge, judge_answers, load_prompts, load_references, ratings, scores
-from mtad.pair import PairInfo
+from mtad.judging.clients import Judge
+from mtad.judging.fastchat import judge_answers, load_prompts, load_references, ratings, scores
+from mtad.runners.pair import PairInfo
 from tasks.base import Example, Task, shared_data
 
 ANSWERS = "model_answer"

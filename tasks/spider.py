@@ -20,8 +20,8 @@ from itertools import groupby
 from pathlib import Path
 
 from mtad.errors import UserError
-from mtad.prepare import mtad_home
-from mtad.pair import PairInfo
+from mtad.runners.prepare import mtad_home
+from mtad.runners.pair import PairInfo
 from tasks.base import Example, Task, shared_data
 from tasks.spider_synth import SchemaDatabases, gold_literals
 from tasks.sqlexec import QueryError, execute, has_order_by, results_match

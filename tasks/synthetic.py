@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from mtad.errors import UserError
-from mtad.pair import PairInfo
+from mtad.runners.pair import PairInfo
 from tasks.base import Example, Task
 
 

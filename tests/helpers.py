@@ -10,11 +10,12 @@ import numpy as np
 import torch
 from scipy import stats
 
-from mtad.decoding import generate
-from mtad.pair import Pair, HFRunner
-from mtad.sampling import SamplingConfig, process
-from mtad.static import StaticRunner
-from mtad.toy_models import TableLM, tiny_llama_pair
+from mtad.decoding.base import generate
+from mtad.runners.eager import HFRunner
+from mtad.runners.pair import Pair
+from mtad.decoding.sampling import SamplingConfig, process
+from mtad.runners.static import StaticRunner
+from mtad.runners.toy_models import TableLM, tiny_llama_pair
 
 # Sequences each table-LM G-test draws. At 5,000 every negative control fails by far (p < 1e-50: the
 # weakest, MCSS that never updates q, is a TV distance of 0.08) and the suite stays short. The G
@@ -36,7 +37,7 @@ COARSE_BUCKETS = (1, 8, 64)  # few shapes, so few compiles, when a test compiles
 
 def runner_of(model, runner: str = "eager", **kwargs) -> HFRunner:
     """A test runner of kind ``runner``: eager, static (uncompiled) or static-compiled (coarse
-    buckets). ``mtad.models.make_runner`` builds the one a pair config asks for."""
+    buckets). ``mtad.runners.load.make_runner`` builds the one a pair config asks for."""
     if runner == "eager":
         return HFRunner(model, **kwargs)
     compiled = runner == "static-compiled"

@@ -24,7 +24,7 @@ def test_make_table_on_a_fresh_clone_rebuilds_the_committed_files_byte_for_byte(
     subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(ROOT), str(clone)], check=True, timeout=300)
     committed = {path: (clone / path).read_bytes() for path in REBUILT}
     env = {**os.environ, "MPLBACKEND": "Agg"}
-    made = subprocess.run([sys.executable, "-m", "mtad.table", "--results", "results"], cwd=clone, env=env,
+    made = subprocess.run([sys.executable, "-m", "mtad.report", "--results", "results"], cwd=clone, env=env,
                           capture_output=True, text=True, timeout=900)
     assert made.returncode == 0, made.stderr[-2000:]
     for path in REBUILT:

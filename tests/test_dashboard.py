@@ -1,4 +1,4 @@
-"""The W&B dashboard (mtad/dashboard.py) is built offline: the expected panels, every metric it
+"""The W&B dashboard (mtad/report/dashboard.py) is built offline: the expected panels, every metric it
 plots is one that ``logger=wandb`` writes, and every config key it groups by is in the logged
 config. Saving needs the network and is not tested here."""
 
@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from mtad.wandb_log import GROUP_CONFIG, flat_metrics, run_config
+from mtad.job.wandb_log import GROUP_CONFIG, flat_metrics, run_config
 
 pytest.importorskip("wandb_workspaces", reason="pip install wandb-workspaces (extra: wandb)")
-from mtad.dashboard import build_report  # noqa: E402
+from mtad.report.dashboard import build_report  # noqa: E402
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 

@@ -3,8 +3,8 @@
 import pytest
 
 from mtad.catalogue import build_decoder
-from mtad.decoding import Block, Context, Decoder, generate
-from mtad.sampling import SamplingConfig
+from mtad.decoding.base import Block, Context, Decoder, generate
+from mtad.decoding.sampling import SamplingConfig
 
 from helpers import RUNNERS, table_pair, tiny_pair
 
@@ -120,7 +120,7 @@ def test_bad_generation_input_raises():
 
 
 def test_stats_add_sums_counts_and_pads_per_position_lists():
-    from mtad.decoding import GenerationStats
+    from mtad.decoding.base import GenerationStats
 
     total = GenerationStats(new_tokens=3, proposed_per_position=[2], accepted_per_position=[1])
     total.add(GenerationStats(new_tokens=4, proposed_per_position=[3, 3, 3], accepted_per_position=[2, 1, 0]))

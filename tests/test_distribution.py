@@ -6,7 +6,7 @@ import pytest
 
 import baselines.spd
 from mtad.catalogue import build_decoder
-from mtad.sampling import SamplingConfig
+from mtad.decoding.sampling import SamplingConfig
 
 from helpers import DISTRIBUTION_RUNS, exact_ar, g_test, sample_sequences, table_pair
 

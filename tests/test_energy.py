@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from mtad import energy
-from mtad.energy import build_meter
+from mtad.job import energy
+from mtad.job.energy import build_meter
 from mtad.errors import UserError
-from mtad.harness import run_job
+from mtad.job.harness import run_job
 
 ROOT = Path(__file__).resolve().parent.parent
 

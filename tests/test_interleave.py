@@ -1,12 +1,12 @@
-"""Interleaved runs (mtad/interleave.py): the same runs and records as run.py makes, decoders taking
+"""Interleaved runs (mtad/job/interleave.py): the same runs and records as run.py makes, decoders taking
 turns example by example in rotated order, resumable after a crash."""
 
 import pytest
 
 from mtad.errors import UserError
-from mtad.harness import Job
-from mtad.interleave import decoder_overrides, interleave
-from mtad.records import read_lines
+from mtad.job.harness import Job
+from mtad.job.interleave import decoder_overrides, interleave
+from mtad.job.records import read_lines
 
 from test_cli import run_cli
 

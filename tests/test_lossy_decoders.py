@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from mtad.catalogue import build_decoder
-from mtad.decoding import generate
-from mtad.pair import Pair
-from mtad.metrics import perplexity, target_log_probs
-from mtad.sampling import SamplingConfig
-from mtad.toy_models import TableLM
+from mtad.decoding.base import generate
+from mtad.runners.pair import Pair
+from mtad.job.metrics import perplexity, target_log_probs
+from mtad.decoding.sampling import SamplingConfig
+from mtad.runners.toy_models import TableLM
 
 from helpers import DISTRIBUTION_RUNS, exact_ar, g_test, sample_sequences, table_pair, tiny_pair
 

@@ -1,13 +1,13 @@
-"""Wide bf16 matmuls in float32 on CPUs without bf16 arithmetic (mtad/matmul.py): the product
+"""Wide bf16 matmuls in float32 on CPUs without bf16 arithmetic (mtad/runners/matmul.py): the product
 against a float64 reference, when the mode engages (and its negative controls), and runners'
 logits with it forced on against the same runners without it."""
 
 import pytest
 import torch
 
-import mtad.matmul as matmul
-from mtad.matmul import WIDE_ROWS, WideLinearsInFloat32, float32_linear, has_bf16_arithmetic, wide_matmuls
-from mtad.toy_models import tiny_llama
+import mtad.runners.matmul as matmul
+from mtad.runners.matmul import WIDE_ROWS, WideLinearsInFloat32, float32_linear, has_bf16_arithmetic, wide_matmuls
+from mtad.runners.toy_models import tiny_llama
 
 from helpers import RUNNERS, runner_of
 

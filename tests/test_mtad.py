@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from mtad.catalogue import build_decoder
-from mtad.decoding import generate, start
-from mtad.mtad import accepted_length, beam_sample
-from mtad.sampling import SamplingConfig, process
+from mtad.decoding.base import generate, start
+from mtad.decoding.mtad import accepted_length, beam_sample
+from mtad.decoding.sampling import SamplingConfig, process
 
 from helpers import DISTRIBUTION_RUNS, g_test, sample_sequences, table_pair
 

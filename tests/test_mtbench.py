@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mtad.judge import (Judge, OpenAIJudge, grading_prompt, judge_answers, load_prompts, load_references,
-                        parse_rating)
-from mtad.models import load_pair
+from mtad.judging.clients import Judge, OpenAIJudge
+from mtad.judging.fastchat import grading_prompt, judge_answers, load_prompts, load_references, parse_rating
+from mtad.runners.load import load_pair
 from tasks.base import shared_data
 from tasks.mtbench import MTBench
 
@@ -219,8 +219,8 @@ def test_sweep_with_a_live_judge_records_scores_also_for_answers_generated_befor
 
 
 def test_local_judge_runs_a_chat_model_from_a_folder(tmp_path):
-    from mtad.judge import LocalJudge
-    from mtad.toy_models import tiny_llama, tiny_tokenizer
+    from mtad.judging.clients import LocalJudge
+    from mtad.runners.toy_models import tiny_llama, tiny_tokenizer
 
     tiny_llama(0).save_pretrained(tmp_path)
     tiny_tokenizer().save_pretrained(tmp_path)
@@ -236,7 +236,7 @@ def test_local_judge_runs_a_chat_model_from_a_folder(tmp_path):
 
 
 def test_loop_stop_fires_on_the_third_copy_of_a_window_and_only_in_the_reply():
-    from mtad.judge import LoopStop
+    from mtad.judging.clients import LoopStop
 
     prompt = [5, 6, 7, 5, 6, 7, 5, 6, 7]  # a prompt's repeats are not the reply's
     cycle = [1, 2, 3, 1, 2, 3, 1, 2, 3]
@@ -251,8 +251,8 @@ def test_loop_stop_fires_on_the_third_copy_of_a_window_and_only_in_the_reply():
 
 
 def test_local_judge_cuts_a_greedy_loop_short_and_keeps_its_tokens(tmp_path):
-    from mtad.judge import LoopStop, LocalJudge
-    from mtad.toy_models import tiny_llama, tiny_tokenizer
+    from mtad.judging.clients import LoopStop, LocalJudge
+    from mtad.runners.toy_models import tiny_llama, tiny_tokenizer
 
     tiny_llama(0).save_pretrained(tmp_path)
     tiny_tokenizer().save_pretrained(tmp_path)

@@ -1,11 +1,11 @@
-"""Paired comparisons (mtad/table/paired.py): known answers, the exact McNemar test, and pairing."""
+"""Paired comparisons (mtad/report/paired.py): known answers, the exact McNemar test, and pairing."""
 
 import numpy as np
 import pytest
 
-from mtad.table.paired import (Estimate, beside_paper, comparisons, frames_of, matrices, mcnemar_exact, paired,
+from mtad.report.paired import (Estimate, beside_paper, comparisons, frames_of, matrices, mcnemar_exact, paired,
                                to_markdown)
-from mtad.table.rows import collect, load_paper
+from mtad.report.rows import collect, load_paper
 
 from test_tables import PAPER, add_run, speed_sweep, store  # noqa: F401 (the fixture)
 

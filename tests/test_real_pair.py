@@ -5,9 +5,9 @@ Needs the pair prepared (`make prepare`, which `make test` runs first)."""
 import pytest
 
 from mtad.catalogue import build_decoder
-from mtad.decoding import generate
-from mtad.models import load_pair
-from mtad.sampling import SamplingConfig
+from mtad.decoding.base import generate
+from mtad.runners.load import load_pair
+from mtad.decoding.sampling import SamplingConfig
 
 
 @pytest.fixture(scope="module")

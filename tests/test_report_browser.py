@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from mtad.table.formats import write_tables
-from mtad.table.plots import write_plots
-from mtad.table.report import write_report
-from mtad.table.rows import build_rows, collect
+from mtad.report.formats import write_tables
+from mtad.report.plots import write_plots
+from mtad.report.html import write_report
+from mtad.report.rows import build_rows, collect
 
 from test_tables import PAPER, store  # noqa: F401 (a fixture)
 

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from mtad.records import append_line, read_lines
+from mtad.job.records import append_line, read_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 SWEEP = ["-m", "pair=tiny", "task=synthetic", "task.limit=12", "decoder=ar,spd,mtad", "max_new_tokens=24"]

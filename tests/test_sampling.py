@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from mtad.sampling import SamplingConfig, process, residual
+from mtad.decoding.sampling import SamplingConfig, process, residual
 
 
 def test_top_p_keeps_the_crossing_token():

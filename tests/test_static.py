@@ -1,4 +1,4 @@
-"""The static backend (mtad/static.py) compiled: cache edits against uncached logits, greedy
+"""The static backend (mtad/runners/static.py) compiled: cache edits against uncached logits, greedy
 identity of every exact decoder against transformers' generate(), SpD's output distribution with
 its negative control, no recompilation after warm-up, compile time kept out of tokens/s, and its
 errors. The same runner's code runs uncompiled through every engine and decoder test
@@ -9,11 +9,11 @@ import torch
 
 import baselines.spd
 from mtad.catalogue import build_decoder
-from mtad.decoding import generate
+from mtad.decoding.base import generate
 from mtad.errors import UserError
-from mtad.models import PairConfig, load_pair
-from mtad.sampling import SamplingConfig
-from mtad.static import StaticRunner, bucket
+from mtad.runners.load import PairConfig, load_pair
+from mtad.decoding.sampling import SamplingConfig
+from mtad.runners.static import StaticRunner, bucket
 
 from helpers import COARSE_BUCKETS, exact_target_ar, g_test, sample_sequences, tiny_pair
 
@@ -84,8 +84,8 @@ def test_compiled_greedy_identity(compiled, params):
 def test_attended_span_grows_with_the_cache(compile):
     """On the CPU a forward attends over the cache rounded up to SPAN slots: logits stay those of
     the uncached model as the cache crosses a span boundary (and past it, after a crop back)."""
-    from mtad.static import SPAN
-    from mtad.toy_models import tiny_llama
+    from mtad.runners.static import SPAN
+    from mtad.runners.toy_models import tiny_llama
 
     model = tiny_llama(seed=2)
     runner = StaticRunner(model, max_length=2 * SPAN, compile=compile, token_buckets=COARSE_BUCKETS)

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mtad.records import append_line
-from mtad.table.formats import write_tables
-from mtad.table.rows import bootstrap, build_rows, collect
+from mtad.job.records import append_line
+from mtad.report.formats import write_tables
+from mtad.report.rows import bootstrap, build_rows, collect
 
 ROOT = Path(__file__).resolve().parent.parent
 PAPER = ROOT / "results" / "paper_table.csv"
@@ -111,7 +111,7 @@ def test_make_table_after_a_tiny_sweep_with_two_seeds(tmp_path):
                             "decoder=ar,spd,mtad", "seed=1,2", "max_new_tokens=12", f"hydra.sweep.dir={tmp_path / 's'}"],
                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert sweep.returncode == 0, sweep.stderr[-2000:]
-    made = subprocess.run([sys.executable, "-m", "mtad.table", "--results", str(tmp_path), "--paper", str(PAPER)],
+    made = subprocess.run([sys.executable, "-m", "mtad.report", "--results", str(tmp_path), "--paper", str(PAPER)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert made.returncode == 0, made.stderr[-2000:]
     assert markdown_row((tmp_path / "table.md").read_text(), "humaneval", "tiny", "mtad")[3:6] == ["-", "2", "4"]
@@ -124,7 +124,7 @@ def test_make_table_after_a_tiny_sweep_with_two_seeds(tmp_path):
     assert (tmp_path / "report" / "plots" / "speed_vs_quality_humaneval.png").exists()
     built = lambda: {p: p.read_bytes() for p in [*(tmp_path / "plots").iterdir(), tmp_path / "report" / "index.html"]}  # noqa: E731
     before = built()
-    again = subprocess.run([sys.executable, "-m", "mtad.table", "--results", str(tmp_path), "--paper", str(PAPER)],
+    again = subprocess.run([sys.executable, "-m", "mtad.report", "--results", str(tmp_path), "--paper", str(PAPER)],
                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and built() == before  # a rebuild from the same store: the same bytes
     summaries = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]

@@ -13,9 +13,9 @@ import baselines.spectr
 from baselines.spectr import kseq_plan, optimal_rho
 from baselines.specinfer import mss_plan
 from mtad.catalogue import build_decoder
-from mtad.decoding import generate, start
-from mtad.sampling import SamplingConfig
-from mtad.tree import draft_tree, verify_tree
+from mtad.decoding.base import generate, start
+from mtad.decoding.sampling import SamplingConfig
+from mtad.decoding.tree import draft_tree, verify_tree
 
 from helpers import DISTRIBUTION_RUNS, RUNNERS, exact_ar, g_test, sample_sequences, table_pair, tiny_pair
 

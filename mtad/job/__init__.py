@@ -1,0 +1,6 @@
+"""The job: one decoder x task x pair run with its records, timing and energy.
+
+``harness`` (a job), ``interleave`` (several decoders taking turns on one pair), ``records`` (run
+ids, the results store), ``energy`` (meters), ``metrics`` (target perplexity), ``comparison`` and
+``sweep_table`` (which runs compare, the table after a sweep), ``wandb_log`` (the mirror).
+"""

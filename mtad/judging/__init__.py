@@ -1,0 +1,1 @@
+"""Judging: LLM judge clients (``clients``) and MT-Bench's FastChat grading (``fastchat``)."""

@@ -1,0 +1,109 @@
+"""The table's rows as text: Markdown, LaTeX and CSV under ``results/``, written by pandas."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from mtad.job.records import write_atomic
+from mtad.report.rows import NOT_IN_PAPER, NOT_RUN, QUALITY, full_run
+
+METRICS = ("tokens_per_s", "joules_per_token", "quality")
+HEADER = ["task", "pair", "decoder", "params", "seeds", "examples", "tok/s [95% CI]", "vs AR", "vs SpD",
+          "block eff.", "J/token [95% CI]", "quality [95% CI]", "quality measure", "paper tok/s", "paper J/token", "paper quality"]
+
+
+def _with_ci(value, ci, digits=2) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}" + ("" if ci is None else f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]")
+
+
+def _ratio(value) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def display_frame(table: list[dict]) -> pd.DataFrame:
+    """The table as a reader sees it: one string per cell, never blank."""
+    rows = []
+    for row in table:
+        ours, paper = row["ours"], row["paper"] or {}
+        measure = QUALITY.get(row["task"], (None, 1, "-"))[2]
+        if ours is None:
+            cells = [NOT_RUN] * 9
+        else:
+            if ours["database_mode"]:
+                measure += f" ({ours['database_mode']} DBs)"
+            if ours["judge"]:
+                measure += f" (judge {ours['judge']})"
+            energy = "no meter" if ours["joules_per_token"] is None else \
+                _with_ci(ours["joules_per_token"], ours["joules_per_token_ci"], 3)
+            full = full_run(ours)
+            cells = [str(ours["seeds"]) if full else NOT_RUN, str(ours["examples"]) if full else NOT_RUN,
+                     _with_ci(ours["tokens_per_s"], ours["tokens_per_s_ci"]), _ratio(ours["vs_ar"]), _ratio(ours["vs_spd"]),
+                     "-" if ours["block_efficiency"] is None else f"{ours['block_efficiency']:.2f}", energy,
+                     _with_ci(ours["quality"], ours["quality_ci"], 1) if full else NOT_RUN, measure]
+        published = [f"{paper[m]:.1f}" if m in paper else NOT_IN_PAPER for m in METRICS]
+        rows.append([row["task"], row["pair"], row["decoder"], row["params"] or "-", *cells, *published])
+    return pd.DataFrame(rows, columns=HEADER)
+
+
+def data_frame(table: list[dict]) -> pd.DataFrame:
+    """The table for programs (``table.csv``): numbers and interval ends in their own columns;
+    markers (not run, no meter, not in paper, -) instead of blanks."""
+    records = []
+    for row in table:
+        ours = row["ours"]
+        record = {k: row[k] or "-" for k in ("task", "pair", "decoder", "params")}
+        if ours is None:
+            record.update(seeds=NOT_RUN, examples=NOT_RUN, vs_ar=NOT_RUN, vs_spd=NOT_RUN, block_efficiency=NOT_RUN)
+        else:
+            full = full_run(ours)
+            record.update(seeds=ours["seeds"] if full else NOT_RUN, examples=ours["examples"] if full else NOT_RUN,
+                          vs_ar=ours["vs_ar"], vs_spd=ours["vs_spd"], block_efficiency=ours["block_efficiency"])
+        for metric in METRICS:
+            ran = ours and (metric != "quality" or full_run(ours))
+            lo, hi = (ours[f"{metric}_ci"] or (None, None)) if ran else (NOT_RUN, NOT_RUN)
+            value = ours[metric] if ran else NOT_RUN
+            if ours and metric == "joules_per_token" and value is None:
+                value = lo = hi = "no meter"
+            record.update({metric: value, f"{metric}_lo": lo, f"{metric}_hi": hi})
+        records.append(record)
+    frame = pd.DataFrame(records)
+    for metric in METRICS:
+        frame[f"paper_{metric}"] = [(row["paper"] or {}).get(metric, NOT_IN_PAPER) for row in table]
+    return frame.astype(object).where(frame.notna(), "-")
+
+
+def sources_note(sources: list[dict] | None, table: list[dict] = ()) -> str:
+    """Where each column group comes from, under the Markdown table (``table``: its rows, for the
+    judges of MT-Bench)."""
+    lines = ["", "Columns: seeds, examples, block eff. and quality come from the full runs (95% bootstrap "
+             "intervals over examples, and seeds), block eff. from the speed sweep where no full run exists yet "
+             "(quality `not run`); the paper's columns are its Llama-3 pairs on its hardware."]
+    if sources is None:
+        lines.append("tok/s, vs AR, vs SpD and J/token: the same runs; speed-ups only between runs of one sweep.")
+    else:
+        lines.append("tok/s, vs AR, vs SpD and J/token come from these interleaved sweeps, one sitting each, never "
+                     "from the full runs (`-`: not measured in one):")
+        lines += [f"- `{s['sweep']}`: {', '.join(s['tasks'])}, {s['decoders']} decoders x "
+                  f"{'/'.join(map(str, s['examples']))} examples, {s['machine']}, {s['dates']}" for s in sources]
+    judges = sorted({row["ours"]["judge"] for row in table if row["ours"] and row["ours"].get("judge")})
+    if judges:
+        lines.append(f"MT-Bench quality: the mean 1-10 rating of the rated turns by {', '.join(judges)} (FastChat "
+                     "single grading; a reply without a rating is left out; intervals over questions); the paper's "
+                     "judge was GPT-4, so the scales differ. A judge far smaller than GPT-4, like the embedded 1.5B "
+                     "coder model, is weak: noisy and partial to its own style (that model is also the default "
+                     "pair's target, so it may favour what it finds likely, which MTAD seeks); its differences are "
+                     "indicative only.")
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(results_dir: Path, table: list[dict], sources: list[dict] | None = None) -> None:
+    """``sources``: the speed sweeps the speed columns come from (None: from the runs themselves)."""
+    shown = display_frame(table)
+    write_atomic(results_dir / "table.md", shown.to_markdown(index=False, tablefmt="pipe", disable_numparse=True)
+                 + "\n" + sources_note(sources, table))
+    write_atomic(results_dir / "table.tex", shown.to_latex(index=False, escape=True))
+    write_atomic(results_dir / "table.csv", data_frame(table).to_csv(index=False))

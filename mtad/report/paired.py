@@ -1,0 +1,384 @@
+"""Paired comparisons of decoders on the same examples (``results/comparisons.md``, written by
+``make table``), and the plot of who solves what.
+
+Two decoders of one task and pair (same sampling, same ``max_new_tokens``) ran the same problems,
+so their difference is measured problem by problem, which is far tighter than two independent
+intervals. For each comparison A vs B:
+- quality (HumanEval pass@1, Spider execution accuracy, MT-Bench rating once judged): A - B in
+  points, with a 95% paired bootstrap interval: problems resampled, and within each problem each
+  decoder's seeds resampled; plus, for the solved-or-not tasks, McNemar's exact test on the
+  discordant problems of the first seed both ran. MT-Bench is compared on the turns both were
+  rated on (``rated_turns``);
+- target perplexity (the target's mean log-probability of what was emitted): A - B, same bootstrap;
+- block efficiency (tokens per target call; independent of the machine): A / B, same bootstrap;
+- tokens/s and J/token: A / B from the interleaved speed sweep (one sitting), bootstrap over its
+  examples; absent when no sweep measured both.
+A verdict says whether the interval is above 1 (0 for differences), below, or straddles it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mtad.job.comparison import params_label
+from mtad.job.records import write_atomic
+from mtad.report.rows import CELL, DECODER_ORDER, PASS_FAIL, QUALITY, Store
+
+SAMPLES = 2000
+GROUP = ["task", "pair", "sampling_key", "max_new_tokens"]  # cells in one group ran the same examples
+
+
+@dataclass
+class Estimate:
+    value: float | None
+    ci: tuple[float, float] | None
+
+    def text(self, digits: int = 1, signed: bool = False) -> str:
+        """``value [low, high]``; ``signed`` for differences (+/-)."""
+        if self.value is None or math.isnan(self.value):
+            return "-"
+        form = f"{'+' if signed else ''}.{digits}f"
+        interval = "" if self.ci is None else f" [{self.ci[0]:{form}}, {self.ci[1]:{form}}]"
+        return f"{self.value:{form}}{interval}"
+
+    def verdict(self, null: float) -> str:
+        """'higher', 'lower' or 'cannot tell' (the interval holds ``null``)."""
+        if self.ci is None:
+            return "cannot tell"
+        return "higher" if self.ci[0] > null else "lower" if self.ci[1] < null else "cannot tell"
+
+
+def per_problem(frame: pd.DataFrame, runs: pd.DataFrame, column: str) -> pd.DataFrame:
+    """[example id x seed] table of ``column`` for one cell's runs."""
+    seeds = runs.set_index("run_id")["seed"]
+    table = frame.assign(seed=frame["run_id"].map(seeds)).pivot(index="id", columns="seed", values=column)
+    return table.sort_index(axis=1).astype(float)
+
+
+def _means(num: np.ndarray, den: np.ndarray, counts: np.ndarray, problems: np.ndarray, rng):
+    """([replicates, problems] means of ``num``, same of ``den``) over ``counts[p]`` seeds drawn
+    with replacement from each chosen problem's row, the same draws for both (``rng`` None: the
+    row's own seeds, no resampling)."""
+    chosen = counts[problems]
+    valid = np.arange(num.shape[1]) < chosen[..., None]
+    if rng is None:
+        draws = np.broadcast_to(np.arange(num.shape[1]), valid.shape)
+    else:
+        draws = (rng.random(valid.shape) * chosen[..., None]).astype(int)  # a seed index < count, per slot
+    return tuple(np.where(valid, np.take_along_axis(m[problems], draws, axis=-1), 0.0).sum(-1) / chosen
+                 for m in (num, den))
+
+
+def paired(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], compare: str,
+           transform=lambda x: x, samples: int = SAMPLES, seed: int = 0) -> Estimate:
+    """A vs B on one statistic sum(num) / sum(den) over problems (each problem's seeds averaged
+    first): ``compare`` 'diff' (f(A) - f(B)) or 'ratio' (f(A) / f(B)), with ``f = transform``.
+    ``a`` and ``b`` are (num, den) [problems x seeds] matrices over the same problems, each row's
+    present seeds first (NaN after). Interval: problems resampled, then each decoder's seeds
+    within each problem."""
+    counts = [np.sum(~np.isnan(num) & ~np.isnan(den), axis=1) for num, den in (a, b)]
+    keep = (counts[0] > 0) & (counts[1] > 0)
+    if not keep.any():
+        return Estimate(None, None)
+    a, b = ((np.nan_to_num(num[keep]), np.nan_to_num(den[keep])) for num, den in (a, b))
+    counts = [c[keep] for c in counts]
+
+    def statistic(problems: np.ndarray, rng) -> np.ndarray:
+        values = []
+        for (num, den), count in zip((a, b), counts):
+            num_means, den_means = _means(num, den, count, problems, rng)
+            values.append(transform(num_means.sum(-1) / den_means.sum(-1)))
+        return values[0] - values[1] if compare == "diff" else values[0] / values[1]
+
+    n = int(keep.sum())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        point = float(statistic(np.arange(n)[None], None)[0])
+        rng = np.random.default_rng(seed)
+        replicates = statistic(rng.integers(n, size=(samples, n)), rng)
+    replicates = replicates[np.isfinite(replicates)]
+    if not math.isfinite(point) or len(replicates) < samples // 2:
+        return Estimate(point if math.isfinite(point) else None, None)
+    low, high = np.percentile(replicates, [2.5, 97.5])
+    return Estimate(point, (float(low), float(high)))
+
+
+def mcnemar_exact(a_only: int, b_only: int) -> float:
+    """Two-sided exact McNemar p-value: the discordant pairs against Binomial(n, 1/2)."""
+    n = a_only + b_only
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(a_only, b_only) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+def matrices(frames: dict, cell_a, cell_b, num: str, den: str | None):
+    """(num, den) matrices of two cells over the example ids both ran, seeds left-aligned."""
+    tables = []
+    for cell in (cell_a, cell_b):
+        frame, runs = frames[cell]
+        pieces = [per_problem(frame, runs, num)]
+        if den:
+            pieces.append(per_problem(frame, runs, den))
+        tables.append(pieces)
+    ids = sorted(set(tables[0][0].index) & set(tables[1][0].index))
+    out = []
+    for pieces in tables:
+        num_m = _left_align(pieces[0].loc[ids].to_numpy(float))
+        den_m = _left_align(pieces[1].loc[ids].to_numpy(float)) if den else np.where(np.isnan(num_m), np.nan, 1.0)
+        out.append((num_m, den_m))
+    return out, ids
+
+
+def rated_turns(quality: dict, cell_a, cell_b):
+    """MT-Bench (num, den) matrices of two cells over the questions both ran, like ``matrices``:
+    per question, the turns that every run of both cells had rated; num is the sum of a run's
+    ratings of those turns, den their count. A turn the judge left unrated drops out on both
+    sides: the judge rates turn 2 higher, so scoring one decoder on turn 2 alone where the other
+    is scored on both turns would bias the difference."""
+    per_cell = []
+    for cell in (cell_a, cell_b):
+        frame, runs = quality[cell]
+        seed = runs.set_index("run_id")["seed"]
+        rows: dict = {}
+        for run_id, qid, ratings in frame[["run_id", "id", "ratings"]].itertuples(index=False):
+            rows.setdefault(qid, []).append((seed[run_id], list(ratings or [])))
+        per_cell.append({qid: [r for _, r in sorted(seeds, key=lambda x: x[0])] for qid, seeds in rows.items()})
+    ids = sorted(set(per_cell[0]) & set(per_cell[1]))
+    out = [tuple(np.full((len(ids), max(map(len, cell.values()), default=1)), np.nan) for _ in range(2))
+           for cell in per_cell]
+    for i, qid in enumerate(ids):
+        every = per_cell[0][qid] + per_cell[1][qid]
+        turns = [t for t in range(max(map(len, every))) if all(t < len(r) and r[t] is not None for r in every)]
+        if turns:  # else the question stays NaN on both sides and the comparison leaves it out
+            for (num, den), cell in zip(out, per_cell):
+                for j, ratings in enumerate(cell[qid]):
+                    num[i, j], den[i, j] = sum(ratings[t] for t in turns), len(turns)
+    return out, ids
+
+
+def _point(num: np.ndarray, den: np.ndarray) -> float | None:
+    """sum(num) / sum(den) over the problems with a value, each problem's seeds averaged first."""
+    rows = ~np.isnan(num).all(axis=1)
+    return float(np.nanmean(num[rows], axis=1).sum() / np.nanmean(den[rows], axis=1).sum()) if rows.any() else None
+
+
+def _left_align(matrix: np.ndarray) -> np.ndarray:
+    """Each row's present values first (the bootstrap draws from the first ``count`` columns)."""
+    order = np.argsort(np.isnan(matrix), axis=1, kind="stable")
+    return np.take_along_axis(matrix, order, axis=1)
+
+
+def label(cell: tuple, params: dict) -> str:
+    decoder = cell[CELL.index("decoder")]
+    shown = {k: v for k, v in params.items() if k in ("tau",)} if decoder == "mtad" else {}
+    return decoder + (f" ({params_label(shown)})" if shown else "")
+
+
+def ran_both(frames: dict, a, b) -> bool:
+    return a in frames and b in frames
+
+
+def compare_cells(quality: dict, speed: dict, a, b) -> dict:
+    """Every paired statistic of cell ``a`` against cell ``b`` (see the module doc). Quality
+    needs both cells' quality runs; tokens/s and J/token both in one speed sweep; block efficiency
+    (machine-independent) comes from the quality runs, else from the sweep."""
+    none = Estimate(None, None)
+    out = {"examples": 0, "quality": none, "quality_a": none, "quality_b": none, "ppl": none, "block_efficiency": none}
+    # MT-Bench before a judge has rated it: perplexity and block efficiency, no paired quality
+    graded = ran_both(quality, a, b) and all(quality[c][0]["quality"].notna().any() for c in (a, b))
+    if graded:
+        (qa, qb), ids = rated_turns(quality, a, b) if a[0] == "mtbench" else matrices(quality, a, b, "quality", None)
+        out["quality"] = paired(qa, qb, "diff")
+        out["quality_a"], out["quality_b"] = (Estimate(_point(*m), None) for m in (qa, qb))
+        common = sorted(set(quality[a][1]["seed"]) & set(quality[b][1]["seed"]))
+        if common and len(ids) and a[0] in PASS_FAIL:
+            s = common[0]
+            x, y = (per_problem(*quality[c], "quality")[s].reindex(ids).to_numpy() for c in (a, b))
+            both = ~np.isnan(x) & ~np.isnan(y)
+            a_only, b_only = int(((x > 0) & (y == 0) & both).sum()), int(((x == 0) & (y > 0) & both).sum())
+            out["mcnemar"] = {"seed": int(s), "a_only": a_only, "b_only": b_only, "p": mcnemar_exact(a_only, b_only)}
+    if ran_both(quality, a, b):
+        (la, lb), ids = matrices(quality, a, b, "log_prob", None)
+        out["examples"] = len(ids)
+        out["ppl"] = paired(la, lb, "diff", transform=lambda x: np.exp(-x))
+    source = quality if ran_both(quality, a, b) else speed if ran_both(speed, a, b) else None
+    if source is not None:
+        (ba, bb), _ = matrices(source, a, b, "tokens", "target_calls")
+        out["block_efficiency"] = paired(ba, bb, "ratio")
+    if ran_both(speed, a, b):
+        (sa, sb), _ = matrices(speed, a, b, "tokens", "seconds")
+        out["speed"] = paired(sa, sb, "ratio")
+        (ea, eb), _ = matrices(speed, a, b, "joules", "tokens")
+        out["energy"] = paired(ea, eb, "ratio") if not np.isnan(ea[0]).all() else None
+    return out
+
+
+def frames_of(store: Store) -> tuple[dict, dict]:
+    """{cell: (examples, runs)} of a store, and {cell: decoder params}."""
+    frames, params = {}, {}
+    for key, runs in store.runs.groupby(CELL, sort=False):
+        frames[key] = (store.examples[store.examples["run_id"].isin(runs["run_id"])], runs)
+        params[key] = runs.iloc[0]["decoder_params"]
+    return frames, params
+
+
+def comparisons(store: Store, speed_store: Store | None) -> list[dict]:
+    """Per task group: each decoder against AR and SpD, as dicts. A cell only the speed sweep ran
+    (its quality run not there yet) is compared on speed alone."""
+    quality, params = frames_of(store)
+    speed, speed_params = frames_of(speed_store) if speed_store is not None else ({}, {})
+    params = {**speed_params, **params}
+    out = []
+    groups: dict[tuple, list] = {}
+    for cell in list(quality) + [c for c in speed if c not in quality]:
+        groups.setdefault(tuple(cell[CELL.index(c)] for c in GROUP), []).append(cell)
+    for group, cells in sorted(groups.items()):
+        task = group[0]
+        if task not in QUALITY:
+            continue
+        by_decoder = {}
+        for cell in cells:
+            by_decoder.setdefault(cell[CELL.index("decoder")], []).append(cell)
+        order = sorted(cells, key=lambda c: (DECODER_ORDER.index(c[2]) if c[2] in DECODER_ORDER else 99, c[3]))
+        for reference in ("ar", "spd"):
+            for ref in by_decoder.get(reference, [])[:1]:
+                for cell in order:
+                    if cell == ref or cell[CELL.index("decoder")] == "ar":  # AR is the first reference
+                        continue
+                    if not (ran_both(quality, cell, ref) or ran_both(speed, cell, ref)):
+                        continue  # no store ran both
+                    out.append({"task": task, "pair": group[1], "a": label(cell, params[cell]), "b": reference,
+                                "seeds_a": seeds_of(quality, cell), "seeds_b": seeds_of(quality, ref),
+                                **compare_cells(quality, speed, cell, ref)})
+    return out
+
+
+def seeds_of(frames: dict, cell) -> list[int]:
+    return sorted(int(s) for s in frames[cell][1]["seed"]) if cell in frames else []
+
+
+def seeds(values: list[int]) -> str:
+    return ",".join(map(str, values)) or "-"
+
+
+def _p(p: float) -> str:
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
+def to_markdown(rows: list[dict]) -> str:
+    lines = ["# Paired comparisons", "", "Written by `make table` (`mtad/report/paired.py`). A vs B over the problems "
+             "both ran: differences (A - B, points) and ratios (A / B) with 95% paired bootstrap intervals "
+             f"({SAMPLES} resamples of problems, seeds resampled within each problem); McNemar: problems solved "
+             "by A only / by B only at the first seed both ran, exact two-sided p. tok/s and J/token ratios come "
+             "from the interleaved speed sweep (`-`: no sweep measured both). `higher` / `lower`: the interval "
+             "excludes no difference; `cannot tell`: it does not. MT-Bench quality: the mean rating over the turns "
+             "the judge rated for both A and B (a turn rated for one only is left out of both).", ""]
+    for (task, pair), group in pd.DataFrame(rows).groupby(["task", "pair"], sort=False) if rows else []:
+        lines += [f"## {task}, {pair}", "", "| A | B | seeds A / B | problems | quality A | quality B | A - B [95% CI] "
+                  "| verdict | McNemar A only / B only, p | target ppl A - B | block eff. A / B | tok/s A / B | "
+                  "J/token A / B |", "|" + "---|" * 13]
+        digits = 1 if task in PASS_FAIL else 2  # points of a percentage; a 1-10 rating
+        for row in group.to_dict("records"):
+            mc = row.get("mcnemar")
+            mc = f"{mc['a_only']} / {mc['b_only']}, p = {_p(mc['p'])} (seed {mc['seed']})" if isinstance(mc, dict) \
+                else "-"
+            speed, energy = row.get("speed"), row.get("energy")
+            speed_text = speed.text(2) + " " + speed.verdict(1.0) if isinstance(speed, Estimate) else "-"
+            energy_text = energy.text(2) if isinstance(energy, Estimate) else "no meter" if speed_text != "-" else "-"
+            verdict = row["quality"].verdict(0.0) if row["quality"].value is not None else "-"
+            lines.append(
+                f"| {row['a']} | {row['b']} | {seeds(row['seeds_a'])} / {seeds(row['seeds_b'])} | "
+                f"{row['examples'] or '-'} | "
+                f"{row['quality_a'].text(digits)} | {row['quality_b'].text(digits)} | "
+                f"{row['quality'].text(digits, signed=True)} | {verdict} | {mc} | "
+                f"{row['ppl'].text(3, signed=True)} | {row['block_efficiency'].text(2)} | "
+                f"{speed_text} | {energy_text} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def beside_paper(rows: list[dict], paper: dict[tuple, dict]) -> str:
+    """Per task and pair: each decoder against AR and SpD (ours), and the paper's decoders against
+    its SpD on the Llama-3 pairs (the paper ran no AR)."""
+    paper_pairs = sorted({pair for _, pair, _ in paper})
+    lines = []
+    for (task, pair), group in pd.DataFrame(rows).groupby(["task", "pair"], sort=False) if rows else []:
+        found = {(r["a"], r["b"]): r for r in group.to_dict("records")}
+        decoders = list(dict.fromkeys(r["a"] for r in group.to_dict("records")))
+        lines += [f"## {task}, {pair}: every decoder, beside the paper", "",
+                  "| decoder | quality - AR | speed-up vs AR | quality - SpD | speed-up vs SpD | "
+                  + " | ".join(f"paper {p}: quality - SpD | paper {p}: speed-up vs SpD" for p in paper_pairs) + " |",
+                  "|" + "---|" * (5 + 2 * len(paper_pairs))]
+        for decoder in ["spd"] + [d for d in decoders if d != "spd"]:
+            cells = [decoder]
+            for reference in ("ar", "spd"):
+                row = found.get((decoder, reference))
+                speed = row.get("speed") if row else None
+                cells += ["-" if row is None else row["quality"].text(signed=True),
+                          speed.text(2) if isinstance(speed, Estimate) else "-"]
+            name = decoder.split(" ")[0]
+            for p in paper_pairs:
+                mine, spd = paper.get((task, p, name)), paper.get((task, p, "spd"))
+                if mine and spd:  # every variant of a decoder beside the paper's (tuned) one
+                    cells += [f"{mine['quality'] - spd['quality']:+.1f}",
+                              f"{mine['tokens_per_s'] / spd['tokens_per_s']:.2f}"]
+                else:
+                    cells += ["-", "-"]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_comparisons(results_dir: Path, store: Store, speed_store: Store | None,
+                      paper: dict[tuple, dict] | None = None) -> Path:
+    rows = comparisons(store, speed_store)
+    path = Path(results_dir) / "comparisons.md"
+    write_atomic(path, to_markdown(rows) + "\n" + beside_paper(rows, paper or {}) + "\n")
+    serialisable = [{k: (v.__dict__ if isinstance(v, Estimate) else v) for k, v in row.items()} for row in rows]
+    write_atomic(Path(results_dir) / "comparisons.json", json.dumps(serialisable, indent=1, default=str) + "\n")
+    return path
+
+
+def agreement_plots(store: Store, folder: Path, a: str = "mtad", b: str = "ar") -> list[Path]:
+    """Per task: which problems decoder ``a`` and ``b`` solve (share of seeds), problem by problem,
+    and the 2 x 2 counts at their first common seed."""
+    import matplotlib.pyplot as plt
+
+    from mtad.report.plots import _save
+
+    quality, params = frames_of(store)
+    paths = []
+    for cell_a in quality:
+        task, pair = cell_a[0], cell_a[1]
+        if cell_a[2] != a or task not in PASS_FAIL or params[cell_a].get("tau", 0.5) != 0.5:
+            continue
+        cell_b = next((c for c in quality if c[2] == b and c[:2] == cell_a[:2] and c[4:] == cell_a[4:]), None)
+        if cell_b is None:
+            continue
+        (qa, qb), ids = matrices(quality, cell_a, cell_b, "quality", None)
+        rate_a, rate_b = (np.nanmean(m[0], axis=1) / 100 for m in (qa, qb))
+        order = np.lexsort((rate_a, rate_b))[::-1]
+        fig, (left, right) = plt.subplots(1, 2, figsize=(13, 2.8), gridspec_kw={"width_ratios": [5, 1]})
+        left.imshow(np.vstack([rate_b[order], rate_a[order]]), aspect="auto", cmap="Greens", vmin=0, vmax=1,
+                    interpolation="nearest")
+        left.set_yticks([0, 1], [b, a])
+        left.set_xlabel(f"{len(ids)} problems, sorted by {b} then {a} (shade: share of seeds solved)")
+        solved_a, solved_b = qa[0][:, 0] > 0, qb[0][:, 0] > 0  # each problem's first seed
+        counts = np.array([[np.sum(solved_a & solved_b), np.sum(~solved_a & solved_b)],
+                           [np.sum(solved_a & ~solved_b), np.sum(~solved_a & ~solved_b)]])
+        right.imshow(counts, cmap="Blues")
+        for (i, j), count in np.ndenumerate(counts):
+            right.text(j, i, str(count), ha="center", va="center")
+        right.set_xticks([0, 1], ["solves", "fails"])  # "<a> solves" labels would overlap
+        right.set_xlabel(a)
+        right.set_yticks([0, 1], [f"{b} solves", f"{b} fails"])
+        right.set_title("first seed", fontsize=9)
+        fig.suptitle(f"{task}, {pair}: who solves what, {a} vs {b}")
+        paths += _save(fig, folder, f"agreement_{a}_{b}_{task}")
+    return paths
