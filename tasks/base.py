@@ -34,7 +34,8 @@ class Metric:
     paired_note: str = ""         # the legend of comparisons.md
 
     def to_record(self) -> dict[str, Any]:
-        return asdict(self)
+        """The metric as records carry it: plain JSON values (lists for tuples)."""
+        return {**asdict(self), "labels": [list(label) for label in self.labels]}
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Metric:

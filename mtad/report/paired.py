@@ -140,7 +140,7 @@ def rated_units(frames: dict, cell_a, cell_b):
     """Quality (num, den) matrices of two cells over the problems both ran, like ``matrices``:
     per problem, the units of its scores (``Task.scores``: e.g. the turns of a conversation) that
     every run of both cells rated; num is the sum of a run's scores on those units, den their
-    count. A unit rated on one side only drops out on both: a judge may rate a second turn higher,
+    count. A unit rated on one side only drops out on both: a rater may rate a second turn higher,
     so scoring one decoder on turn 2 alone where the other is scored on both turns would bias the
     difference."""
     per_cell = []
@@ -192,7 +192,7 @@ def compare_cells(quality: dict, speed: dict, a, b, metric: Metric) -> dict:
     (machine-independent) comes from the quality runs, else from the sweep."""
     none = Estimate(None, None)
     out = {"examples": 0, "quality": none, "quality_a": none, "quality_b": none, "ppl": none, "block_efficiency": none}
-    # examples not rated yet (answers a judge has not graded): perplexity and block efficiency, no paired quality
+    # examples not rated yet (answers still to be graded): perplexity and block efficiency, no paired quality
     graded = ran_both(quality, a, b) and all(quality[c][0]["quality"].notna().any() for c in (a, b))
     if graded:
         (qa, qb), ids = rated_units(quality, a, b)
