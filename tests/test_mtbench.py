@@ -200,8 +200,8 @@ def test_sweep_with_a_judge_that_is_down_keeps_the_answers_and_judge_py_grades_t
         assert [(s["id"], s["verdict"]["judge"], s["verdict"]["ratings"]) for s in rated] == \
             [("mtbench/81", "stub", [6.0, 6.0]), ("mtbench/82", "stub", [6.0, 6.0])]
         assert [s["scores"] for s in rated] == [[6.0, 6.0], [6.0, 6.0]]  # rescored with the ratings
-    assert store[-1]["metric"] == MTBench.metric.to_record()
         assert all(s["verdict"]["answers"] for s in rated)  # the task's own verdict kept
+    assert store[-1]["metric"] == MTBench.metric.to_record()
 
 
 def test_sweep_with_a_live_judge_records_scores_also_for_answers_generated_before(tmp_path, stub_url):
