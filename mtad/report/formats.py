@@ -91,7 +91,8 @@ def sources_note(sources: list[dict] | None, table: list[dict] = ()) -> str:
                   f"{'/'.join(map(str, s['examples']))} examples, {s['machine']}, {s['dates']}" for s in sources]
     for metric in dict.fromkeys(row["metric"] for row in table if row["metric"] and row["metric"].note):
         shown = [row["ours"]["labels"] for row in table if row["metric"] == metric and row["ours"]]
-        values = {key: ", ".join(sorted({labels[key] for labels in shown if labels.get(key)})) for key, _ in metric.labels}
+        values = {key: ", ".join(sorted({labels[key] for labels in shown if labels.get(key)}))
+                  for key, _ in metric.labels}
         if all(values.values()):  # a legend about its labels only once some row has them
             lines.append(metric.note.format(**values))
     return "\n".join(lines) + "\n"

@@ -28,7 +28,7 @@ import pandas as pd
 
 from mtad.job.comparison import params_label
 from mtad.job.records import write_atomic
-from mtad.report.rows import CELL, DECODER_ORDER, Store
+from mtad.report.rows import CELL, DECODER_ORDER, Store, metrics_of
 from tasks.base import Metric
 
 SAMPLES = 2000
@@ -221,11 +221,6 @@ def compare_cells(quality: dict, speed: dict, a, b, metric: Metric) -> dict:
     return out
 
 
-def metrics_of(store: Store, speed_store: Store | None) -> dict[str, Metric | None]:
-    """task -> its declared metric, the quality store's over the speed store's."""
-    return {**(speed_store.metrics if speed_store is not None else {}), **store.metrics}
-
-
 def frames_of(store: Store) -> tuple[dict, dict]:
     """{cell: (examples, runs)} of a store, and {cell: decoder params}."""
     frames, params = {}, {}
@@ -240,6 +235,7 @@ def comparisons(store: Store, speed_store: Store | None) -> list[dict]:
     (its quality run not there yet) is compared on speed alone."""
     quality, params = frames_of(store)
     speed, speed_params = frames_of(speed_store) if speed_store is not None else ({}, {})
+    metrics = metrics_of(store, speed_store)
     params = {**speed_params, **params}
     out = []
     groups: dict[tuple, list] = {}
@@ -247,7 +243,7 @@ def comparisons(store: Store, speed_store: Store | None) -> list[dict]:
         groups.setdefault(tuple(cell[CELL.index(c)] for c in GROUP), []).append(cell)
     for group, cells in sorted(groups.items()):
         task = group[0]
-        metric = metrics_of(store, speed_store).get(task)
+        metric = metrics.get(task)
         if metric is None:  # a task measuring speed only
             continue
         by_decoder = {}
@@ -348,7 +344,8 @@ def write_comparisons(results_dir: Path, store: Store, speed_store: Store | None
                       paper: dict[tuple, dict] | None = None) -> Path:
     rows = comparisons(store, speed_store)
     path = Path(results_dir) / "comparisons.md"
-    write_atomic(path, to_markdown(rows, metrics_of(store, speed_store)) + "\n" + beside_paper(rows, paper or {}) + "\n")
+    text = to_markdown(rows, metrics_of(store, speed_store)) + "\n" + beside_paper(rows, paper or {}) + "\n"
+    write_atomic(path, text)
     serialisable = [{k: (v.__dict__ if isinstance(v, Estimate) else v) for k, v in row.items()} for row in rows]
     write_atomic(Path(results_dir) / "comparisons.json", json.dumps(serialisable, indent=1, default=str) + "\n")
     return path

@@ -88,6 +88,11 @@ def collect(results_dir: Path) -> Store:
     return Store(current, pd.DataFrame(records, columns=EXAMPLE_COLUMNS), len(runs) - len(current), declared)
 
 
+def metrics_of(store: Store, speed_store: Store | None = None) -> dict[str, Metric | None]:
+    """task -> the metric its runs declare, over both stores (the full runs' where both have the task)."""
+    return {**(speed_store.metrics if speed_store is not None else {}), **store.metrics}
+
+
 def bootstrap(groups: list[tuple], samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> tuple[float, float] | None:
     """95% percentile interval of the ratio sum(numerator) / sum(denominator) over resampled
     examples; ``groups`` holds one (numerators, denominators) pair of arrays per seed. With several
@@ -183,8 +188,8 @@ def cells_of(store: Store) -> tuple[dict[tuple, dict], list[dict]]:
     """{full cell key: row values} of a store, and its current runs."""
     runs = store.runs.to_dict("records")
     cells = [cell for _, cell in store.runs.groupby(CELL, sort=False)]
-    return {tuple(cell.iloc[0][c] for c in CELL): summarize(cell, store.examples, runs, store.metrics[cell.iloc[0]["task"]])
-            for cell in cells}, runs
+    return {tuple(cell.iloc[0][c] for c in CELL):
+            summarize(cell, store.examples, runs, store.metrics[cell.iloc[0]["task"]]) for cell in cells}, runs
 
 
 def full_run(ours: dict) -> bool:
@@ -223,7 +228,7 @@ def build_rows(store: Store, paper_csv: Path, speed_store: Store | None = None) 
     cell only the speed sweep ran gets a row too, its quality columns "not run"."""
     cells, runs = cells_of(store)
     sources = []
-    metrics = {**(speed_store.metrics if speed_store is not None else {}), **store.metrics}
+    metrics = metrics_of(store, speed_store)
     if speed_store is not None:
         speed, speed_runs = cells_of(speed_store)
         sources = speed_sources(speed_runs)
