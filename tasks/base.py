@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
@@ -15,6 +15,38 @@ def shared_data(folder: str) -> str:
     """A data set's default folder: ``$MTAD_DATA/<folder>``, else ``../shared/data/<folder>``
     (the same rule as the ``data_dir`` lines of conf/task/*.yaml)."""
     return os.path.join(os.environ.get("MTAD_DATA", "../shared/data"), folder)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A task's quality measure as the reports show it, stated once on the task class
+    (``Task.metric``). The harness copies it into every run summary (``metric``), so ``make table``
+    reads everything about a task's quality from the records and names no task itself."""
+    key: str                      # the run summary's quality key a table cell's value comes from
+    title: str                    # the table's name for the measure
+    factor: float = 1.0           # summary value x factor = the paper's unit, the unit of ``Task.scores``
+    solved_or_not: bool = False   # each example is solved (score > 0) or not (0): McNemar, who-solves-what plots
+    paired_digits: int = 1        # decimals of quality values and differences in comparisons.md
+    # (summary quality key, format of its value) shown after the title, e.g. ("database_mode", "{} DBs");
+    # a cell shows its runs' distinct values joined by '+'
+    labels: tuple[tuple[str, str], ...] = ()
+    note: str = ""                # the table's legend; ``{key}`` of a label: its values in the table, joined by ', '
+    paired_note: str = ""         # the legend of comparisons.md
+
+    def to_record(self) -> dict[str, Any]:
+        """The metric as records carry it: plain JSON values (lists for tuples)."""
+        return {**asdict(self), "labels": [list(label) for label in self.labels]}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Metric:
+        """The metric a record carries (JSON has turned its tuples into lists)."""
+        return cls(**{**record, "labels": tuple(tuple(label) for label in record.get("labels", ()))})
+
+
+def mean_score(scores: list[float | None]) -> float | None:
+    """One example's quality: the mean of its rated scores (None when none is rated)."""
+    rated = [s for s in scores if s is not None]
+    return sum(rated) / len(rated) if rated else None
 
 
 @dataclass
@@ -28,6 +60,16 @@ class Task(ABC):
     name: ClassVar[str]
     version: ClassVar[int]  # bumped with any change to prompts, data or scoring (tasks/catalogue.py)
     graded_by_judge: ClassVar[bool] = False  # whether ``judge`` is implemented
+    metric: ClassVar[Metric | None] = None  # the quality measure the tables show; None: the task measures speed only
+
+    @classmethod
+    def scores(cls, verdict: dict[str, Any]) -> list[float | None]:
+        """One example's contribution to ``metric``, from its verdict alone (so records can be
+        rescored without the task's data): a score in the paper's unit per unit the task rates
+        (MT-Bench: per turn), None for a unit left unrated. A cell's quality interval is over the
+        mean of all rated units (for MT-Bench FastChat's turn-weighted score); a paired comparison
+        uses the units rated on both sides. Recorded beside each verdict (``scores``)."""
+        return []
 
     def preflight(self) -> None:
         """Raise ``UserError`` if this task cannot run on this machine (called before the models

@@ -6,7 +6,7 @@ same commit as any change to its prompts, its data or how it scores.
 
 from __future__ import annotations
 
-from mtad.registry import by_name
+from mtad.registry import by_name, register
 from mtad.errors import UserError
 from tasks.base import Task
 from tasks.humaneval import HumanEval
@@ -15,6 +15,12 @@ from tasks.spider import Spider
 from tasks.synthetic import Synthetic
 
 TASKS: dict[str, type[Task]] = by_name("task", [HumanEval, Spider, MTBench, Synthetic])
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    """Add a task defined elsewhere (a test's, a user's) to the catalogue, so configs can name it;
+    a name already taken is refused. Usable as a class decorator."""
+    return register("task", TASKS, cls)
 
 
 def build_task(name: str, **params) -> Task:

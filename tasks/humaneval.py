@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from mtad.errors import UserError
 from mtad.runners.pair import PairInfo
-from tasks.base import Example, Task
+from tasks.base import Example, Metric, Task
 from tasks.sandbox import SANDBOXES, Limits, run_program, sandbox_error
 
 CHAT_INSTRUCTION = ("Complete the following Python function. Reply with the complete function in one "
@@ -79,6 +79,12 @@ class HumanEval(Task):
     extraction: str = "body"       # body | paper
     timeout: float = 10.0          # wall seconds per program
     sandbox: str = "bwrap"         # bwrap | process (weaker, opt-in): see tasks/sandbox.py
+    metric = Metric(key="pass@1", title="pass@1 %", factor=100.0, solved_or_not=True)
+
+    @classmethod
+    def scores(cls, verdict: dict) -> list[float | None]:
+        """100 if the sample passed, else 0: their mean over samples is pass@1 in percent."""
+        return [100.0 if verdict.get("passed") else 0.0]
 
     def __post_init__(self):
         if self.limit is not None and self.limit < 1:

@@ -15,9 +15,10 @@ from pathlib import Path
 
 from mtad.errors import UserError
 from mtad.judging.clients import Judge
-from mtad.judging.fastchat import judge_answers, load_prompts, load_references, ratings, scores
+from mtad.judging.fastchat import judge_answers, load_prompts, load_references, ratings
+from mtad.judging.fastchat import scores as fastchat_scores
 from mtad.runners.pair import PairInfo
-from tasks.base import Example, Task, shared_data
+from tasks.base import Example, Metric, Task, shared_data
 
 ANSWERS = "model_answer"
 JUDGMENTS = "model_judgment"
@@ -36,6 +37,23 @@ class MTBench(Task):
     data_dir: str = field(default_factory=lambda: shared_data("mt_bench"))
     limit: int | None = None   # the first N questions; None = all 80
     retries: int = 2           # judge replies without a rating asked again, then counted missing
+    metric = Metric(
+        key="mt_bench_score", title="MT-Bench", paired_digits=2, labels=(("judge", "judge {}"),),
+        note="MT-Bench quality: the mean 1-10 rating of the rated turns by {judge} (FastChat single grading; a reply "
+             "without a rating is left out; intervals over questions); the paper's judge was GPT-4, so the scales "
+             "differ. A judge far smaller than GPT-4, like the embedded 1.5B coder model, is weak: noisy and partial "
+             "to its own style (that model is also the default pair's target, so it may favour what it finds likely, "
+             "which MTAD seeks); its differences are indicative only.",
+        paired_note="MT-Bench quality: the mean rating over the turns the judge rated for both A and B (a turn rated "
+                    "for one only is left out of both).")
+
+    @classmethod
+    def scores(cls, verdict: dict) -> list[float | None]:
+        """The judge's rating of each turn (None: no rating); all None until a judge has graded
+        the answers (``judge_job`` then rescores the records)."""
+        if verdict.get("ratings"):
+            return list(verdict["ratings"])
+        return [None] * len(verdict.get("answers") or [])
 
     def __post_init__(self):
         if self.limit is not None and self.limit < 1:
@@ -111,4 +129,4 @@ class MTBench(Task):
                                   self.retries)
         per_question = {example_id(qid): {"judge": judge.name, "ratings": turns}
                         for qid, turns in ratings(judgments).items()}
-        return {**scores(judgments, self.questions), "judge": judge.name}, per_question
+        return {**fastchat_scores(judgments, self.questions), "judge": judge.name}, per_question

@@ -22,7 +22,7 @@ from pathlib import Path
 from mtad.errors import UserError
 from mtad.runners.prepare import mtad_home
 from mtad.runners.pair import PairInfo
-from tasks.base import Example, Task, shared_data
+from tasks.base import Example, Metric, Task, shared_data
 from tasks.spider_synth import SchemaDatabases, gold_literals
 from tasks.sqlexec import QueryError, execute, has_order_by, results_match
 
@@ -94,6 +94,14 @@ class Spider(Task):
     databases: int = 3              # synthetic databases per schema
     database_seed: int = 0
     timeout: float = 5.0            # seconds per query
+    metric = Metric(key="execution_accuracy", title="exec. acc. %", solved_or_not=True,
+                    labels=(("database_mode", "{} DBs"),))
+
+    @classmethod
+    def scores(cls, verdict: dict) -> list[float | None]:
+        """100 if the prediction matched, else 0; unrated (None) when the gold query failed, which
+        ``quality`` leaves out of execution accuracy too."""
+        return [None] if verdict.get("gold_failed") else [100.0 if verdict.get("correct") else 0.0]
 
     def __post_init__(self):
         if self.limit is not None and self.limit < 1:

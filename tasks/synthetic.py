@@ -18,6 +18,7 @@ class Synthetic(Task):
     limit: int = 5
     prompt_length: int = 8
     seed: int = 0
+    metric = None  # speed only: no quality measure
 
     def __post_init__(self):
         if self.limit < 1 or self.prompt_length < 1:

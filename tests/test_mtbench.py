@@ -180,6 +180,7 @@ def test_sweep_with_a_judge_that_is_down_keeps_the_answers_and_judge_py_grades_t
     job = tmp_path / "sweep" / "0"
     samples = [json.loads(line) for line in (job / "samples.jsonl").read_text().splitlines()]
     assert [s["id"] for s in samples] == ["mtbench/81", "mtbench/82"] and all(len(s["turn_tokens"]) == 2 for s in samples)
+    assert [s["scores"] for s in samples] == [[None, None]] * 2  # two turns, not rated yet
     (answers_file,) = (job / "model_answer").glob("*.jsonl")
     answers = [json.loads(line) for line in answers_file.read_text().splitlines()]
     assert [a["question_id"] for a in answers] == [81, 82]
@@ -198,7 +199,9 @@ def test_sweep_with_a_judge_that_is_down_keeps_the_answers_and_judge_py_grades_t
         rated = [json.loads(line) for line in path.read_text().splitlines()]  # per question, where tables read
         assert [(s["id"], s["verdict"]["judge"], s["verdict"]["ratings"]) for s in rated] == \
             [("mtbench/81", "stub", [6.0, 6.0]), ("mtbench/82", "stub", [6.0, 6.0])]
+        assert [s["scores"] for s in rated] == [[6.0, 6.0], [6.0, 6.0]]  # rescored with the ratings
         assert all(s["verdict"]["answers"] for s in rated)  # the task's own verdict kept
+    assert store[-1]["metric"] == MTBench.metric.to_record()
 
 
 def test_sweep_with_a_live_judge_records_scores_also_for_answers_generated_before(tmp_path, stub_url):

@@ -6,6 +6,7 @@ import pytest
 from mtad.report.paired import (Estimate, beside_paper, comparisons, frames_of, matrices, mcnemar_exact, paired,
                                to_markdown)
 from mtad.report.rows import collect, load_paper
+from tasks.catalogue import TASKS
 
 from test_tables import PAPER, add_run, speed_sweep, store  # noqa: F401 (the fixture)
 
@@ -57,7 +58,7 @@ def test_comparisons_of_a_store(store):  # noqa: F811
     assert mtad_ar["quality"].value == pytest.approx(37.5) and mtad_ar["seeds_a"] == [1, 2]
     assert mtad_ar["mcnemar"] == {"seed": 1, "a_only": 2, "b_only": 0, "p": pytest.approx(0.5)}
     assert mtad_ar["examples"] == 4 and "speed" not in mtad_ar
-    text = to_markdown(rows)
+    text = to_markdown(rows, collect(store).metrics)
     assert "| mtad | ar | 1,2 / 1 | 4 | 62.5 | 25.0 | +37.5 [" in text and "2 / 0, p = 0.500 (seed 1)" in text
 
 
@@ -67,7 +68,8 @@ def test_a_decoder_only_the_speed_sweep_ran_is_compared_on_speed_alone(store):  
     assert bild["speed"].value == pytest.approx(4.0) and bild["examples"] == 0 and bild["seeds_a"] == []
     assert bild["quality"].value is None and "mcnemar" not in bild  # 3 sweep examples are no quality run
     assert not any(r["a"] == "bild" and r["b"] == "spd" for r in rows)  # the sweep ran no SpD to compare with
-    line = next(line for line in to_markdown(rows).splitlines() if line.startswith("| bild | ar |"))
+    metrics = {"humaneval": TASKS["humaneval"].metric}
+    line = next(line for line in to_markdown(rows, metrics).splitlines() if line.startswith("| bild | ar |"))
     assert line.startswith("| bild | ar | - / 1 | - | - | - | - | - | - |") and "| 4.00 [4.00, 4.00] higher |" in line
     mtad = next(r for r in rows if (r["a"], r["b"]) == ("mtad", "ar"))
     assert mtad["quality"].value == pytest.approx(37.5) and "speed" not in mtad  # quality as before, no sweep of MTAD
@@ -114,7 +116,7 @@ def test_judged_mt_bench_is_paired_over_questions_on_the_turns_both_were_rated_o
     assert spd["quality_b"].value == pytest.approx(46 / 7)
     assert spd["quality"].value == pytest.approx(-0.5) and spd["quality"].ci == pytest.approx((-0.5, -0.5))
     assert "mcnemar" not in spd
-    assert "| spd | ar | 1 / 1 | 4 | 6.07 | 6.57 | -0.50 [-0.50, -0.50] | lower | - |" in to_markdown([spd])
+    assert "| spd | ar | 1 / 1 | 4 | 6.07 | 6.57 | -0.50 [-0.50, -0.50] | lower | - |" in to_markdown([spd], {"mtbench": TASKS["mtbench"].metric})
 
 
 def test_a_turn_rated_for_one_decoder_only_drops_out_of_both(tmp_path):

@@ -14,9 +14,16 @@ import pytest
 from mtad.job.records import append_line
 from mtad.report.formats import write_tables
 from mtad.report.rows import bootstrap, build_rows, collect
+from tasks.catalogue import TASKS
 
 ROOT = Path(__file__).resolve().parent.parent
 PAPER = ROOT / "results" / "paper_table.csv"
+
+
+def declared(task: str) -> dict | None:
+    """A run summary's ``metric``: what the harness records for ``task``."""
+    metric = TASKS[task].metric
+    return None if metric is None else metric.to_record()
 
 
 def add_run(results: Path, run_id: str, decoder: str, seed: int, seconds: float, passed: list[bool], sweep="s1",
@@ -28,6 +35,7 @@ def add_run(results: Path, run_id: str, decoder: str, seed: int, seconds: float,
                 "verdict": verdicts[i] if verdicts else {"passed": p}}
                for i, p in enumerate(passed)]
     for sample in samples:
+        sample["scores"] = TASKS[task].scores(sample["verdict"])
         append_line(results / "samples" / f"{run_id}.jsonl", sample)
     append_line(results / "runs.jsonl", {
         "run_id": run_id, "sweep": sweep, "task": task, "pair": "llama3", "decoder": decoder,
@@ -35,7 +43,7 @@ def add_run(results: Path, run_id: str, decoder: str, seed: int, seconds: float,
         "tokens_per_second": 10 / seconds, "block_efficiency": 1.0, "acceptance_per_position": [],
         "examples": len(passed), "totals": {"new_tokens": 10 * len(passed), "wall_seconds": seconds * len(passed)},
         "energy_joules": None if joules is None else joules * len(passed),
-        "quality": quality or {"pass@1": sum(passed) / len(passed)},
+        "quality": quality or {"pass@1": sum(passed) / len(passed)}, "metric": declared(task),
         "versions": versions or {"harness": 1, "task": 1, "decoder": 1}})
 
 
@@ -134,12 +142,14 @@ def test_make_table_after_a_tiny_sweep_with_two_seeds(tmp_path):
 def test_spider_rows_name_the_databases_that_scored_them(tmp_path):
     (tmp_path / "samples").mkdir()
     append_line(tmp_path / "samples" / "sp.jsonl", {"id": "spider/0", "new_tokens": [1], "stats": {"wall_seconds": 1.0},
-                                                     "energy_joules": None, "verdict": {"correct": True, "gold_failed": False}})
+                                                     "energy_joules": None, "verdict": {"correct": True, "gold_failed": False},
+                                                     "scores": [100.0]})
     append_line(tmp_path / "runs.jsonl", {
         "run_id": "sp", "sweep": None, "task": "spider", "pair": "qwen2.5-coder", "decoder": "mtad", "decoder_params": {},
         "seed": 0, "sampling": {}, "max_new_tokens": 8, "tokens_per_second": 1.0, "block_efficiency": 1.0,
         "examples": 1, "totals": {"new_tokens": 1, "wall_seconds": 1.0}, "energy_joules": None,
-        "acceptance_per_position": [], "quality": {"execution_accuracy": 100.0, "database_mode": "synthetic"}})
+        "acceptance_per_position": [], "quality": {"execution_accuracy": 100.0, "database_mode": "synthetic"},
+        "metric": declared("spider")})
     write_tables(tmp_path, build_rows(collect(tmp_path), PAPER).rows)
     assert markdown_row((tmp_path / "table.md").read_text(), "spider", "qwen2.5-coder", "mtad")[3:13] == \
         ["-", "1", "1", "1.00 [1.00, 1.00]", "-", "-", "-", "no meter", "100.0 [100.0, 100.0]",

@@ -59,6 +59,7 @@ class Job:
         versions = {"harness": HARNESS_VERSION, "decoder": self.decoder.version, "task": self.task.version}
         self.recorder = JobRecorder(Path(out_dir), Path(self.config["results_dir"]), self.config, versions,
                                     resume=cfg.resume)
+        self.recorder.rescore(self.task.scores, only_missing=True)  # records of a try before scores were kept
         self.examples: list = []
         self.resumed = 0  # examples an earlier try recorded
 
@@ -116,7 +117,8 @@ class Job:
             "energy_source": meter.source if energy_joules is not None else "none", "energy_joules": energy_joules,
             "joules_per_token": energy_joules / total.new_tokens if energy_joules is not None and total.new_tokens
             else None,
-            "idle_watts": idle_watts, "quality": quality, "totals": total.as_dict(), "timing": TIMING,
+            "idle_watts": idle_watts, "quality": quality, "metric": metric_record(self.task),
+            "totals": total.as_dict(), "timing": TIMING,
             "energy": ENERGY,
         })
         if self.judge is not None:
@@ -163,14 +165,20 @@ def run_example(pair, decoder, task, example, sampling, max_new_tokens: int, see
     for prompt_ids, out in turns:
         stats.add(out.stats)
         log_probs += target_log_probs(pair.target, prompt_ids, out.tokens)
+    verdict = task.score(example, replies, pair.info)
     record = {"id": example.id, "prompt_tokens": len(example.prompt_ids),
               "new_tokens": [t for _, out in turns for t in out.tokens], "stop_reason": turns[-1][1].stop_reason,
               "stats": stats.as_dict(), "energy_joules": None if after is None else after - before,
-              "verdict": task.score(example, replies, pair.info),
+              "verdict": verdict, "scores": task.scores(verdict),
               "target_log_prob_mean": sum(log_probs) / len(log_probs) if log_probs else None}
     if len(turns) > 1:
         record["turn_tokens"] = [len(out.tokens) for _, out in turns]
     return record
+
+
+def metric_record(task) -> dict | None:
+    """The task's metric declaration as its run summaries carry it (``metric``)."""
+    return None if task.metric is None else task.metric.to_record()
 
 
 def require_judged(task) -> None:
@@ -195,5 +203,5 @@ def judge_job(job_dir: Path, judge, task=None) -> dict:
     except JudgeUnavailable as err:
         raise UserError(f"{err}. The answers are kept in {job_dir}; grade them later with: "
                         f"python judge.py job={job_dir} judge=...") from None
-    update_verdicts(job_dir, verdicts)
-    return update_summary(job_dir, {"quality": {**summary["quality"], **judged}})
+    update_verdicts(job_dir, verdicts, task.scores)  # the examples' scores follow their new ratings
+    return update_summary(job_dir, {"quality": {**summary["quality"], **judged}, "metric": metric_record(task)})

@@ -172,6 +172,19 @@ class JobRecorder:
         self.samples_path = self.out_dir / "samples.jsonl"  # this job folder gets the complete list too
         write_atomic(self.samples_path, "".join(json.dumps(r, default=str) + "\n" for r in self.done.values()))
 
+    def rescore(self, scores, only_missing: bool = False) -> None:
+        """Set each recorded example's ``scores`` to ``scores(verdict)``, in the store and in this
+        job folder (files rewritten atomically, only when something changes)."""
+        changed = False
+        for record in self.done.values():
+            if not (only_missing and "scores" in record):
+                new = scores(record.get("verdict", {}))
+                changed |= record.get("scores", object()) != new
+                record["scores"] = new
+        if changed:
+            for path in (self.store_samples, self.samples_path):
+                write_atomic(path, "".join(json.dumps(r, default=str) + "\n" for r in self.done.values()))
+
     def sample(self, record: dict) -> None:
         record = {"run_id": self.run_id, **record}
         append_line(self.store_samples, record)
@@ -187,11 +200,11 @@ class JobRecorder:
         return summary
 
 
-def update_verdicts(job_dir: Path, changes: dict[str, dict]) -> None:
+def update_verdicts(job_dir: Path, changes: dict[str, dict], scores=None) -> None:
     """Merge ``changes[example id]`` into those examples' verdicts, in the job folder's
     ``samples.jsonl`` and in the results store's records of its run (each file rewritten
     atomically): a judge grading saved answers later puts its per-example ratings where the
-    tables read them."""
+    tables read them. ``scores`` (the task's ``Task.scores``) rescores each changed verdict."""
     job_dir = Path(job_dir)
     summary = json.loads((job_dir / "summary.json").read_text())
     store = Path(summary["config"]["results_dir"]) / "samples" / f"{summary['run_id']}.jsonl"
@@ -201,6 +214,8 @@ def update_verdicts(job_dir: Path, changes: dict[str, dict]) -> None:
         records = read_lines(path)
         for record in records:
             record["verdict"] = {**record.get("verdict", {}), **changes.get(record["id"], {})}
+            if scores is not None:
+                record["scores"] = scores(record["verdict"])
         write_atomic(path, "".join(json.dumps(r, default=str) + "\n" for r in records))
 
 

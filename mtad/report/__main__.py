@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mtad.errors import one_line_errors
 from mtad.report.formats import sources_note, write_tables
 from mtad.report.paired import agreement_plots, write_comparisons
 from mtad.report.plots import write_plots
@@ -25,8 +26,9 @@ def main() -> None:
     speed = Path(args.speed) if args.speed else results / "speed"
     if args.speed and not (speed / "runs.jsonl").exists():
         raise SystemExit(f"error: no speed store at {speed / 'runs.jsonl'}")
-    speed = collect(speed) if (speed / "runs.jsonl").exists() else None
-    store = collect(results)
+    with one_line_errors():  # e.g. a store written before tasks declared their metric
+        speed = collect(speed) if (speed / "runs.jsonl").exists() else None
+        store = collect(results)
     paper = Path(args.paper) if args.paper else results / "paper_table.csv"
     table = build_rows(store, paper, speed)
     sources = table.speed_sources if speed else None

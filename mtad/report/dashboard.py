@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 
 from mtad.errors import UserError, one_line_errors
-from mtad.report.rows import QUALITY
 from mtad.job.wandb_log import GROUP_CONFIG, POSITIONS_SHOWN, sweep_group
+from tasks.catalogue import TASKS
 
 MTAD_ABLATED = {"tau": "tau", "width": "W", "gamma": "gamma"}
 
@@ -40,8 +40,10 @@ def panels() -> list:
                    orientation="v", **by_decoder),
         wr.BarPlot(title="block efficiency per decoder", metrics=["block_efficiency"], orientation="v", **by_decoder),
     ]
-    out += [wr.ScatterPlot(title=f"{task}: speed vs {key}", x="tokens_per_second", y=f"quality/{key}")
-            for task, (key, _, _) in QUALITY.items()]
+    # one per task that declares a quality metric (the task catalogue's: W&B runs carry no records)
+    out += [wr.ScatterPlot(title=f"{name}: speed vs {task.metric.key}", x="tokens_per_second",
+                           y=f"quality/{task.metric.key}")
+            for name, task in TASKS.items() if task.metric is not None]
     out.append(wr.BarPlot(title="acceptance per draft position", orientation="v",
                           metrics=[f"acceptance_per_position/{p}" for p in range(1, POSITIONS_SHOWN + 1)],
                           **by_decoder))

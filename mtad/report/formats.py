@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from mtad.job.records import write_atomic
-from mtad.report.rows import NOT_IN_PAPER, NOT_RUN, QUALITY, full_run
+from mtad.report.rows import NOT_IN_PAPER, NOT_RUN, full_run
 
 METRICS = ("tokens_per_s", "joules_per_token", "quality")
 HEADER = ["task", "pair", "decoder", "params", "seeds", "examples", "tok/s [95% CI]", "vs AR", "vs SpD",
@@ -29,14 +29,14 @@ def display_frame(table: list[dict]) -> pd.DataFrame:
     rows = []
     for row in table:
         ours, paper = row["ours"], row["paper"] or {}
-        measure = QUALITY.get(row["task"], (None, 1, "-"))[2]
+        metric = row["metric"]
+        measure = metric.title if metric else "-"
         if ours is None:
             cells = [NOT_RUN] * 9
         else:
-            if ours["database_mode"]:
-                measure += f" ({ours['database_mode']} DBs)"
-            if ours["judge"]:
-                measure += f" (judge {ours['judge']})"
+            for key, form in metric.labels if metric else ():
+                if ours["labels"].get(key):
+                    measure += f" ({form.format(ours['labels'][key])})"
             energy = "no meter" if ours["joules_per_token"] is None else \
                 _with_ci(ours["joules_per_token"], ours["joules_per_token_ci"], 3)
             full = full_run(ours)
@@ -77,8 +77,8 @@ def data_frame(table: list[dict]) -> pd.DataFrame:
 
 
 def sources_note(sources: list[dict] | None, table: list[dict] = ()) -> str:
-    """Where each column group comes from, under the Markdown table (``table``: its rows, for the
-    judges of MT-Bench)."""
+    """Where each column group comes from, under the Markdown table, and the notes of the metrics
+    of ``table`` (its rows)."""
     lines = ["", "Columns: seeds, examples, block eff. and quality come from the full runs (95% bootstrap "
              "intervals over examples, and seeds), block eff. from the speed sweep where no full run exists yet "
              "(quality `not run`); the paper's columns are its Llama-3 pairs on its hardware."]
@@ -89,14 +89,12 @@ def sources_note(sources: list[dict] | None, table: list[dict] = ()) -> str:
                      "from the full runs (`-`: not measured in one):")
         lines += [f"- `{s['sweep']}`: {', '.join(s['tasks'])}, {s['decoders']} decoders x "
                   f"{'/'.join(map(str, s['examples']))} examples, {s['machine']}, {s['dates']}" for s in sources]
-    judges = sorted({row["ours"]["judge"] for row in table if row["ours"] and row["ours"].get("judge")})
-    if judges:
-        lines.append(f"MT-Bench quality: the mean 1-10 rating of the rated turns by {', '.join(judges)} (FastChat "
-                     "single grading; a reply without a rating is left out; intervals over questions); the paper's "
-                     "judge was GPT-4, so the scales differ. A judge far smaller than GPT-4, like the embedded 1.5B "
-                     "coder model, is weak: noisy and partial to its own style (that model is also the default "
-                     "pair's target, so it may favour what it finds likely, which MTAD seeks); its differences are "
-                     "indicative only.")
+    for metric in dict.fromkeys(row["metric"] for row in table if row["metric"] and row["metric"].note):
+        shown = [row["ours"]["labels"] for row in table if row["metric"] == metric and row["ours"]]
+        values = {key: ", ".join(sorted({labels[key] for labels in shown if labels.get(key)}))
+                  for key, _ in metric.labels}
+        if all(values.values()):  # a legend about its labels only once some row has them
+            lines.append(metric.note.format(**values))
     return "\n".join(lines) + "\n"
 
 

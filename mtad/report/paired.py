@@ -4,11 +4,11 @@
 Two decoders of one task and pair (same sampling, same ``max_new_tokens``) ran the same problems,
 so their difference is measured problem by problem, which is far tighter than two independent
 intervals. For each comparison A vs B:
-- quality (HumanEval pass@1, Spider execution accuracy, MT-Bench rating once judged): A - B in
-  points, with a 95% paired bootstrap interval: problems resampled, and within each problem each
-  decoder's seeds resampled; plus, for the solved-or-not tasks, McNemar's exact test on the
-  discordant problems of the first seed both ran. MT-Bench is compared on the turns both were
-  rated on (``rated_turns``);
+- quality (the task's declared metric, ``tasks.base.Metric``, once its examples are rated): A - B
+  in points, with a 95% paired bootstrap interval: problems resampled, and within each problem
+  each decoder's seeds resampled; plus, for the solved-or-not metrics, McNemar's exact test on the
+  discordant problems of the first seed both ran. Each problem is compared on the units of its
+  scores (e.g. turns) that both sides rated (``rated_units``);
 - target perplexity (the target's mean log-probability of what was emitted): A - B, same bootstrap;
 - block efficiency (tokens per target call; independent of the machine): A / B, same bootstrap;
 - tokens/s and J/token: A / B from the interleaved speed sweep (one sitting), bootstrap over its
@@ -28,7 +28,8 @@ import pandas as pd
 
 from mtad.job.comparison import params_label
 from mtad.job.records import write_atomic
-from mtad.report.rows import CELL, DECODER_ORDER, PASS_FAIL, QUALITY, Store
+from mtad.report.rows import CELL, DECODER_ORDER, Store, metrics_of
+from tasks.base import Metric
 
 SAMPLES = 2000
 GROUP = ["task", "pair", "sampling_key", "max_new_tokens"]  # cells in one group ran the same examples
@@ -135,30 +136,31 @@ def matrices(frames: dict, cell_a, cell_b, num: str, den: str | None):
     return out, ids
 
 
-def rated_turns(quality: dict, cell_a, cell_b):
-    """MT-Bench (num, den) matrices of two cells over the questions both ran, like ``matrices``:
-    per question, the turns that every run of both cells had rated; num is the sum of a run's
-    ratings of those turns, den their count. A turn the judge left unrated drops out on both
-    sides: the judge rates turn 2 higher, so scoring one decoder on turn 2 alone where the other
-    is scored on both turns would bias the difference."""
+def rated_units(frames: dict, cell_a, cell_b):
+    """Quality (num, den) matrices of two cells over the problems both ran, like ``matrices``:
+    per problem, the units of its scores (``Task.scores``: e.g. the turns of a conversation) that
+    every run of both cells rated; num is the sum of a run's scores on those units, den their
+    count. A unit rated on one side only drops out on both: a rater may rate a second turn higher,
+    so scoring one decoder on turn 2 alone where the other is scored on both turns would bias the
+    difference."""
     per_cell = []
     for cell in (cell_a, cell_b):
-        frame, runs = quality[cell]
+        frame, runs = frames[cell]
         seed = runs.set_index("run_id")["seed"]
         rows: dict = {}
-        for run_id, qid, ratings in frame[["run_id", "id", "ratings"]].itertuples(index=False):
-            rows.setdefault(qid, []).append((seed[run_id], list(ratings or [])))
-        per_cell.append({qid: [r for _, r in sorted(seeds, key=lambda x: x[0])] for qid, seeds in rows.items()})
+        for run_id, example, scores in frame[["run_id", "id", "scores"]].itertuples(index=False):
+            rows.setdefault(example, []).append((seed[run_id], list(scores or [])))
+        per_cell.append({example: [r for _, r in sorted(seeds, key=lambda x: x[0])] for example, seeds in rows.items()})
     ids = sorted(set(per_cell[0]) & set(per_cell[1]))
     out = [tuple(np.full((len(ids), max(map(len, cell.values()), default=1)), np.nan) for _ in range(2))
            for cell in per_cell]
-    for i, qid in enumerate(ids):
-        every = per_cell[0][qid] + per_cell[1][qid]
-        turns = [t for t in range(max(map(len, every))) if all(t < len(r) and r[t] is not None for r in every)]
-        if turns:  # else the question stays NaN on both sides and the comparison leaves it out
+    for i, example in enumerate(ids):
+        every = per_cell[0][example] + per_cell[1][example]
+        units = [u for u in range(max(map(len, every))) if all(u < len(r) and r[u] is not None for r in every)]
+        if units:  # else the problem stays NaN on both sides and the comparison leaves it out
             for (num, den), cell in zip(out, per_cell):
-                for j, ratings in enumerate(cell[qid]):
-                    num[i, j], den[i, j] = sum(ratings[t] for t in turns), len(turns)
+                for j, scores in enumerate(cell[example]):
+                    num[i, j], den[i, j] = sum(scores[u] for u in units), len(units)
     return out, ids
 
 
@@ -184,20 +186,20 @@ def ran_both(frames: dict, a, b) -> bool:
     return a in frames and b in frames
 
 
-def compare_cells(quality: dict, speed: dict, a, b) -> dict:
+def compare_cells(quality: dict, speed: dict, a, b, metric: Metric) -> dict:
     """Every paired statistic of cell ``a`` against cell ``b`` (see the module doc). Quality
     needs both cells' quality runs; tokens/s and J/token both in one speed sweep; block efficiency
     (machine-independent) comes from the quality runs, else from the sweep."""
     none = Estimate(None, None)
     out = {"examples": 0, "quality": none, "quality_a": none, "quality_b": none, "ppl": none, "block_efficiency": none}
-    # MT-Bench before a judge has rated it: perplexity and block efficiency, no paired quality
+    # examples not rated yet (answers still to be graded): perplexity and block efficiency, no paired quality
     graded = ran_both(quality, a, b) and all(quality[c][0]["quality"].notna().any() for c in (a, b))
     if graded:
-        (qa, qb), ids = rated_turns(quality, a, b) if a[0] == "mtbench" else matrices(quality, a, b, "quality", None)
+        (qa, qb), ids = rated_units(quality, a, b)
         out["quality"] = paired(qa, qb, "diff")
         out["quality_a"], out["quality_b"] = (Estimate(_point(*m), None) for m in (qa, qb))
         common = sorted(set(quality[a][1]["seed"]) & set(quality[b][1]["seed"]))
-        if common and len(ids) and a[0] in PASS_FAIL:
+        if common and len(ids) and metric.solved_or_not:
             s = common[0]
             x, y = (per_problem(*quality[c], "quality")[s].reindex(ids).to_numpy() for c in (a, b))
             both = ~np.isnan(x) & ~np.isnan(y)
@@ -233,6 +235,7 @@ def comparisons(store: Store, speed_store: Store | None) -> list[dict]:
     (its quality run not there yet) is compared on speed alone."""
     quality, params = frames_of(store)
     speed, speed_params = frames_of(speed_store) if speed_store is not None else ({}, {})
+    metrics = metrics_of(store, speed_store)
     params = {**speed_params, **params}
     out = []
     groups: dict[tuple, list] = {}
@@ -240,7 +243,8 @@ def comparisons(store: Store, speed_store: Store | None) -> list[dict]:
         groups.setdefault(tuple(cell[CELL.index(c)] for c in GROUP), []).append(cell)
     for group, cells in sorted(groups.items()):
         task = group[0]
-        if task not in QUALITY:
+        metric = metrics.get(task)
+        if metric is None:  # a task measuring speed only
             continue
         by_decoder = {}
         for cell in cells:
@@ -255,7 +259,7 @@ def comparisons(store: Store, speed_store: Store | None) -> list[dict]:
                         continue  # no store ran both
                     out.append({"task": task, "pair": group[1], "a": label(cell, params[cell]), "b": reference,
                                 "seeds_a": seeds_of(quality, cell), "seeds_b": seeds_of(quality, ref),
-                                **compare_cells(quality, speed, cell, ref)})
+                                **compare_cells(quality, speed, cell, ref, metric)})
     return out
 
 
@@ -271,19 +275,20 @@ def _p(p: float) -> str:
     return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
 
 
-def to_markdown(rows: list[dict]) -> str:
+def to_markdown(rows: list[dict], metrics: dict[str, Metric | None]) -> str:
+    """``metrics``: task -> its declared metric (digits and the legend's notes)."""
+    notes = [metrics[task].paired_note for task in dict.fromkeys(r["task"] for r in rows) if metrics[task].paired_note]
     lines = ["# Paired comparisons", "", "Written by `make table` (`mtad/report/paired.py`). A vs B over the problems "
              "both ran: differences (A - B, points) and ratios (A / B) with 95% paired bootstrap intervals "
              f"({SAMPLES} resamples of problems, seeds resampled within each problem); McNemar: problems solved "
              "by A only / by B only at the first seed both ran, exact two-sided p. tok/s and J/token ratios come "
              "from the interleaved speed sweep (`-`: no sweep measured both). `higher` / `lower`: the interval "
-             "excludes no difference; `cannot tell`: it does not. MT-Bench quality: the mean rating over the turns "
-             "the judge rated for both A and B (a turn rated for one only is left out of both).", ""]
+             "excludes no difference; `cannot tell`: it does not." + "".join(" " + note for note in notes), ""]
     for (task, pair), group in pd.DataFrame(rows).groupby(["task", "pair"], sort=False) if rows else []:
         lines += [f"## {task}, {pair}", "", "| A | B | seeds A / B | problems | quality A | quality B | A - B [95% CI] "
                   "| verdict | McNemar A only / B only, p | target ppl A - B | block eff. A / B | tok/s A / B | "
                   "J/token A / B |", "|" + "---|" * 13]
-        digits = 1 if task in PASS_FAIL else 2  # points of a percentage; a 1-10 rating
+        digits = metrics[task].paired_digits
         for row in group.to_dict("records"):
             mc = row.get("mcnemar")
             mc = f"{mc['a_only']} / {mc['b_only']}, p = {_p(mc['p'])} (seed {mc['seed']})" if isinstance(mc, dict) \
@@ -339,7 +344,8 @@ def write_comparisons(results_dir: Path, store: Store, speed_store: Store | None
                       paper: dict[tuple, dict] | None = None) -> Path:
     rows = comparisons(store, speed_store)
     path = Path(results_dir) / "comparisons.md"
-    write_atomic(path, to_markdown(rows) + "\n" + beside_paper(rows, paper or {}) + "\n")
+    text = to_markdown(rows, metrics_of(store, speed_store)) + "\n" + beside_paper(rows, paper or {}) + "\n"
+    write_atomic(path, text)
     serialisable = [{k: (v.__dict__ if isinstance(v, Estimate) else v) for k, v in row.items()} for row in rows]
     write_atomic(Path(results_dir) / "comparisons.json", json.dumps(serialisable, indent=1, default=str) + "\n")
     return path
@@ -356,13 +362,14 @@ def agreement_plots(store: Store, folder: Path, a: str = "mtad", b: str = "ar") 
     paths = []
     for cell_a in quality:
         task, pair = cell_a[0], cell_a[1]
-        if cell_a[2] != a or task not in PASS_FAIL or params[cell_a].get("tau", 0.5) != 0.5:
+        metric = store.metrics.get(task)
+        if cell_a[2] != a or metric is None or not metric.solved_or_not or params[cell_a].get("tau", 0.5) != 0.5:
             continue
         cell_b = next((c for c in quality if c[2] == b and c[:2] == cell_a[:2] and c[4:] == cell_a[4:]), None)
         if cell_b is None:
             continue
         (qa, qb), ids = matrices(quality, cell_a, cell_b, "quality", None)
-        rate_a, rate_b = (np.nanmean(m[0], axis=1) / 100 for m in (qa, qb))
+        rate_a, rate_b = (np.nanmean(np.where(np.isnan(m[0]), np.nan, m[0] > 0), axis=1) for m in (qa, qb))
         order = np.lexsort((rate_a, rate_b))[::-1]
         fig, (left, right) = plt.subplots(1, 2, figsize=(13, 2.8), gridspec_kw={"width_ratios": [5, 1]})
         left.imshow(np.vstack([rate_b[order], rate_a[order]]), aspect="auto", cmap="Greens", vmin=0, vmax=1,

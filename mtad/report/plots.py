@@ -15,8 +15,6 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from mtad.report.rows import QUALITY  # noqa: E402
-
 ABLATED = {"tau": "tau", "width": "W", "gamma": "gamma"}
 
 
@@ -39,7 +37,7 @@ def _error(value, ci):
 
 def speed_vs_quality(table: list[dict], folder: Path) -> list[Path]:
     paths = []
-    for task in sorted({row["task"] for row in table if row["task"] in QUALITY}):
+    for task in sorted({row["task"] for row in table if row["metric"]}):
         rows = [r for r in table if r["task"] == task and r["ours"] and r["ours"]["quality"] is not None
                 and r["ours"]["tokens_per_s"] is not None]
         if not rows:
@@ -53,7 +51,7 @@ def speed_vs_quality(table: list[dict], folder: Path) -> list[Path]:
             ax.annotate(label, (ours["tokens_per_s"], ours["quality"]), textcoords="offset points", xytext=(4, 4),
                         fontsize=7)
         ax.set_xlabel("tokens/s")
-        ax.set_ylabel(QUALITY[task][2])
+        ax.set_ylabel(rows[0]["metric"].title)
         ax.set_title(f"{task}: speed vs quality (95% bootstrap CI)")
         ax.grid(alpha=0.3)
         paths += _save(fig, folder, f"speed_vs_quality_{task}")
@@ -81,10 +79,11 @@ def mtad_ablations(runs: list[dict], folder: Path) -> list[Path]:
             xs = [float(r["decoder_params"][param]) for r in group]
             finite = [x if math.isfinite(x) else max(v for v in xs if math.isfinite(v)) * 1.5 for x in xs]
             name = f"{group[0]['task']} {group[0]['pair']}"
-            quality_key, factor, _ = QUALITY.get(group[0]["task"], (None, 1, ""))
+            metric = group[-1]["metric"]
+            quality = [(r["quality"].get(metric.key) or math.nan) * metric.factor if metric else math.nan
+                       for r in group]
             for ax, values in zip(axes, ([r["tokens_per_second"] for r in group],
-                                         [r["block_efficiency"] for r in group],
-                                         [(r["quality"].get(quality_key) or math.nan) * factor for r in group])):
+                                         [r["block_efficiency"] for r in group], quality)):
                 ax.plot(finite, values, "o-", label=name)
         for ax, title in zip(axes, ("tokens/s", "block efficiency", "quality")):
             ax.set_xlabel(label + (" (inf drawn at the right end)" if param == "tau" else ""))

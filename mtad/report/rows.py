@@ -17,32 +17,39 @@ import numpy as np
 import pandas as pd
 
 from mtad.job.comparison import current_versions, params_label, speedup, varying_params
+from mtad.errors import UserError
 from mtad.job.records import latest_runs, read_lines
+from tasks.base import Metric, mean_score
 
-# task -> (summary quality key, factor to the paper's unit, column title)
-QUALITY = {"humaneval": ("pass@1", 100.0, "pass@1 %"), "spider": ("execution_accuracy", 1.0, "exec. acc. %"),
-           "mtbench": ("mt_bench_score", 1.0, "MT-Bench")}
 DECODER_ORDER = ["ar", "bild", "typical", "spd", "hf_assisted", "spectr", "specinfer", "mcss", "mtjd", "mtad"]
-PASS_FAIL = ("humaneval", "spider")  # tasks whose examples are solved or not (McNemar, who-solves-what)
 NOT_RUN, NOT_IN_PAPER = "not run", "not in paper"
 BOOTSTRAP_SAMPLES = 1000
 
-
-def example_quality(task: str, verdict: dict) -> float | None:
-    """One example's contribution to the task's quality, in the paper's unit (None: excluded)."""
-    if task == "humaneval":
-        return 100.0 * bool(verdict.get("passed"))
-    if task == "spider":
-        return None if verdict.get("gold_failed") else 100.0 * bool(verdict.get("correct"))
-    if task == "mtbench":  # the judge's turn ratings, once graded (mtad.job.harness.judge_job)
-        rated = [r for r in verdict.get("ratings") or [] if r is not None]
-        return sum(rated) / len(rated) if rated else None
-    return None
-
-
 CELL = ["task", "pair", "decoder", "params", "sampling_key", "max_new_tokens"]  # what one table cell holds
-# ratings: MT-Bench's per-turn judge ratings (None where missing), for turn-matched comparisons
-EXAMPLE_COLUMNS = ["run_id", "id", "tokens", "seconds", "target_calls", "joules", "quality", "log_prob", "ratings"]
+# per example: its scores (``Task.scores``: per rated unit, None where unrated), their sum over the
+# rated units (NaN when none is) and how many were rated, and its quality (their mean)
+EXAMPLE_COLUMNS = ["run_id", "id", "tokens", "seconds", "target_calls", "joules", "quality", "score_sum", "rated",
+                   "log_prob", "scores"]
+
+
+def run_metric(run: dict) -> Metric | None:
+    """The metric a run summary declares (None: its task measures speed only)."""
+    if "metric" not in run:
+        raise UserError(f"run {run['run_id']} ({run.get('task')}) predates metric declarations; add them with: "
+                        "python -m mtad.job.migrate <results dir>")
+    return None if run["metric"] is None else Metric.from_record(run["metric"])
+
+
+def _example(run: dict, sample: dict) -> dict:
+    if "scores" not in sample:
+        raise UserError(f"an example record of run {run['run_id']} has no scores; add them with: "
+                        "python -m mtad.job.migrate <results dir>")
+    rated = [s for s in sample["scores"] if s is not None]
+    return {"run_id": run["run_id"], "id": sample["id"], "tokens": len(sample["new_tokens"]),
+            "seconds": sample["stats"]["wall_seconds"], "target_calls": sample["stats"].get("target_calls"),
+            "joules": sample.get("energy_joules"), "quality": mean_score(sample["scores"]),
+            "score_sum": sum(rated) if rated else np.nan, "rated": len(rated),
+            "log_prob": sample.get("target_log_prob_mean"), "scores": sample["scores"]}
 
 
 @dataclass
@@ -52,6 +59,7 @@ class Store:
     runs: pd.DataFrame
     examples: pd.DataFrame
     ignored: int
+    metrics: dict[str, Metric | None]  # task -> the metric its newest current run declares
 
     def newest(self) -> str:
         """When the newest current run was recorded (ISO time; '' when none says)."""
@@ -61,8 +69,11 @@ class Store:
 def collect(results_dir: Path) -> Store:
     """Read a results store (``runs.jsonl`` and ``samples/``); every table, comparison and plot of
     ``make table`` works from this one reading."""
-    runs = pd.DataFrame(list(latest_runs(results_dir).values()))
+    summaries = list(latest_runs(results_dir).values())
+    metrics = [run_metric(run) for run in summaries]
+    runs = pd.DataFrame(summaries)
     runs = runs.astype(object).where(runs.notna(), None)  # a field some records lack: None, not NaN
+    runs["metric"] = pd.Series(metrics, index=runs.index, dtype=object)
     runs["params"] = runs["decoder_params"].map(lambda p: json.dumps(p, sort_keys=True))
     runs["sampling_key"] = runs["sampling"].map(lambda p: json.dumps(p, sort_keys=True))
     keep = set()
@@ -72,12 +83,14 @@ def collect(results_dir: Path) -> Store:
     records = []
     for run in current.to_dict("records"):
         samples = read_lines(Path(results_dir) / "samples" / f"{run['run_id']}.jsonl")
-        records += [{"run_id": run["run_id"], "id": s["id"], "tokens": len(s["new_tokens"]),
-                     "seconds": s["stats"]["wall_seconds"], "target_calls": s["stats"].get("target_calls"),
-                     "joules": s.get("energy_joules"), "quality": example_quality(run["task"], s["verdict"]),
-                     "log_prob": s.get("target_log_prob_mean"), "ratings": s["verdict"].get("ratings")}
-                    for s in samples]
-    return Store(current, pd.DataFrame(records, columns=EXAMPLE_COLUMNS), len(runs) - len(current))
+        records += [_example(run, sample) for sample in samples]
+    declared = {run["task"]: run["metric"] for run in current.to_dict("records")}  # the store's order: newest last
+    return Store(current, pd.DataFrame(records, columns=EXAMPLE_COLUMNS), len(runs) - len(current), declared)
+
+
+def metrics_of(store: Store, speed_store: Store | None = None) -> dict[str, Metric | None]:
+    """task -> the metric its runs declare, over both stores (the full runs' where both have the task)."""
+    return {**(speed_store.metrics if speed_store is not None else {}), **store.metrics}
 
 
 def bootstrap(groups: list[tuple], samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> tuple[float, float] | None:
@@ -115,30 +128,22 @@ def _ratio(examples: pd.DataFrame, numerator: str, denominator: str | None, part
     return value, bootstrap(groups)
 
 
-def _turn_sums(examples: pd.DataFrame) -> tuple[pd.DataFrame, str, str]:
-    """MT-Bench examples with each question's sum and count of rated turns (sum NaN when none):
-    the arguments of ``_ratio`` for an interval of FastChat's score, a mean over rated turns."""
-    rated = examples["ratings"].map(lambda r: [x for x in r or [] if x is not None])
-    return examples.assign(rating_sum=rated.map(lambda r: sum(r) if r else np.nan), rated=rated.map(len)), \
-        "rating_sum", "rated"
-
-
 def _labels(runs: list[dict], key: str) -> str | None:
     """The runs' distinct ``quality[key]`` values joined by '+' (None when no run has one)."""
     return "+".join(sorted({r["quality"][key] for r in runs if key in r["quality"]})) or None
 
 
-def summarize(cell: pd.DataFrame, examples: pd.DataFrame, runs: list[dict]) -> dict:
-    """The row of one cell (its current runs): values, intervals, speed-ups, seeds."""
+def summarize(cell: pd.DataFrame, examples: pd.DataFrame, runs: list[dict], metric: Metric | None) -> dict:
+    """The row of one cell (its current runs): values, intervals, speed-ups, seeds. Quality: the
+    mean over runs of the summary's ``metric.key`` in the paper's unit; its interval is over the
+    examples' rated scores."""
     cell_runs = cell.to_dict("records")
     mine = examples[examples["run_id"].isin(cell["run_id"])]
-    quality_key, factor, _ = QUALITY.get(cell_runs[0]["task"], (None, 1.0, ""))
-    run_quality = [r["quality"].get(quality_key) for r in cell_runs if quality_key]
-    run_quality = [q * factor for q in run_quality if q is not None]
+    run_quality = [r["quality"].get(metric.key) for r in cell_runs] if metric else []
+    run_quality = [q * metric.factor for q in run_quality if q is not None]
     ours = {"quality": sum(run_quality) / len(run_quality) if run_quality else None,
             "seeds": cell["seed"].nunique(), "examples": int(cell["examples"].sum()),
-            "database_mode": _labels(cell_runs, "database_mode"),  # Spider: official or synthetic databases
-            "judge": _labels(cell_runs, "judge")}  # MT-Bench: which judge rated it
+            "labels": {key: _labels(cell_runs, key) for key, _ in metric.labels} if metric else {}}
     if mine.empty:  # runs recorded before per-example records were kept: their totals, no intervals
         tokens = sum(r["totals"]["new_tokens"] for r in cell_runs)
         joules = [r.get("energy_joules") for r in cell_runs]
@@ -148,8 +153,7 @@ def summarize(cell: pd.DataFrame, examples: pd.DataFrame, runs: list[dict]) -> d
     else:
         ours["tokens_per_s"], ours["tokens_per_s_ci"] = _ratio(mine, "tokens", "seconds")
         ours["joules_per_token"], ours["joules_per_token_ci"] = _ratio(mine, "joules", "tokens")
-        ours["quality_ci"] = _ratio(*_turn_sums(mine), partial=True)[1] if cell_runs[0]["task"] == "mtbench" \
-            else _ratio(mine, "quality", None, partial=True)[1]
+        ours["quality_ci"] = _ratio(mine, "score_sum", "rated", partial=True)[1]  # the mean of rated scores
     calls = [r["totals"].get("target_calls") for r in cell_runs]  # block efficiency: independent of the machine
     ours["block_efficiency"] = sum(r["totals"]["new_tokens"] for r in cell_runs) / sum(calls) \
         if None not in calls and sum(calls) else None
@@ -174,7 +178,7 @@ SPEED_FIELDS = ("tokens_per_s", "tokens_per_s_ci", "joules_per_token", "joules_p
 
 @dataclass
 class Table:
-    rows: list[dict]      # one per cell, ours and the paper's
+    rows: list[dict]      # one per cell, ours and the paper's, with its task's metric (None: not declared)
     runs: list[dict]      # the current runs behind them
     ignored: int          # runs left out because newer code versions made the same cell
     speed_sources: list[dict] = field(default_factory=list)  # the sweeps the speed columns come from
@@ -184,7 +188,8 @@ def cells_of(store: Store) -> tuple[dict[tuple, dict], list[dict]]:
     """{full cell key: row values} of a store, and its current runs."""
     runs = store.runs.to_dict("records")
     cells = [cell for _, cell in store.runs.groupby(CELL, sort=False)]
-    return {tuple(cell.iloc[0][c] for c in CELL): summarize(cell, store.examples, runs) for cell in cells}, runs
+    return {tuple(cell.iloc[0][c] for c in CELL):
+            summarize(cell, store.examples, runs, store.metrics[cell.iloc[0]["task"]]) for cell in cells}, runs
 
 
 def full_run(ours: dict) -> bool:
@@ -195,8 +200,8 @@ def full_run(ours: dict) -> bool:
 def speed_only(measured: dict) -> dict:
     """The row of a cell only a speed sweep ran: its speed and block efficiency (a count, the same
     on any machine), and no seeds, examples or quality, which only a full run gives."""
-    return {**measured, "seeds": None, "examples": None, "quality": None, "quality_ci": None,
-            "database_mode": None, "judge": None, "speed_examples": measured["examples"]}
+    return {**measured, "seeds": None, "examples": None, "quality": None, "quality_ci": None, "labels": {},
+            "speed_examples": measured["examples"]}
 
 
 def speed_sources(runs: list[dict]) -> list[dict]:
@@ -223,6 +228,7 @@ def build_rows(store: Store, paper_csv: Path, speed_store: Store | None = None) 
     cell only the speed sweep ran gets a row too, its quality columns "not run"."""
     cells, runs = cells_of(store)
     sources = []
+    metrics = metrics_of(store, speed_store)
     if speed_store is not None:
         speed, speed_runs = cells_of(speed_store)
         sources = speed_sources(speed_runs)
@@ -245,7 +251,7 @@ def build_rows(store: Store, paper_csv: Path, speed_store: Store | None = None) 
         if not any(k[:3] == (task, pair, decoder) for k in rows):
             rows[(task, pair, decoder, "")] = None
     order = lambda k: (k[0], k[1], DECODER_ORDER.index(k[2]) if k[2] in DECODER_ORDER else 99, k[3])  # noqa: E731
-    table = [{"task": task, "pair": pair, "decoder": decoder, "params": params,
+    table = [{"task": task, "pair": pair, "decoder": decoder, "params": params, "metric": metrics.get(task),
               "ours": rows[(task, pair, decoder, params)], "paper": paper.get((task, pair, decoder))}
              for task, pair, decoder, params in sorted(rows, key=order)]
     return Table(table, runs, store.ignored, sources)
