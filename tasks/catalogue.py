@@ -6,8 +6,10 @@ same commit as any change to its prompts, its data or how it scores.
 
 from __future__ import annotations
 
+import dataclasses
+
 from mtad.registry import by_name
-from mtad.errors import UserError
+from mtad.errors import UserError, refuse_unknown
 from tasks.base import Task
 from tasks.humaneval import HumanEval
 from tasks.mtbench import MTBench
@@ -20,4 +22,5 @@ TASKS: dict[str, type[Task]] = by_name("task", [HumanEval, Spider, MTBench, Synt
 def build_task(name: str, **params) -> Task:
     if name not in TASKS:
         raise UserError(f"unknown task {name!r} (known: {', '.join(sorted(TASKS))})")
+    refuse_unknown(f"task {name!r}", params, [f.name for f in dataclasses.fields(TASKS[name]) if f.init])
     return TASKS[name](**params)
