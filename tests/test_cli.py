@@ -124,6 +124,7 @@ def test_a_resumed_run_never_mixes_examples_of_two_versions(tmp_path):
     (["decoder.gamma=0"], "error: mtad: gamma must be >= 1, got 0"),
     (["decoder=nope"], "Could not find 'decoder/nope'"),
     (["sampling.top_p=1.5"], "error: top_p must lie in (0, 1], got 1.5"),
+    (["+pair.draft_head_row=64"], "error: pair has no key 'draft_head_row' (known: attn_implementation, backend,"),
     (["task=synthetic", "judge=openai", "judge.model=stub"],
      "error: task 'synthetic' is not graded by an LLM judge; leave judge=none"),
 ])
