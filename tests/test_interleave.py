@@ -32,6 +32,11 @@ def test_interleaved_runs_equal_run_py_runs_and_take_turns_in_rotated_order(tmp_
     assert len({s["sitting"] for s in summaries}) == 1
     table = format_table(summaries)
     assert "| 1.00x |" in table and table.count("x |") == 3 and UNINTERLEAVED not in table
+    # the same runs as if made one after another: no speed-up, and the line that says why
+    apart = [{**s, "sitting": str(k)} for k, s in enumerate(summaries)]
+    table = format_table(apart)
+    assert "x |" not in table and table.endswith(UNINTERLEAVED)
+    assert UNINTERLEAVED not in format_table(apart[:1])  # a job alone compares with nothing
 
     proc = run_cli(tmp_path, "-m", *COMMON, "decoder=spd")  # the same run, made by run.py
     assert proc.returncode == 0, proc.stderr[-2000:]
