@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup sandbox prepare demo test table clean
+.PHONY: setup sandbox prepare demo test test-fast table clean
 
 setup: $(VENV)/.installed sandbox
 
@@ -27,12 +27,21 @@ sandbox:
 prepare: setup
 	$(PY) -m mtad.runners.prepare
 
+# The decoders take turns example by example on one loaded pair (mtad/job/interleave.py), so
+# the speed-ups it prints hold under a drifting machine; sequential run.py jobs would not.
 # Its records go to outputs/demo, not into the committed results store under results/.
 demo: prepare
-	MTAD_RESULTS=outputs/demo $(PY) run.py -m pair=qwen2.5-coder task=humaneval task.limit=10 decoder=ar,spd,mtad
+	MTAD_RESULTS=outputs/demo $(PY) -m mtad.job.interleave --decoders ar,spd,mtad --sweep demo \
+	  pair=qwen2.5-coder task=humaneval task.limit=10
 
+# The whole suite (CI runs this one).
 test: prepare
 	$(PY) -m pytest -q -n 2
+
+# The inner loop: no prepared real pair, no browser, none of the slowest tests (tests/conftest.py
+# marks them), under 2 minutes on 2 cores.
+test-fast: setup
+	$(PY) -m pytest -q -n 2 -m "not real_pair and not browser and not slow"
 
 # The paper-layout table (Markdown, LaTeX, CSV), plots and HTML report from results/runs.jsonl.
 table: setup

@@ -2,6 +2,10 @@
 
     python run.py -m decoder=ar,spd,mtad task=humaneval task.limit=20   # a sweep, one job per decoder
     python run.py decoder=mtad decoder.tau=0.3 pair=tiny task=synthetic
+
+A sweep's jobs run one after another, so its closing table shows no speed-ups (load or heat may
+differ between jobs); ``python -m mtad.job.interleave --decoders ar,spd,mtad ...`` runs the same
+jobs taking turns on one loaded pair, and its table does.
 """
 
 import hydra

@@ -20,3 +20,11 @@ def one_line_errors():
             raise
         print(f"error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
+
+
+def refuse_unknown(what: str, given, known) -> None:
+    """A config group ``what`` with keys outside ``known`` is refused in one line that lists the
+    known ones: a misspelt key must never be dropped silently (it would run the defaults)."""
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise UserError(f"{what} has no key {', '.join(map(repr, unknown))} (known: {', '.join(sorted(known)) or 'none'})")

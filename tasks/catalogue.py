@@ -6,8 +6,10 @@ same commit as any change to its prompts, its data or how it scores.
 
 from __future__ import annotations
 
+import dataclasses
+
+from mtad.errors import UserError, refuse_unknown
 from mtad.registry import by_name, register
-from mtad.errors import UserError
 from tasks.base import Task
 from tasks.humaneval import HumanEval
 from tasks.mtbench import MTBench
@@ -26,4 +28,5 @@ def register_task(cls: type[Task]) -> type[Task]:
 def build_task(name: str, **params) -> Task:
     if name not in TASKS:
         raise UserError(f"unknown task {name!r} (known: {', '.join(sorted(TASKS))})")
+    refuse_unknown(f"task {name!r}", params, [f.name for f in dataclasses.fields(TASKS[name]) if f.init])
     return TASKS[name](**params)

@@ -4,8 +4,9 @@ turns example by example in rotated order, resumable after a crash."""
 import pytest
 
 from mtad.errors import UserError
-from mtad.job.harness import Job
-from mtad.job.interleave import decoder_overrides, interleave
+from mtad.job.harness import Job, run_jobs
+from mtad.job.interleave import decoder_overrides, interleave, job_configs
+from mtad.job.sweep_table import UNINTERLEAVED, format_table
 from mtad.job.records import read_lines
 
 from test_cli import run_cli
@@ -27,6 +28,15 @@ def test_interleaved_runs_equal_run_py_runs_and_take_turns_in_rotated_order(tmp_
                      ("mtad", 2), ("ar", 2), ("spd", 2), ("ar", 3), ("spd", 3), ("mtad", 3)]
     assert [s["decoder"] for s in summaries] == ["ar", "spd", "mtad"] and summaries[2]["decoder_params"]["tau"] == 0.3
     assert len({s["sweep"] for s in summaries}) == 1 and all(s["examples"] == 4 for s in summaries)
+    # one sitting: the closing table divides their tokens/s
+    assert len({s["sitting"] for s in summaries}) == 1
+    table = format_table(summaries)
+    assert "| 1.00x |" in table and table.count("x |") == 3 and UNINTERLEAVED not in table
+    # the same runs as if made one after another: no speed-up, and the line that says why
+    apart = [{**s, "sitting": str(k)} for k, s in enumerate(summaries)]
+    table = format_table(apart)
+    assert "x |" not in table and table.endswith(UNINTERLEAVED)
+    assert UNINTERLEAVED not in format_table(apart[:1])  # a job alone compares with nothing
 
     proc = run_cli(tmp_path, "-m", *COMMON, "decoder=spd")  # the same run, made by run.py
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -65,3 +75,11 @@ def test_decoder_specs():
     assert decoder_overrides("mtad:tau=0.3:width=2") == ["decoder=mtad", "decoder.tau=0.3", "decoder.width=2"]
     with pytest.raises(UserError, match="name\\[:key=value"):
         decoder_overrides("mtad:tau")
+
+
+def test_jobs_taking_turns_must_share_one_pair(tmp_path):
+    configs = job_configs(["ar"], [*COMMON, f"results_dir={tmp_path}"]) + \
+        job_configs(["spd"], [*COMMON, f"results_dir={tmp_path}", "pair.seed=1"])
+    with pytest.raises(UserError, match="jobs taking turns share one pair"):
+        run_jobs([Job(config, tmp_path / str(k)) for k, config in enumerate(configs)])
+    assert not list(tmp_path.glob("samples/*.jsonl"))  # refused before generating

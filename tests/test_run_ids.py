@@ -1,6 +1,5 @@
 """Run ids: the committed store's runs keep theirs, whatever fields and versions were added since."""
 
-import json
 from pathlib import Path
 
 import pytest

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import uuid
 from contextlib import closing
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm import tqdm
 
 from mtad.catalogue import build_decoder
 from mtad.decoding.base import GenerationStats, generate
+from mtad.job.config import JobConfig
 from mtad.job.energy import build_meter
 from mtad.runners.pair import Pair
 from mtad.job.metrics import perplexity, target_log_probs
@@ -18,7 +20,6 @@ from mtad.runners.load import PairConfig, load_pair
 from mtad.errors import UserError
 from mtad.judging.clients import JudgeUnavailable, build_judge
 from mtad.job.records import JobRecorder, update_summary, update_verdicts, write_atomic
-from mtad.decoding.sampling import SamplingConfig
 from mtad.job.wandb_log import log_job
 from tasks.catalogue import build_task
 
@@ -31,9 +32,8 @@ ENERGY = "joules over the timed generate() calls, idle power included (idle_watt
 _PAIRS: dict[str, Pair] = {}
 
 
-def cached_pair(pair_cfg: dict) -> Pair:
+def cached_pair(spec: PairConfig) -> Pair:
     """Load a pair once per process: the jobs of a Hydra multirun share it."""
-    spec = PairConfig(**pair_cfg)
     key = repr(spec)
     if key not in _PAIRS:
         _PAIRS.clear()  # one pair in memory at a time
@@ -42,23 +42,21 @@ def cached_pair(pair_cfg: dict) -> Pair:
 
 
 class Job:
-    """One run: model pair x decoder x task, with its records. ``run_job`` runs one alone;
-    ``mtad.job.interleave`` runs several on one loaded pair, taking turns example by example."""
+    """One run: model pair x decoder x task, with its records. ``run_jobs`` runs a list of them
+    on one loaded pair, taking turns example by example; ``run_job`` is that with one job."""
 
-    def __init__(self, cfg: DictConfig, out_dir: Path, sweep: str | None = None):
-        self.cfg, self.sweep = cfg, sweep
-        self.config = OmegaConf.to_container(cfg, resolve=True)
-        self.decoder_params = dict(self.config["decoder"])
+    def __init__(self, config: JobConfig, out_dir: Path, sweep: str | None = None):
+        self.config, self.sweep = config, sweep
+        self.decoder_params = dict(config.decoder)
         self.decoder = build_decoder(self.decoder_params.pop("name"), **self.decoder_params)
-        task_params = dict(self.config["task"])
+        task_params = dict(config.task)
         self.task = build_task(task_params.pop("name"), **task_params)
-        self.judge = build_judge(self.config.get("judge"))
+        self.judge = build_judge(config.judge)
         if self.judge is not None:
             require_judged(self.task)  # before anything is generated
-        self.sampling = SamplingConfig(**self.config["sampling"])
         versions = {"harness": HARNESS_VERSION, "decoder": self.decoder.version, "task": self.task.version}
-        self.recorder = JobRecorder(Path(out_dir), Path(self.config["results_dir"]), self.config, versions,
-                                    resume=cfg.resume)
+        self.recorder = JobRecorder(Path(out_dir), Path(config.results_dir), config.resolved, versions,
+                                    resume=config.resume)
         self.recorder.rescore(self.task.scores, only_missing=True)  # records of a try before scores were kept
         self.examples: list = []
         self.resumed = 0  # examples an earlier try recorded
@@ -73,26 +71,26 @@ class Job:
         write_atomic(self.recorder.out_dir / "summary.json", json.dumps(summary, indent=2, default=str))
         return summary
 
-    def todo(self, pair: Pair) -> list[tuple[int, object]]:
-        """(index, example) of the examples not recorded yet; a prompt too long for a static
+    def todo(self, pair: Pair) -> dict[int, object]:
+        """{index: example} of the examples not recorded yet; a prompt too long for a static
         cache stops the job before any work."""
         self.examples = self.task.examples(pair.info)
         for example in self.examples:
-            pair.check_fits(len(example.prompt_ids), self.cfg.max_new_tokens)
-        todo = [(i, example) for i, example in enumerate(self.examples) if example.id not in self.recorder.done]
+            pair.check_fits(len(example.prompt_ids), self.config.max_new_tokens)
+        todo = {i: example for i, example in enumerate(self.examples) if example.id not in self.recorder.done}
         self.resumed = len(self.examples) - len(todo)
         return todo
 
     def warm_up(self, pair: Pair) -> None:
-        for _ in range(self.cfg.warmup):
-            generate(pair, self.decoder, self.examples[0].prompt_ids, max_new_tokens=self.cfg.max_new_tokens,
-                     sampling=self.sampling, seed=self.cfg.seed)
+        for _ in range(self.config.warmup):
+            generate(pair, self.decoder, self.examples[0].prompt_ids, max_new_tokens=self.config.max_new_tokens,
+                     sampling=self.config.sampling, seed=self.config.seed)
 
     def run(self, pair: Pair, i: int, example, meter) -> None:
-        self.recorder.sample(run_example(pair, self.decoder, self.task, example, self.sampling,
-                                         self.cfg.max_new_tokens, self.cfg.seed + i, meter))
+        self.recorder.sample(run_example(pair, self.decoder, self.task, example, self.config.sampling,
+                                         self.config.max_new_tokens, self.config.seed + i, meter))
 
-    def finish(self, pair: Pair, meter, idle_watts) -> dict:
+    def finish(self, pair: Pair, meter, idle_watts, sitting: str) -> dict:
         """The summary from every example's record; written, logged and graded as configured."""
         records = [self.recorder.done[example.id] for example in self.examples]
         total = GenerationStats()
@@ -109,8 +107,9 @@ class Job:
                                 model_id=f"{pair.name}-{decoder.name}-{recorder.run_id[:8]}")
         summary = recorder.finish({
             "sweep": self.sweep, "task": self.task.name, "pair": pair.name, "decoder": decoder.name,
-            "decoder_params": self.decoder_params, "seed": self.cfg.seed, "sampling": self.config["sampling"],
-            "max_new_tokens": self.cfg.max_new_tokens, "examples": len(self.examples),
+            "decoder_params": self.decoder_params, "seed": self.config.seed,
+            "sampling": self.config.resolved["sampling"],
+            "max_new_tokens": self.config.max_new_tokens, "examples": len(self.examples),
             "resumed_examples": self.resumed,
             "tokens_per_second": total.tokens_per_second, "block_efficiency": total.block_efficiency,
             "acceptance_rate": total.acceptance_rate, "acceptance_per_position": total.acceptance_per_position,
@@ -118,33 +117,59 @@ class Job:
             "joules_per_token": energy_joules / total.new_tokens if energy_joules is not None and total.new_tokens
             else None,
             "idle_watts": idle_watts, "quality": quality, "metric": metric_record(self.task),
-            "totals": total.as_dict(), "timing": TIMING,
-            "energy": ENERGY,
+            "totals": total.as_dict(), "timing": TIMING, "energy": ENERGY, "sitting": sitting,
         })
         if self.judge is not None:
             summary = judge_job(recorder.out_dir, self.judge, self.task)
-        if self.config.get("logger", {}).get("name", "none") != "none":
-            log_job(summary, records, recorder.out_dir, self.config["logger"])
+        if self.config.logger.get("name", "none") != "none":
+            log_job(summary, records, recorder.out_dir, self.config.logger)
         return summary
 
 
+def run_jobs(jobs: list[Job]) -> list[dict]:
+    """The one path that times generations: run the examples that ``jobs`` have not recorded
+    yet on one loaded pair and return their summaries, in order. Runs already in the results
+    store are not run again. The others take turns example by example: on example i every job
+    generates before any moves on, starting from job i mod n, so a drift in machine speed (heat,
+    a neighbour's load) hits all of them alike. Their summaries carry one ``sitting`` id, new for
+    each call: runs with the same sitting took turns on one machine, so their tokens/s may be
+    divided (``mtad/job/sweep_table.py``); runs of different sittings ran one after another."""
+    summaries = {k: job.finished_before() for k, job in enumerate(jobs) if job.recorder.finished}
+    running = [job for k, job in enumerate(jobs) if k not in summaries]
+    if running:
+        first = running[0].config
+        for job in running[1:]:  # one pair loaded, one meter read: what they share must agree
+            for field in ("pair", "meter", "meter_idle_seconds"):
+                if getattr(job.config, field) != getattr(first, field):
+                    raise UserError(f"jobs taking turns share one {field}: {getattr(first, field)!r} and "
+                                    f"{getattr(job.config, field)!r} differ")
+        for task in {job.task.name: job.task for job in running}.values():
+            task.preflight()  # before the models load
+        pair = cached_pair(first.pair)
+        todo = [job.todo(pair) for job in running]
+        sitting = uuid.uuid4().hex[:12]
+        with closing(build_meter(first.meter, [pair.target.device, pair.draft.device])) as meter:
+            idle_watts = meter.idle_watts(first.meter_idle_seconds)
+            for job, left in zip(running, todo):
+                if left:
+                    job.warm_up(pair)
+            indices = sorted(set().union(*todo))
+            total = max(len(job.examples) for job in running)
+            desc = (f"{running[0].decoder.name} on {running[0].task.name}" if len(running) == 1
+                    else f"{len(running)} decoders taking turns")
+            for i in tqdm(indices, desc=desc, leave=False, initial=total - len(indices), total=total):
+                for turn in range(len(running)):
+                    k = (i + turn) % len(running)
+                    if i in todo[k]:
+                        running[k].run(pair, i, todo[k][i], meter)
+            for job in running:
+                summaries[jobs.index(job)] = job.finish(pair, meter, idle_watts, sitting)
+    return [summaries[k] for k in range(len(jobs))]
+
+
 def run_job(cfg: DictConfig, out_dir: Path, sweep: str | None = None) -> dict:
-    """Run the examples of the task that this run (same config, same run id) has not recorded
-    yet; write records; return the summary. A run already in the results store is not rerun."""
-    job = Job(cfg, out_dir, sweep)
-    if job.recorder.finished:
-        return job.finished_before()
-    job.task.preflight()  # before the models load
-    pair = cached_pair(job.config["pair"])
-    todo = job.todo(pair)
-    with closing(build_meter(cfg.meter, [pair.target.device, pair.draft.device])) as meter:
-        idle_watts = meter.idle_watts(cfg.meter_idle_seconds)
-        if todo:
-            job.warm_up(pair)
-        for i, example in tqdm(todo, desc=f"{job.decoder.name} on {job.task.name}", leave=False,
-                               initial=job.resumed, total=len(job.examples)):
-            job.run(pair, i, example, meter)
-        return job.finish(pair, meter, idle_watts)
+    """``run.py``'s job: ``run_jobs`` with one job from the Hydra config."""
+    return run_jobs([Job(JobConfig.from_hydra(cfg), out_dir, sweep)])[0]
 
 
 def run_example(pair, decoder, task, example, sampling, max_new_tokens: int, seed: int, meter) -> dict:

@@ -35,7 +35,12 @@ STORE = "runs.jsonl"
 # that reproduces what those runs did. At that value they are left out of the run id, so adding
 # one changes no earlier run's id (the committed store keeps resuming); any other value enters it.
 # Paths: "config.<group>.<field>" or "versions.<part>".
-LATE_FIELDS: dict[str, object] = {}
+LATE_FIELDS: dict[str, object] = {
+    # every conf/pair YAML lists every PairConfig field since issue 34; before, these two were
+    # absent (the dataclass defaults: the whole draft head, tiny weights seed 0)
+    "config.pair.draft_head_rows": None,
+    "config.pair.seed": 0,
+}
 
 
 def run_id(config: dict, versions: dict[str, int]) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from mtad.errors import UserError
 
 MODES = ("auto", "online", "offline")
+SETTINGS = ("project", "entity", "mode")  # conf/logger/wandb.yaml's keys besides its name
 # Flat config keys every logged run carries, so dashboards (mtad/report/dashboard.py) can group by them
 # (the resolved config nests them: decoder.name, task.name; pair.name lacks the quantization).
 GROUP_CONFIG = {"decoder": "mtad_decoder", "task": "mtad_task", "pair": "mtad_pair"}

@@ -8,6 +8,7 @@ What a judge is asked, and how its replies become ratings, is ``mtad/judging/fas
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import urllib.error
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-from mtad.errors import UserError
+from mtad.errors import UserError, refuse_unknown
 
 
 class JudgeUnavailable(UserError):
@@ -181,15 +182,19 @@ class LoopStop:
         return torch.tensor([end is not None for end in self.ends], dtype=torch.bool, device=input_ids.device)
 
 
+# judge config name -> class (``judge: none`` is no judge)
+JUDGES: dict[str, type[Judge]] = {"openai": OpenAIJudge, "local": LocalJudge}
+
+
 def build_judge(config: dict | None) -> Judge | None:
     """The judge of a ``judge`` config (``name: none`` gives None)."""
     config = dict(config or {"name": "none"})
     kind = config.pop("name")
-    kinds = {"openai": OpenAIJudge, "local": LocalJudge}
+    if kind != "none" and kind not in JUDGES:
+        raise UserError(f"unknown judge {kind!r} (known: none, {', '.join(JUDGES)})")
+    refuse_unknown(f"judge {kind!r}", config, [f.name for f in dataclasses.fields(JUDGES[kind])] if kind in JUDGES else [])
     if kind == "none":
         return None
-    if kind not in kinds:
-        raise UserError(f"unknown judge {kind!r} (known: none, {', '.join(kinds)})")
     if not config.get("model"):
         raise UserError(f"judge={kind} needs judge.model")
-    return kinds[kind](**config)
+    return JUDGES[kind](**config)

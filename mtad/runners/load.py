@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 
 import torch
 
-from mtad.errors import UserError
+from mtad.errors import UserError, refuse_unknown
 from mtad.paths import CONF_DIR
 from mtad.runners.eager import HFRunner
 from mtad.runners.pair import Pair
@@ -80,9 +80,13 @@ def pair_config(name: str, **overrides) -> PairConfig:
     if not path.exists():
         known = sorted(p.stem for p in (CONF_DIR / "pair").glob("*.yaml"))
         raise UserError(f"unknown model pair {name!r} (known: {', '.join(known)})")
-    values = {**OmegaConf.to_container(OmegaConf.load(path)), **overrides}
-    known_fields = {f.name for f in fields(PairConfig)}
-    return PairConfig(**{k: v for k, v in values.items() if k in known_fields})
+    return pair_config_from({**OmegaConf.to_container(OmegaConf.load(path)), **overrides})
+
+
+def pair_config_from(values: dict) -> PairConfig:
+    """A ``PairConfig`` from a pair config's values; a key it has no field for is refused."""
+    refuse_unknown("pair", values, [f.name for f in fields(PairConfig)])
+    return PairConfig(**values)
 
 
 def load_pair(pair: str | PairConfig = "tiny", **overrides) -> Pair:
