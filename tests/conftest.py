@@ -9,3 +9,10 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     import torch
 
     torch.set_num_threads(1)
+
+# The toy backend of tests/recompute_backend.py, registered for the whole session so every test
+# parametrised over the registered backends (helpers.RUNNERS) runs on it too.
+from mtad.runners.catalogue import register_backend  # noqa: E402
+from recompute_backend import Recompute  # noqa: E402
+
+register_backend(Recompute)

@@ -18,12 +18,14 @@ from mtad.runners.load import PairConfig, load_pair
 from mtad.errors import UserError
 from mtad.judging.clients import JudgeUnavailable, build_judge
 from mtad.job.records import JobRecorder, update_summary, update_verdicts, write_atomic
-from mtad.decoding.sampling import SamplingConfig
+from mtad.decoding.sampling import SAMPLING_VERSION, SamplingConfig
 from mtad.job.wandb_log import log_job
+from mtad.runners.catalogue import backend
 from tasks.catalogue import build_task
 
 # What the harness measures (timing, energy, per-generation statistics, perplexity): bump with
-# any change to how these are measured. With the decoder's and the task's, it is part of the run id.
+# any change to how these are measured. With the decoder's, the task's, the backend's and those of
+# the shared code that generates (sampling, quantization, matmuls), it is part of the run id.
 HARNESS_VERSION = 1
 TIMING = "tokens_per_second = total emitted tokens / total generate() seconds (ratio of sums), after warm-up"
 ENERGY = "joules over the timed generate() calls, idle power included (idle_watts says how much to subtract)"
@@ -56,7 +58,12 @@ class Job:
         if self.judge is not None:
             require_judged(self.task)  # before anything is generated
         self.sampling = SamplingConfig(**self.config["sampling"])
-        versions = {"harness": HARNESS_VERSION, "decoder": self.decoder.version, "task": self.task.version}
+        # The pair config is checked (backend name, device, quantizations) and the backend asked
+        # whether its runners do all the decoder needs, before any model loads.
+        pair_backend = backend(PairConfig(**self.config["pair"]).backend)
+        pair_backend.require(self.decoder.needs, f"decoder {self.decoder.name!r}")
+        versions = {"harness": HARNESS_VERSION, "decoder": self.decoder.version, "task": self.task.version,
+                    "sampling": SAMPLING_VERSION, **pair_backend.code_versions()}
         self.recorder = JobRecorder(Path(out_dir), Path(self.config["results_dir"]), self.config, versions,
                                     resume=cfg.resume)
         self.examples: list = []
