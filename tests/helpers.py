@@ -66,9 +66,9 @@ def skip_unless(runner: str | Pair, needs=(), quant: str = "none", decoder: str 
         capabilities, quantizations = runner_class(runner).capabilities, runner_class(runner).quantizations
     lacking = sorted((set(needs) | (DECODERS[decoder].needs if decoder else set())) - capabilities)
     if lacking:
-        pytest.skip(f"{label} lack {', '.join(lacking)}")
+        pytest.skip(f"{label}: no {', '.join(lacking)}")
     if quant not in quantizations:
-        pytest.skip(f"{label} do not run {quant} models")
+        pytest.skip(f"{label}: no {quant} models")
 
 
 def tiny_pair(seed: int = 0, attn_implementation: str = "sdpa", runner: str = "eager", **kwargs) -> Pair:

@@ -54,7 +54,7 @@ class Pair:
 
     def require(self, needs, user: str) -> None:
         """One ``UserError`` unless both runners can do all that ``user`` (a decoder) needs."""
-        require_capabilities(needs, self.capabilities, user, f"the runners of pair {self.name!r}")
+        require_capabilities(needs, self.capabilities, user, f"pair {self.name!r}")
 
     def reset(self) -> None:
         self.target.reset()
