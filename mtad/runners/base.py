@@ -31,7 +31,7 @@ CAPABILITIES = (TREE_MASKS, ROW_SELECTION, KEPT_POSITIONS, TRANSFORMERS_MODEL)
 
 def require_capabilities(needs, has, user: str, provider: str, alternatives: str = "") -> None:
     """One ``UserError`` unless ``has`` covers ``needs``: ``user`` (e.g. "decoder 'mtad'") needs
-    what ``provider`` (e.g. "pair.backend='eager'") lacks; ``alternatives`` ends the line."""
+    what ``provider`` (e.g. "pair.backend=recompute") lacks; ``alternatives`` ends the line."""
     unknown = sorted(set(needs) - set(CAPABILITIES))
     if unknown:
         raise ValueError(f"{user} needs unknown capabilities {unknown} (known: {', '.join(CAPABILITIES)})")
