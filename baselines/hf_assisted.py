@@ -9,7 +9,8 @@ so the rounds compare one for one with ``spd``; transformers' defaults (a heuris
 from 20, early stop at confidence 0.4) are another method.
 
 The whole generation runs in the first ``step``, on the models' own transformers forward and
-``DynamicCache`` whatever ``pair.backend`` is (that is transformers' implementation). A
+``DynamicCache``, whichever backend's runners hold them (``Runner.transformers_model``; that is
+transformers' implementation). A
 stopping criterion records each round; later steps hand the rounds back one block at a time,
 so the loop's stopping, truncation and statistics treat them like any decoder's. Forward hooks
 book both models' calls, tokens and seconds in the runners' counters.
@@ -24,13 +25,14 @@ from dataclasses import dataclass
 import torch
 
 from mtad.decoding.base import Block, Context, Decoder, require
-from mtad.errors import UserError
+from mtad.runners.base import TRANSFORMERS_MODEL
 
 
 @dataclass
 class HFAssisted(Decoder):
     name = "hf_assisted"
     version = 1
+    needs = frozenset({TRANSFORMERS_MODEL})  # it runs transformers' generate on both models
     gamma: int = 4
 
     def __post_init__(self):
@@ -44,9 +46,7 @@ class HFAssisted(Decoder):
         return ctx.state["rounds"].pop(0)
 
     def _generate(self, ctx: Context) -> list[Block]:
-        target, draft = (getattr(runner, "model", None) for runner in (ctx.pair.target, ctx.pair.draft))
-        if target is None or draft is None or not hasattr(target, "generate"):
-            raise UserError("hf_assisted needs a pair of transformers models")
+        target, draft = ctx.pair.target.transformers_model(), ctx.pair.draft.transformers_model()
         prompt = torch.tensor([ctx.tokens], device=target.device)
         rounds = RoundRecorder(prompt.shape[1], ctx.settled)
         sampling = ctx.sampling

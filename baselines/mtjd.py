@@ -14,12 +14,14 @@ from dataclasses import dataclass
 import torch
 
 from mtad.decoding.base import Block, Context, Decoder, require
+from mtad.runners.base import ROW_SELECTION
 
 
 @dataclass
 class MTJD(Decoder):
     name = "mtjd"
     version = 1
+    needs = frozenset({ROW_SELECTION})  # the target's beams: batched rows, selected each depth
     gamma: int = 4
     width: int = 4
 

@@ -14,7 +14,7 @@ import torch
 
 from mtad.decoding.base import Block, Context, Decoder, require
 from mtad.decoding.sampling import first_accepted, residual, sample_one
-from mtad.decoding.tree import commit_path, draft_tree, verify_tree
+from mtad.decoding.tree import TREE_NEEDS, commit_path, draft_tree, verify_tree
 
 
 def remove_candidate(q: torch.Tensor, token: int) -> torch.Tensor:
@@ -43,6 +43,7 @@ def mss_plan(p: torch.Tensor, q: torch.Tensor, candidates: list[int], without_re
 class SpecInfer(Decoder):
     name = "specinfer"
     version = 1
+    needs = TREE_NEEDS
     k_config: list[int] = field(default_factory=lambda: [4, 2, 2])
     replacement = True  # children i.i.d. from q; MCSS draws them without replacement
 

@@ -17,7 +17,7 @@ import torch
 
 from mtad.decoding.base import Block, Context, Decoder, require
 from mtad.decoding.sampling import first_accepted, residual, sample_one
-from mtad.decoding.tree import commit_path, draft_tree, verify_tree
+from mtad.decoding.tree import TREE_NEEDS, commit_path, draft_tree, verify_tree
 
 BISECTION_STEPS = 40
 
@@ -60,6 +60,7 @@ def kseq_plan(p: torch.Tensor, q: torch.Tensor, drafts: list[int]):
 class SpecTr(Decoder):
     name = "spectr"
     version = 1
+    needs = TREE_NEEDS
     k: int = 4
     gamma: int = 4
 

@@ -4,7 +4,7 @@ The package is in rooms by role; each imports only from the rooms above it in th
 (tests/test_layering.py checks it):
 
     mtad.errors, registry, paths  one-line user errors; name -> class catalogues; where conf/ is
-    mtad.runners                  models and KV caches (backends), model pairs, loading
+    mtad.runners                  models and KV caches: the backend catalogue, model pairs, loading
     mtad.decoding                 the generation loop, sampling, chain / tree drafting, MTAD
     baselines/                    the other decoders
     mtad.catalogue                decoder names -> classes

@@ -16,7 +16,7 @@ generation); the other arguments are Hydra overrides of the pair, task and budge
 them: ``pair.draft_quant=int8`` (int8 draft weights, ``mtad/runners/quant.py``),
 ``pair.backend=static`` (``mtad/runners/static.py``; compile time is left out of tokens/s and
 printed apart), ``pair.draft_head_rows=32768`` (the draft's output head cut to the first ids,
-``HFRunner.head_rows``). Records go to ``results_dir`` (outputs/bench unless given), measured
+``TransformersRunner.head_rows``). Records go to ``results_dir`` (outputs/bench unless given), measured
 afresh each time (``resume=false`` unless given).
 
     python scripts/bench_speed.py task.limit=10 max_new_tokens=96
@@ -38,7 +38,7 @@ from mtad.job.comparison import speedup
 from mtad.job.harness import Job, cached_pair, run_jobs
 from mtad.job.interleave import job_configs
 from mtad.job.records import environment, read_lines, write_atomic
-from mtad.runners.eager import HFRunner
+from mtad.runners.base import Runner
 from mtad.runners.quant import streamed_bytes
 from mtad.runners.static import StaticRunner
 
@@ -61,7 +61,7 @@ def bandwidth_gbs(repeats: int = 7) -> float:
     return matrix.numel() * matrix.element_size() / best / 1e9
 
 
-def forward_ms(runner: HFRunner, context: int, rows: int, n: int, repeats: int = 5) -> float:
+def forward_ms(runner: Runner, context: int, rows: int, n: int, repeats: int = 5) -> float:
     """Median ms of feeding ``n`` tokens to ``rows`` batch rows after ``context`` cached tokens."""
     times = []
     for _ in range(repeats):
@@ -76,12 +76,12 @@ def forward_ms(runner: HFRunner, context: int, rows: int, n: int, repeats: int =
     return 1e3 * statistics.median(times)
 
 
-def roofline(models: dict[str, HFRunner], gamma: int, context: int = 256) -> dict:
+def roofline(models: dict[str, Runner], gamma: int, context: int = 256) -> dict:
     peak = bandwidth_gbs()
     print(f"memory bandwidth (bf16 GEMV, best of 7): {peak:.1f} GB/s", flush=True)
     out = {"bandwidth_gbs": peak, "context": context, "models": {}}
     for name, runner in models.items():
-        weight = streamed_bytes(runner.model)
+        weight = streamed_bytes(runner.transformers_model())
         shapes = {"1 token": (1, 1), f"{gamma + 1} tokens": (1, gamma + 1), "4 beams": (4, 1), "8 beams": (8, 1)}
         if isinstance(runner, StaticRunner):  # only the shapes its decoders use: each compiles (and costs memory)
             shapes = {k: v for k, v in shapes.items() if k in ("1 token", f"{gamma + 1} tokens" if "target" in name

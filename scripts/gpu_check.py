@@ -30,12 +30,12 @@ import torch
 from mtad.catalogue import DECODERS, build_decoder
 from mtad.decoding.base import generate
 from mtad.job.energy import build_meter
-from mtad.runners.eager import HFRunner
+from mtad.runners.base import Runner
 from mtad.runners.pair import Pair
 from mtad.runners.quant import streamed_bytes
 from mtad.job.records import environment, write_atomic
 from mtad.decoding.sampling import SamplingConfig
-from mtad.runners.static import StaticRunner
+from mtad.runners.catalogue import backend as backend_named
 from mtad.runners.toy_models import tiny_llama_pair
 
 # temperature-0 output equals target greedy (bild and mtjd differ by design; see their docs)
@@ -78,7 +78,7 @@ def random_llama(shape: dict):
             torch.set_default_dtype(torch.float32)
 
 
-def median_ms(runner: HFRunner, rows: int, n: int, repeats: int = 30) -> float:
+def median_ms(runner: Runner, rows: int, n: int, repeats: int = 30) -> float:
     """Median ms of feeding ``n`` tokens to ``rows`` rows after ``CONTEXT`` cached tokens (cropped
     back after each call). The first calls warm up (and compile, on the static backend)."""
     runner.reset()
@@ -102,10 +102,9 @@ def forward_times(peak_gbs: float, results: dict, save, backends: list[str]) -> 
         weight = streamed_bytes(model)
         row = out[name] = {"weight_bytes": weight, "roofline_ms": weight / peak_gbs / 1e6}
         for backend in backends:
-            if backend == "eager":
-                runner = HFRunner(model)
-            else:
-                runner = StaticRunner(model, max_length=1024, cuda_graphs=backend.partition(":")[2] or "manual")
+            kind, _, graphs = backend.partition(":")
+            options = {} if kind == "eager" else dict(max_length=1024, cuda_graphs=graphs or "manual")
+            runner = backend_named(kind).runner(model, **options)
             for rows, n in SHAPES[name]:
                 ms = median_ms(runner, rows, n)
                 row[f"{backend} rows={rows} tokens={n} ms"] = ms
@@ -122,11 +121,10 @@ def forward_times(peak_gbs: float, results: dict, save, backends: list[str]) -> 
 
 def tiny_cuda_pair(dtype: torch.dtype, backend: str = "eager") -> Pair:
     target, draft = (m.to("cuda", dtype) for m in tiny_llama_pair(0))
-    if backend == "static":  # coarse buckets: few shapes, few compiles
-        make = lambda m: StaticRunner(m, max_length=256, token_buckets=(1, 8, 64))  # noqa: E731
-    else:
-        make = HFRunner
-    return Pair(make(target), make(draft), name=f"tiny-cuda-{backend}")
+    # the static backend with coarse buckets: few shapes, few compiles
+    options = dict(max_length=256, token_buckets=(1, 8, 64)) if backend == "static" else {}
+    runners = (backend_named(backend).runner(m, **options) for m in (target, draft))
+    return Pair(*runners, name=f"tiny-cuda-{backend}")
 
 
 def check_greedy_identity(backend: str) -> dict:
@@ -135,7 +133,7 @@ def check_greedy_identity(backend: str) -> dict:
     results = {}
     for prompt in ([1, 2, 3, 4, 5], [40, 41, 9, 60, 2, 33, 8, 8]):
         ids = torch.tensor([prompt], device="cuda")
-        reference = pair.target.model.generate(ids, max_new_tokens=40, min_new_tokens=40, do_sample=False)
+        reference = pair.target.transformers_model().generate(ids, max_new_tokens=40, min_new_tokens=40, do_sample=False)
         reference = reference[0, len(prompt):].tolist()
         for name in GREEDY_EXACT:
             out = generate(pair, build_decoder(name), prompt, max_new_tokens=40, sampling=greedy, stop_ids=())

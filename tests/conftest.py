@@ -68,3 +68,9 @@ def pytest_collection_modifyitems(config, items):
     if stale:
         raise pytest.UsageError(f"tests/conftest.py marks tests that do not exist: {', '.join(stale)}")
 
+# The toy backend of tests/recompute_backend.py, registered for the whole session so every test
+# parametrised over the registered backends (helpers.RUNNERS) runs on it too.
+from mtad.runners.catalogue import register_backend  # noqa: E402
+from recompute_backend import Recompute  # noqa: E402
+
+register_backend(Recompute)

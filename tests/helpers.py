@@ -7,11 +7,14 @@ from collections import Counter
 from typing import Callable
 
 import numpy as np
+import pytest
 import torch
 from scipy import stats
 
+from mtad.catalogue import DECODERS
 from mtad.decoding.base import generate
-from mtad.runners.eager import HFRunner
+from mtad.runners.base import Runner
+from mtad.runners.catalogue import BACKENDS
 from mtad.runners.pair import Pair
 from mtad.decoding.sampling import SamplingConfig, process
 from mtad.runners.static import StaticRunner
@@ -29,20 +32,43 @@ def table_pair(vocab: int = 3, seed: int = 0, draft_noise: float = 0.8) -> Pair:
     return Pair(target, draft, name="table")
 
 
-# Runners every engine and decoder test runs on: transformers' DynamicCache, and the static
-# backend's code run eagerly (buckets, padding and masks included). tests/test_static.py compiles it.
-RUNNERS = ["eager", "static"]
+# Backends every engine and decoder test runs on: every registered one (the toy backend of
+# tests/recompute_backend.py included, registered by conftest.py); a test that needs a capability
+# a backend lacks skips it (``skip_unless``). The static backend's code runs eagerly here (buckets,
+# padding and masks included); tests/test_static.py compiles it ("static-compiled").
+RUNNERS = list(BACKENDS)
+TEST_OPTIONS = {"static": {"max_length": 256, "compile": False}}  # a backend's runner options in tests
 COARSE_BUCKETS = (1, 8, 64)  # few shapes, so few compiles, when a test compiles the static runner
 
 
-def runner_of(model, runner: str = "eager", **kwargs) -> HFRunner:
-    """A test runner of kind ``runner``: eager, static (uncompiled) or static-compiled (coarse
-    buckets). ``mtad.runners.load.make_runner`` builds the one a pair config asks for."""
-    if runner == "eager":
-        return HFRunner(model, **kwargs)
-    compiled = runner == "static-compiled"
-    return StaticRunner(model, max_length=256, compile=compiled,
-                        **({"token_buckets": COARSE_BUCKETS} if compiled else {}), **kwargs)
+def runner_of(model, runner: str = "eager", **kwargs) -> Runner:
+    """The runner of backend ``runner`` around ``model``, with the tests' options; or
+    "static-compiled": the static runner compiled, coarse buckets. ``mtad.runners.load.load_pair``
+    builds the ones a pair config asks for."""
+    if runner == "static-compiled":
+        return StaticRunner(model, max_length=256, compile=True, token_buckets=COARSE_BUCKETS, **kwargs)
+    return BACKENDS[runner].runner(model, **{**TEST_OPTIONS.get(runner, {}), **kwargs})
+
+
+def runner_class(runner: str) -> type[Runner]:
+    return BACKENDS[runner.removesuffix("-compiled")].runner_class
+
+
+def skip_unless(runner: str | Pair, needs=(), quant: str = "none", decoder: str | None = None) -> None:
+    """Skip the calling test unless backend ``runner`` (or both runners of a pair) has the
+    capabilities ``needs`` (and those of ``decoder``) and runs the quantization ``quant``;
+    tests/test_backends.py shows the refusals."""
+    label = f"the runners {type(runner.target).__name__}" if isinstance(runner, Pair) else f"backend {runner}"
+    if isinstance(runner, Pair):
+        capabilities = runner.capabilities
+        quantizations = set(runner.target.quantizations) & set(runner.draft.quantizations)
+    else:
+        capabilities, quantizations = runner_class(runner).capabilities, runner_class(runner).quantizations
+    lacking = sorted((set(needs) | (DECODERS[decoder].needs if decoder else set())) - capabilities)
+    if lacking:
+        pytest.skip(f"{label}: no {', '.join(lacking)}")
+    if quant not in quantizations:
+        pytest.skip(f"{label}: no {quant} models")
 
 
 def tiny_pair(seed: int = 0, attn_implementation: str = "sdpa", runner: str = "eager", **kwargs) -> Pair:

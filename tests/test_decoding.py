@@ -6,7 +6,7 @@ from mtad.catalogue import build_decoder
 from mtad.decoding.base import Block, Context, Decoder, generate
 from mtad.decoding.sampling import SamplingConfig
 
-from helpers import RUNNERS, table_pair, tiny_pair
+from helpers import RUNNERS, skip_unless, table_pair, tiny_pair
 
 
 class Scripted(Decoder):
@@ -64,6 +64,7 @@ def test_settled_before_a_stop_token_in_the_same_block_wins_and_a_stop_token_alo
 @pytest.mark.parametrize("runner", RUNNERS)
 @pytest.mark.parametrize("name, params", [("ar", {}), ("spd", {"gamma": 3}), ("mtad", {"gamma": 3, "width": 2})])
 def test_counters_add_up(name, params, runner):
+    skip_unless(runner, decoder=name)
     pair = tiny_pair(runner=runner)
     out = generate(pair, build_decoder(name, **params), [3, 1, 4], max_new_tokens=37, seed=1, stop_ids=())
     s = out.stats

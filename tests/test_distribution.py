@@ -55,7 +55,7 @@ def test_mtad_with_finite_tau_is_not_ar():
 
 
 def test_spd_with_a_draft_that_never_proposes_a_token_reproduces_ar():
-    """A cut draft head gives some ids q = 0 (HFRunner.head_rows); the residual must supply them."""
+    """A cut draft head gives some ids q = 0 (TransformersRunner.head_rows); the residual must supply them."""
     pair = table_pair(vocab=3, seed=0)
     pair.draft.table[..., 2] = float("-inf")
     expected = exact_ar(pair.target, PROMPT, LENGTH, UNFILTERED)

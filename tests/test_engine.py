@@ -1,15 +1,18 @@
 """The pair's cache bookkeeping and custom masks against uncached forward passes (float32), with
-float weights and with int8 weights (``pair.*_quant``), on every runner (helpers.RUNNERS)."""
+float weights and with int8 weights (``pair.*_quant``), on every registered backend
+(helpers.RUNNERS): each test needs the capabilities it exercises and skips a backend without them.
+docs/backends.md: the tests a new backend must pass."""
 
 import pytest
 import torch
 
-from mtad.runners.eager import HFRunner
+from mtad.runners.base import KEPT_POSITIONS, ROW_SELECTION, TREE_MASKS
+from mtad.runners.eager import EagerRunner
 from mtad.runners.pair import Pair
 from mtad.runners.quant import quantize
-from mtad.runners.toy_models import TableLM, tiny_llama, tiny_llama_pair
+from mtad.runners.toy_models import TINY_VOCAB, TableLM, tiny_llama, tiny_llama_pair
 
-from helpers import RUNNERS, runner_of, tiny_pair
+from helpers import RUNNERS, runner_of, skip_unless, tiny_pair
 
 
 def plain_logits(model, sequence):
@@ -19,23 +22,42 @@ def plain_logits(model, sequence):
 
 
 @pytest.fixture(scope="module", params=[(q, r) for q in ("none", "int8") for r in RUNNERS], ids="-".join)
-def runner(request):
+def engine(request):
+    """(runner of that backend around the tiny model, that model: the uncached reference), and the backend."""
     quant, kind = request.param
-    return runner_of(quantize(tiny_llama(0), quant), kind)
+    skip_unless(kind, quant=quant)
+    model = quantize(tiny_llama(0), quant)
+    return runner_of(model, kind), model, kind
 
 
-def test_feed_uncached_feeds_only_the_missing_tokens(runner):
+def test_feed_uncached_feeds_only_the_missing_tokens(engine):
+    runner, model, _ = engine
     runner.reset()
     seq = [3, 14, 15, 9, 26]
     runner.feed_uncached(seq[:3])
     logits = runner.feed_uncached(seq)
     assert runner.length == 5 and runner.counter.calls == 2 and runner.counter.tokens == 5
-    torch.testing.assert_close(logits[-1], plain_logits(runner.model, seq), rtol=0, atol=1e-5)
+    torch.testing.assert_close(logits[-1], plain_logits(model, seq), rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="nothing to feed"):
         runner.feed_uncached(seq)
 
 
-def test_cached_logits_equal_uncached_after_crop_and_row_selection(runner):
+def test_cached_logits_equal_uncached_after_crop(engine):
+    runner, model, _ = engine
+    runner.reset()
+    runner.feed_uncached([5, 6, 7, 8, 9])
+    runner.crop(3)
+    assert runner.length == 3
+    logits = runner.feed_uncached([5, 6, 7, 20, 21], keep=2)
+    for k, length in enumerate((4, 5)):
+        torch.testing.assert_close(logits[k], plain_logits(model, [5, 6, 7, 20, 21][:length]), rtol=0, atol=1e-5)
+    runner.crop(0)
+    torch.testing.assert_close(runner.feed_uncached([30])[-1], plain_logits(model, [30]), rtol=0, atol=1e-5)
+
+
+def test_cached_logits_equal_uncached_after_crop_and_row_selection(engine):
+    runner, model, kind = engine
+    skip_unless(kind, needs=[ROW_SELECTION])
     runner.reset()
     prefix = [5, 6, 7, 8]
     runner.feed_uncached(prefix)
@@ -44,20 +66,21 @@ def test_cached_logits_equal_uncached_after_crop_and_row_selection(runner):
     runner.feed(beams)
     runner.select_rows([2, 0])                            # reorder and drop a beam
     logits = runner.feed(torch.tensor([[40], [41]]))[:, -1]
-    torch.testing.assert_close(logits[0], plain_logits(runner.model, prefix + [30, 31, 40]), rtol=0, atol=1e-5)
-    torch.testing.assert_close(logits[1], plain_logits(runner.model, prefix + [10, 11, 41]), rtol=0, atol=1e-5)
+    torch.testing.assert_close(logits[0], plain_logits(model, prefix + [30, 31, 40]), rtol=0, atol=1e-5)
+    torch.testing.assert_close(logits[1], plain_logits(model, prefix + [10, 11, 41]), rtol=0, atol=1e-5)
     runner.select_rows([1])
     runner.crop(len(prefix) + 1)                          # keep prefix + [10]
     logits = runner.feed_uncached(prefix + [10, 50, 51])
-    torch.testing.assert_close(logits[-1], plain_logits(runner.model, prefix + [10, 50, 51]), rtol=0, atol=1e-5)
+    torch.testing.assert_close(logits[-1], plain_logits(model, prefix + [10, 50, 51]), rtol=0, atol=1e-5)
 
 
-def test_keep_last_returns_the_last_positions(runner):
+def test_keep_last_returns_the_last_positions(engine):
+    runner, model, _ = engine
     runner.reset()
     seq = [1, 2, 3, 4, 5, 6]
     logits = runner.feed_uncached(seq, keep=3)
     with torch.no_grad():
-        full = runner.model(torch.tensor([seq])).logits[0]
+        full = model(torch.tensor([seq])).logits[0]
     torch.testing.assert_close(logits, full[-3:], rtol=0, atol=1e-5)
 
 
@@ -90,6 +113,7 @@ def path(i):
 @pytest.mark.parametrize("quant", ["none", "int8"])
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 def test_tree_logits_equal_path_logits_and_keep_positions(attn, quant, kind):
+    skip_unless(kind, needs=[TREE_MASKS, KEPT_POSITIONS], quant=quant)
     model = quantize(tiny_llama(0, attn_implementation=attn), quant)
     runner = runner_of(model, kind)
     context = [7, 3, 9, 4]
@@ -109,6 +133,7 @@ def test_tree_logits_equal_path_logits_and_keep_positions(attn, quant, kind):
 @pytest.mark.parametrize("quant", ["none", "int8"])
 def test_mask_may_cover_part_of_the_cache(quant, kind):
     """A draft-tree level sees its ancestors among already cached nodes, not their siblings."""
+    skip_unless(kind, needs=[TREE_MASKS], quant=quant)
     model = quantize(tiny_llama(0), quant)
     runner = runner_of(model, kind)
     context = [7, 3, 9]
@@ -136,8 +161,9 @@ def test_table_lm_reads_masks_positions_and_cache_like_a_transformer():
         target.feed(torch.tensor([[1]]), positions=torch.tensor([[0]]), tree_mask=torch.ones(1, 1, dtype=torch.bool))
 
 
-def test_counters_and_reset():
-    pair = tiny_pair()
+@pytest.mark.parametrize("kind", RUNNERS)
+def test_counters_and_reset(kind):
+    pair = tiny_pair(runner=kind)
     pair.target.feed_uncached([1, 2, 3])
     pair.target.feed(torch.tensor([[4, 5]]))
     assert pair.target.counter.calls == 2 and pair.target.counter.tokens == 5
@@ -153,27 +179,31 @@ def test_different_vocabularies_are_refused():
     other = LlamaForCausalLM(LlamaConfig(vocab_size=80, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                                          num_attention_heads=4, num_key_value_heads=2))
     with pytest.raises(ValueError, match="vocabularies differ: target has 259 ids, draft has 80"):
-        Pair(HFRunner(target), HFRunner(other))
+        Pair(EagerRunner(target), EagerRunner(other))
 
 
 def test_pairs_with_different_tokenizers_are_refused():
-    from mtad.runners.load import PairConfig, _check_same_tokenizer
+    from mtad.runners.hf import check_same_tokenizer
+    from mtad.runners.load import PairConfig
     from mtad.runners.toy_models import tiny_tokenizer
 
     a, b = tiny_tokenizer(), tiny_tokenizer()
     b.add_tokens(["<extra>"])
-    _check_same_tokenizer(a, tiny_tokenizer(), PairConfig("p", "t", "d"))
+    check_same_tokenizer(a, tiny_tokenizer(), PairConfig("p", "t", "d"))
     with pytest.raises(ValueError, match="model pair 'p': target and draft tokenizers differ \\(259 vs 260 tokens\\)"):
-        _check_same_tokenizer(a, b, PairConfig("p", "t", "d"))
+        check_same_tokenizer(a, b, PairConfig("p", "t", "d"))
 
 
-def test_head_rows_keeps_the_first_ids_and_bans_the_rest():
-    full, cut = HFRunner(tiny_llama(0)), HFRunner(tiny_llama(0), head_rows=100)
+@pytest.mark.parametrize("kind", RUNNERS)
+def test_head_rows_keeps_the_first_ids_and_bans_the_rest(kind):
+    full, cut = runner_of(tiny_llama(0), kind), runner_of(tiny_llama(0), kind, head_rows=100)
     seq = [3, 14, 15, 92, 6, 5]
     expected = full.feed_uncached(seq, keep=2)
     logits = cut.feed_uncached(seq, keep=2)
     torch.testing.assert_close(logits[:, :100], expected[:, :100], rtol=0, atol=1e-5)
     assert torch.isneginf(logits[:, 100:]).all()
-    assert HFRunner(tiny_llama(0), head_rows=full.vocab_size).head_rows is None  # the whole head: no slicing
+
+def test_a_whole_or_empty_head_is_no_cut():
+    assert EagerRunner(tiny_llama(0), head_rows=TINY_VOCAB).head_rows is None  # the whole head: no slicing
     with pytest.raises(ValueError, match="head_rows must lie in"):
-        HFRunner(tiny_llama(0), head_rows=0)
+        EagerRunner(tiny_llama(0), head_rows=0)

@@ -9,7 +9,9 @@ import mtad.runners.matmul as matmul
 from mtad.runners.matmul import WIDE_ROWS, WideLinearsInFloat32, float32_linear, has_bf16_arithmetic, wide_matmuls
 from mtad.runners.toy_models import tiny_llama
 
-from helpers import RUNNERS, runner_of
+from mtad.runners.hf import TransformersRunner
+
+from helpers import RUNNERS, runner_class, runner_of
 
 F = torch.nn.functional
 
@@ -71,6 +73,8 @@ def test_wide_matmuls_only_where_asked(monkeypatch):
 
 @pytest.mark.parametrize("kind", RUNNERS)
 def test_runner_logits_with_float32_matmuls(monkeypatch, kind):
+    if not issubclass(runner_class(kind), TransformersRunner):
+        pytest.skip(f"backend {kind}: mtad.runners.matmul is for the transformers runners")
     model = tiny_llama(seed=1).bfloat16()
     prompt = torch.arange(3, 3 + 2 * WIDE_ROWS)[None]
 

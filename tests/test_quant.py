@@ -17,7 +17,7 @@ from mtad.runners.quant import Int8Linear, quantize, streamed_bytes
 from mtad.decoding.sampling import SamplingConfig
 from mtad.runners.toy_models import tiny_llama_pair
 
-from helpers import RUNNERS, exact_target_ar, g_test, sample_sequences, runner_of
+from helpers import RUNNERS, exact_target_ar, g_test, sample_sequences, runner_of, skip_unless
 
 
 def test_int8_linear_is_the_dequantized_matmul_and_close_to_float():
@@ -68,8 +68,9 @@ PROMPTS = [[1, 2, 3, 4, 5], [17], [63, 0, 12]]
 ], ids=lambda p: p[0])
 @pytest.mark.parametrize("runner", RUNNERS)
 def test_greedy_identity_with_an_int8_draft(params, runner):
-    pair = int8_draft_pair(runner=runner)
     name, kwargs = params
+    skip_unless(runner, quant="int8", decoder=name)
+    pair = int8_draft_pair(runner=runner)
     accepted = 0
     for prompt in PROMPTS:
         reference = pair.target.model.generate(torch.tensor([prompt]), max_new_tokens=30, do_sample=False,
@@ -88,6 +89,7 @@ TOP3 = SamplingConfig(temperature=1.0, top_k=3, top_p=1.0)
 def noisy_int8(request):
     """A draft far enough from the target that rejections, and so the residual, matter (with
     top-3, about a fifth of the output mass per step moves if p replaces the residual)."""
+    skip_unless(request.param, quant="int8")
     pair = int8_draft_pair(draft_noise=0.1, runner=request.param)
     return pair, exact_target_ar(pair, TOP3, PROMPT, LENGTH)
 

@@ -15,9 +15,10 @@ from baselines.specinfer import mss_plan
 from mtad.catalogue import build_decoder
 from mtad.decoding.base import generate, start
 from mtad.decoding.sampling import SamplingConfig
-from mtad.decoding.tree import draft_tree, verify_tree
+from mtad.decoding.tree import TREE_NEEDS, draft_tree, verify_tree
 
-from helpers import DISTRIBUTION_RUNS, RUNNERS, exact_ar, g_test, sample_sequences, table_pair, tiny_pair
+from helpers import (DISTRIBUTION_RUNS, RUNNERS, exact_ar, g_test, sample_sequences, skip_unless, table_pair,
+                     tiny_pair)
 
 UNFILTERED = SamplingConfig(temperature=1.0, top_k=0, top_p=1.0)
 FILTERED = SamplingConfig(temperature=1.0, top_k=2, top_p=0.8)
@@ -177,6 +178,7 @@ def test_chain_equals_spd_on_the_same_random_stream(name, params):
                                           ("spectr", {"k": 3, "gamma": 4})])
 @pytest.mark.parametrize("runner", RUNNERS)
 def test_greedy_identity(name, params, runner):
+    skip_unless(runner, decoder=name)
     pair = tiny_pair(runner=runner)
     greedy = SamplingConfig(temperature=0)
     for prompt in ([1, 2, 3, 4, 5], [17], [40, 41, 9, 60, 2, 33, 8, 8]):
@@ -189,6 +191,7 @@ def test_greedy_identity(name, params, runner):
 @pytest.mark.parametrize("runner", RUNNERS)
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 def test_tree_node_logits_equal_path_logits(attn, runner):
+    skip_unless(runner, needs=TREE_NEEDS)
     pair = tiny_pair(attn_implementation=attn, runner=runner)
     ctx = start(pair, [5, 9, 2, 7], SamplingConfig(temperature=1.0, top_k=0, top_p=1.0), seed=0)
     ctx.pair.target.feed_uncached(ctx.tokens[:2])  # part of the context cached, part not
@@ -213,6 +216,7 @@ def test_tree_node_logits_equal_path_logits(attn, runner):
 @pytest.mark.parametrize("runner", RUNNERS)
 def test_kept_path_leaves_caches_consistent(runner):
     """After a tree step, continuing with plain decoding gives uncached logits (cache crop by path)."""
+    skip_unless(runner, decoder="specinfer")
     pair = tiny_pair(runner=runner)
     decoder = build_decoder("specinfer", k_config=[3, 2, 2])
     ctx = start(pair, [3, 1, 4, 1, 5], SamplingConfig(), seed=3)

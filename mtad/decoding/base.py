@@ -64,6 +64,9 @@ class Decoder(ABC):
 
     name: ClassVar[str]
     version: ClassVar[int]  # bumped with any change to what the decoder generates (mtad/catalogue.py)
+    # What it asks of the runners beyond one-row causal feeds and crops (mtad/runners/base.py
+    # capabilities): a backend without them is refused before any model loads.
+    needs: ClassVar[frozenset[str]] = frozenset()
 
     @abstractmethod
     def step(self, ctx: Context) -> Block:
@@ -171,6 +174,7 @@ def generate(pair: Pair, decoder: Decoder, prompt: list[int], *, max_new_tokens:
     if max_new_tokens < 1:
         raise UserError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     stop = set(pair.stop_ids if stop_ids is None else stop_ids)
+    pair.require(decoder.needs, f"decoder {decoder.name!r}")
     pair.check_fits(len(prompt), max_new_tokens)
     ctx = start(pair, prompt, sampling, seed)
     ctx.max_new_tokens, ctx.stop_ids, ctx.settled = max_new_tokens, frozenset(stop), settled

@@ -18,6 +18,7 @@ import torch
 from mtad.decoding.chain import commit_prefix, verify_chain
 from mtad.decoding.base import Block, Context, Decoder, require
 from mtad.decoding.sampling import sample, sample_one, supported_draws
+from mtad.runners.base import ROW_SELECTION
 
 BEAM_NORMS = ("joint", "repo")
 ACCEPT_RULES = ("longest", "first_fail")
@@ -83,6 +84,7 @@ def accepted_length(log_ratio: torch.Tensor, log_tau: float, rule: str) -> int:
 class MTAD(Decoder):
     name = "mtad"
     version = 1
+    needs = frozenset({ROW_SELECTION})  # the draft's beams: batched rows, selected each step
     gamma: int = 4
     width: int = 4
     tau: float = 0.5

@@ -12,6 +12,10 @@ import torch
 
 from mtad.errors import UserError
 
+# Bumped with any change to what ``process``, the samplers or the residual compute (every decoder's
+# tokens go through them): part of every run id (mtad/job/harness.py, mtad/job/records.py).
+SAMPLING_VERSION = 1
+
 
 @dataclass(frozen=True)
 class SamplingConfig:

@@ -16,6 +16,11 @@ import torch
 
 from mtad.decoding.base import Context
 from mtad.decoding.sampling import sample, supported_draws
+from mtad.runners.base import KEPT_POSITIONS, TREE_MASKS
+
+# What a decoder that drafts and verifies trees here asks of the runners (``Decoder.needs``):
+# a level fed with a tree mask, the accepted path kept.
+TREE_NEEDS = frozenset({TREE_MASKS, KEPT_POSITIONS})
 
 
 @dataclass

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+from mtad.job.records import LATE_FIELDS
+
 # Runs that agree on all of these differ only in their decoder: their tokens/s can be divided.
 # The sweep is among them because speed is only comparable on one machine in one sitting.
 COMPARABLE = ("sweep", "pair", "task", "seed", "max_new_tokens", "sampling")
@@ -44,11 +46,16 @@ def params_label(params: dict) -> str:
     return ", ".join(f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in params.items()) or "-"
 
 
-def version_key(run: dict) -> tuple[int, int, int]:
-    """The code versions that made a run, oldest first when sorted; records from before versions
-    existed count as version 0."""
+# The parts of the code whose versions make a run, compared in this order.
+VERSIONED = ("harness", "task", "decoder", "backend", "sampling", "quant", "matmul")
+
+
+def version_key(run: dict) -> tuple[int, ...]:
+    """The code versions that made a run, oldest first when sorted. A version a record lacks is
+    the one ``LATE_FIELDS`` says such runs were made at (a part added later), else 0 (records
+    from before versions existed)."""
     versions = run.get("versions") or {}
-    return tuple(int(versions.get(part, 0)) for part in ("harness", "task", "decoder"))
+    return tuple(int(versions.get(part, LATE_FIELDS.get(f"versions.{part}", 0))) for part in VERSIONED)
 
 
 def current_versions(runs: list[dict]) -> tuple[list[dict], int]:

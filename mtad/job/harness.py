@@ -20,11 +20,14 @@ from mtad.runners.load import PairConfig, load_pair
 from mtad.errors import UserError
 from mtad.judging.clients import JudgeUnavailable, build_judge
 from mtad.job.records import JobRecorder, update_summary, update_verdicts, write_atomic
+from mtad.decoding.sampling import SAMPLING_VERSION
 from mtad.job.wandb_log import log_job
+from mtad.runners.catalogue import backend
 from tasks.catalogue import build_task
 
 # What the harness measures (timing, energy, per-generation statistics, perplexity): bump with
-# any change to how these are measured. With the decoder's and the task's, it is part of the run id.
+# any change to how these are measured. With the decoder's, the task's, the backend's and those of
+# the shared code that generates (sampling, quantization, matmuls), it is part of the run id.
 HARNESS_VERSION = 1
 TIMING = "tokens_per_second = total emitted tokens / total generate() seconds (ratio of sums), after warm-up"
 ENERGY = "joules over the timed generate() calls, idle power included (idle_watts says how much to subtract)"
@@ -54,7 +57,12 @@ class Job:
         self.judge = build_judge(config.judge)
         if self.judge is not None:
             require_judged(self.task)  # before anything is generated
-        versions = {"harness": HARNESS_VERSION, "decoder": self.decoder.version, "task": self.task.version}
+        # The backend is asked whether its runners do all the decoder needs, before any model loads
+        # (the pair config itself, backend name, device and quantizations, was checked when built).
+        pair_backend = backend(config.pair.backend)
+        pair_backend.require(self.decoder.needs, f"decoder {self.decoder.name!r}")
+        versions = {"harness": HARNESS_VERSION, "decoder": self.decoder.version, "task": self.task.version,
+                    "sampling": SAMPLING_VERSION, **pair_backend.code_versions()}
         self.recorder = JobRecorder(Path(out_dir), Path(config.results_dir), config.resolved, versions,
                                     resume=config.resume)
         self.recorder.rescore(self.task.scores, only_missing=True)  # records of a try before scores were kept

@@ -8,7 +8,8 @@ Each summary is also appended as one line to ``<results_dir>/runs.jsonl``, the r
 and each example's record to ``<results_dir>/samples/<run_id>.jsonl``. That is what makes a job
 resumable: rerun with the same config and the same code versions (same run id), it skips the
 examples already recorded there, and a run already in the store is not run again; after a
-decoder, task or harness version bump it is a new run. A line cut short by a kill is dropped.
+version bump of any code that makes it (harness, decoder, task, backend, sampling, quantization,
+matmuls) it is a new run. A line cut short by a kill is dropped.
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ LATE_FIELDS: dict[str, object] = {
     # absent (the dataclass defaults: the whole draft head, tiny weights seed 0)
     "config.pair.draft_head_rows": None,
     "config.pair.seed": 0,
+    # versions of the backend and of the shared code that generates (mtad/runners/catalogue.py,
+    # mtad/job/harness.py): every committed run was made at version 1 of each
+    "versions.backend": 1,
+    "versions.sampling": 1,
+    "versions.quant": 1,
+    "versions.matmul": 1,
 }
 
 

@@ -99,7 +99,8 @@ class LocalJudge(Judge):
     deterministic = True  # greedy: a retry repeats the reply (a 1024-token one costs minutes on a CPU)
 
     def __post_init__(self):
-        from mtad.runners.load import PairConfig, load_causal_lm, load_tokenizer
+        from mtad.runners.hf import load_causal_lm, load_tokenizer
+        from mtad.runners.load import PairConfig
         from mtad.runners.prepare import resolve_source
 
         source = resolve_source(self.model)

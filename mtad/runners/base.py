@@ -4,6 +4,10 @@ Decoders ask a runner to feed tokens (it feeds only what the cache lacks), to cr
 after a rejection, to select or repeat batch rows (beams) and to keep arbitrary positions (a
 tree's accepted path). It counts forward calls, tokens and seconds. Backends
 (``mtad/runners/catalogue.py``) subclass ``Runner``; docs/backends.md states the contract.
+
+What a runner can do beyond feeding one row causally and cropping is declared, per class, in
+``capabilities``; a decoder declares what it needs (``Decoder.needs``), and a mismatch is refused
+before any model loads (``mtad/runners/catalogue.py``) and again at generation (``Pair``).
 """
 
 from __future__ import annotations
@@ -11,8 +15,29 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
+
+from mtad.errors import UserError
+
+# Capabilities (docs/backends.md#capabilities). Every runner feeds one row causally and crops.
+TREE_MASKS = "tree_masks"                  # feed(tree_mask=..., positions=...): a token tree in one forward
+ROW_SELECTION = "row_selection"            # feeds of several batch rows, and select_rows (beams)
+KEPT_POSITIONS = "kept_positions"          # keep_positions (a tree's accepted path)
+TRANSFORMERS_MODEL = "transformers_model"  # transformers_model(): the transformers model inside
+CAPABILITIES = (TREE_MASKS, ROW_SELECTION, KEPT_POSITIONS, TRANSFORMERS_MODEL)
+
+
+def require_capabilities(needs, has, user: str, provider: str, alternatives: str = "") -> None:
+    """One ``UserError`` unless ``has`` covers ``needs``: ``user`` (e.g. "decoder 'mtad'") needs
+    what ``provider`` (e.g. "pair.backend=recompute") lacks; ``alternatives`` ends the line."""
+    unknown = sorted(set(needs) - set(CAPABILITIES))
+    if unknown:
+        raise ValueError(f"{user} needs unknown capabilities {unknown} (known: {', '.join(CAPABILITIES)})")
+    lacking = [c for c in CAPABILITIES if c in needs and c not in has]
+    if lacking:
+        raise UserError(f"{user} needs {', '.join(lacking)}, which {provider} lacks{alternatives}")
 
 
 @dataclass
@@ -24,7 +49,12 @@ class ForwardCounter:
 
 
 class Runner(ABC):
-    """One model plus its cache. Sub-classes implement the forward pass and the cache edits."""
+    """One model plus its cache. Sub-classes implement the forward pass and the cache edits, and
+    declare what they can do (the class attributes below; docs/backends.md)."""
+
+    capabilities: ClassVar[frozenset[str]] = frozenset()  # of CAPABILITIES; each one's method is overridden
+    devices: ClassVar[tuple[str, ...] | None] = None      # device types it runs on (None: any torch device)
+    quantizations: ClassVar[tuple[str, ...]] = ("none",)  # pair.*_quant values it runs (mtad/runners/quant.py)
 
     vocab_size: int
     device: torch.device
@@ -55,13 +85,23 @@ class Runner(ABC):
     def crop(self, length: int) -> None:
         """Keep the first ``length`` cached positions."""
 
-    @abstractmethod
+    # -- what sub-classes with a capability provide ------------------------------------------
     def select_rows(self, rows: list[int] | torch.Tensor) -> None:
-        """Keep (and reorder, repeat) batch rows of the cache."""
+        """Keep (and reorder, repeat) batch rows of the cache (``ROW_SELECTION``)."""
+        raise self._lacks(ROW_SELECTION)
 
-    @abstractmethod
     def keep_positions(self, positions: list[int] | torch.Tensor) -> None:
-        """Keep only these cached positions, in this order."""
+        """Keep only these cached positions, in this order (``KEPT_POSITIONS``)."""
+        raise self._lacks(KEPT_POSITIONS)
+
+    def transformers_model(self):
+        """The transformers model inside, for code that runs it its own way (``TRANSFORMERS_MODEL``:
+        baselines/hf_assisted.py calls its ``generate``)."""
+        raise self._lacks(TRANSFORMERS_MODEL)
+
+    def _lacks(self, capability: str) -> Exception:
+        return NotImplementedError(f"{type(self).__name__} lacks {capability} (its capabilities: "
+                                   f"{', '.join(sorted(self.capabilities)) or 'none'})")
 
     # -- shared -------------------------------------------------------------------------
     def feed(self, tokens: torch.Tensor, positions: torch.Tensor | None = None,
@@ -79,7 +119,11 @@ class Runner(ABC):
         batch, n = tokens.shape
         if not 1 <= keep <= n:
             raise ValueError(f"keep must lie in [1, {n}], got {keep}")
+        if batch > 1 and ROW_SELECTION not in self.capabilities:
+            raise self._lacks(ROW_SELECTION)
         if tree_mask is not None:
+            if TREE_MASKS not in self.capabilities:
+                raise self._lacks(TREE_MASKS)
             if positions is None:
                 raise ValueError("a tree mask needs explicit position ids")
             if tree_mask.dim() != 2 or tree_mask.shape[0] != n or not n <= tree_mask.shape[1] <= self.length + n:

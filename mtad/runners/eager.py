@@ -1,40 +1,25 @@
-"""The eager backend: a transformers causal LM with its DynamicCache (``pair.backend=eager``)."""
+"""The eager backend's runner: a transformers causal LM with its DynamicCache (``pair.backend=eager``)."""
 
 from __future__ import annotations
 
 import torch
 
-from mtad.errors import UserError
 from mtad.runners import cache as kv
-from mtad.runners.base import ForwardCounter, Runner
-from mtad.runners.matmul import wide_matmuls
-from mtad.runners.quant import head_logits
+from mtad.runners.base import KEPT_POSITIONS, ROW_SELECTION, TREE_MASKS, ForwardCounter
+from mtad.runners.hf import TransformersRunner
 
 
-class HFRunner(Runner):
-    """A Hugging Face causal LM with a DynamicCache.
+class EagerRunner(TransformersRunner):
+    """A transformers causal LM with a DynamicCache, one Python module call per operation."""
 
-    ``head_rows`` restricts the output head to the first N token ids (the others get logit -inf,
-    so the model never proposes them). Meant for a draft on a memory-bound CPU: the 0.5B Qwen's
-    151,936-row head is over a quarter of its weights (a forward takes 50 ms with it, 40 ms with
-    32,768 rows), and byte-level BPE ids are ranked by merge order, which tracks token frequency.
-    Verification by the full target keeps lossless decoders lossless; only how often drafts are
-    accepted changes.
-    """
+    capabilities = TransformersRunner.capabilities | {TREE_MASKS, ROW_SELECTION, KEPT_POSITIONS}
+    quantizations = ("none", "int8")
 
     def __init__(self, model, head_rows: int | None = None):
-        super().__init__()
+        super().__init__(model, head_rows=head_rows)
         from transformers import DynamicCache
 
         self._cache_class = DynamicCache
-        self.model = model.eval()
-        self.device = next(model.parameters()).device
-        self.dtype = model.get_input_embeddings().weight.dtype
-        head = model.get_output_embeddings()
-        self.vocab_size = head.out_features
-        if head_rows is not None and not 1 <= head_rows <= self.vocab_size:
-            raise UserError(f"head_rows must lie in [1, {self.vocab_size}], got {head_rows}")
-        self.head_rows = None if head_rows == self.vocab_size else head_rows
         self.cache = DynamicCache(config=model.config)
 
     def reset(self) -> None:
@@ -44,11 +29,6 @@ class HFRunner(Runner):
     @property
     def length(self) -> int:
         return kv.cache_length(self.cache)
-
-    def eager(self):
-        """The context every eager forward runs in (``mtad.runners.matmul``: wide bf16 matmuls on CPUs
-        without bf16 arithmetic run in float32)."""
-        return wide_matmuls(self.dtype, self.device)
 
     def _forward(self, tokens, positions, mask, keep):
         attention_mask = None if mask is None else self._additive_mask(mask, tokens.shape[0])
@@ -60,17 +40,6 @@ class HFRunner(Runner):
         with self.eager():
             hidden = self.model.get_decoder()(**inputs).last_hidden_state[:, -keep:]
         return self._head(hidden)
-
-    def _head(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Logits [B, k, V] of final hidden states [B, k, hidden]; ids >= ``head_rows`` get -inf."""
-        head = self.model.get_output_embeddings()
-        if self.head_rows is None:
-            with self.eager():
-                return head(hidden)
-        logits = torch.full((*hidden.shape[:2], self.vocab_size), float("-inf"), dtype=hidden.dtype, device=self.device)
-        with self.eager():
-            logits[..., : self.head_rows] = head_logits(head, hidden, self.head_rows)
-        return logits
 
     def _additive_mask(self, tree_mask: torch.Tensor, batch: int) -> torch.Tensor:
         """[B, 1, n, cached + n] float mask: 0 where attention is allowed, dtype-min elsewhere.

@@ -28,6 +28,11 @@ from pathlib import Path
 import torch
 from torch.overrides import TorchFunctionMode
 
+# Bumped with any change to how wide bf16 matmuls are computed that changes generated tokens: like
+# the backend's version, part of every run id on a transformers backend (mtad/runners/catalogue.py
+# ``code_versions``, mtad/job/records.py).
+MATMUL_VERSION = 1
+
 WIDE_ROWS = 8  # rows (tokens x batch) from which the float32 product wins (measured above)
 BLOCK = 1 << 20  # weight elements converted at a time: 4 MB of float32, cache-sized
 

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from mtad.errors import UserError
-from mtad.runners.base import Runner
+from mtad.runners.base import Runner, require_capabilities
 
 DRAFT_ROOM = 64  # cache positions a round may feed beyond the committed tokens (drafts, trees)
 
@@ -46,6 +46,15 @@ class Pair:
     @property
     def info(self) -> PairInfo:
         return PairInfo(self.name, self.tokenizer, self.chat_template, self.target.vocab_size)
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """What both runners can do (mtad/runners/base.py)."""
+        return self.target.capabilities & self.draft.capabilities
+
+    def require(self, needs, user: str) -> None:
+        """One ``UserError`` unless both runners can do all that ``user`` (a decoder) needs."""
+        require_capabilities(needs, self.capabilities, user, f"pair {self.name!r}")
 
     def reset(self) -> None:
         self.target.reset()

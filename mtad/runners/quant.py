@@ -19,6 +19,11 @@ from torch import nn
 
 from mtad.errors import UserError
 
+# Bumped with any change to the int8 linear layers or the output-head slice (``head_logits``) that
+# changes generated tokens: like the backend's version, part of every run id on a transformers
+# backend (mtad/runners/catalogue.py ``code_versions``, mtad/job/records.py).
+QUANT_VERSION = 1
+
 QUANTS = ("none", "int8")
 
 

@@ -1,6 +1,6 @@
 """A runner with a preallocated KV cache and a compiled forward (``pair.backend=static``).
 
-Why: the eager runner (``HFRunner``) grows a DynamicCache by concatenation and runs one Python
+Why: the eager runner (``EagerRunner``) grows a DynamicCache by concatenation and runs one Python
 module call per operation, so on a GPU a token costs its kernel launches rather than its weight
 bytes (Llama-3.1-8B: 18 ms eager against a ~5 ms HBM roofline), and on a CPU a small draft pays
 that overhead on every step. Here each layer's keys and values live in buffers
@@ -37,8 +37,9 @@ from torch import nn
 from torch._dynamo.utils import counters
 
 from mtad.errors import UserError
+from mtad.runners.base import KEPT_POSITIONS, ROW_SELECTION, TREE_MASKS, ForwardCounter
+from mtad.runners.hf import TransformersRunner
 from mtad.runners.matmul import WIDE_ROWS, upcasts
-from mtad.runners.eager import HFRunner
 
 MODEL_TYPES = ("llama", "qwen2")
 TOKEN_BUCKETS = (1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32, 48, 64)  # exact for short blocks, where rows cost on a CPU
@@ -124,17 +125,20 @@ class StaticCacheModel(nn.Module):
         return inner.norm(hidden)
 
 
-class StaticRunner(HFRunner):
-    """``HFRunner``'s interface over a ``StaticCacheModel``. ``compile=False`` runs the same code,
-    padding included, eagerly; the tests use it everywhere and compile a few cases with coarse
-    ``token_buckets`` (each bucket is one compile)."""
+class StaticRunner(TransformersRunner):
+    """A transformers model's own modules over a ``StaticCacheModel``. ``compile=False`` runs the
+    same code, padding included, eagerly; the tests use it everywhere and compile a few cases with
+    coarse ``token_buckets`` (each bucket is one compile)."""
+
+    capabilities = TransformersRunner.capabilities | {TREE_MASKS, ROW_SELECTION, KEPT_POSITIONS}
+    devices = ("cpu", "cuda")  # inductor with freezing on the CPU, CUDA graphs on CUDA: nothing else is written
+    quantizations = ("none", "int8")
 
     def __init__(self, model, head_rows: int | None = None, max_length: int = 2048, compile: bool = True,
                  token_buckets: tuple[int, ...] = TOKEN_BUCKETS, cuda_graphs: str = "manual"):
         check_static_model(model)
         super().__init__(model, head_rows=head_rows)
         self.token_buckets = token_buckets
-        self.cache = None  # no DynamicCache: the buffers below are the cache
         # Rows for beams up front: new buffers (more rows) mean new graphs, compiled again.
         self.static = StaticCacheModel(self.model, rows=INITIAL_ROWS, max_length=max_length)
         self.max_length = max_length
@@ -168,7 +172,7 @@ class StaticRunner(HFRunner):
 
     def reset(self) -> None:
         self._length, self._rows = 0, 1
-        self.counter = type(self.counter)()
+        self.counter = ForwardCounter()
 
     @property
     def length(self) -> int:

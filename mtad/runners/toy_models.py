@@ -1,7 +1,7 @@
 """Models built in-process from a seed (no files, no network), for tests.
 
 - ``tiny_llama_pair``: a tiny random Llama target and a weight-perturbed copy as its draft,
-  run through the real ``HFRunner`` (cache, masks and positions as for a real model), with
+  run through the real backends' runners (cache, masks and positions as for a real model), with
   ``tiny_tokenizer``, a byte-level tokenizer of the same vocabulary, so text tasks run on it.
 - ``TableLM``: an order-2 Markov "table LM" whose cache stores the tokens it consumed, so exact
   sequence probabilities are known in closed form and any cache bookkeeping error changes its
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from mtad.runners.base import ForwardCounter, Runner
+from mtad.runners.base import KEPT_POSITIONS, ROW_SELECTION, TREE_MASKS, ForwardCounter, Runner
 
 TINY_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 TINY_VOCAB = 256 + len(TINY_SPECIAL_TOKENS)
@@ -70,6 +70,8 @@ class TableLM(Runner):
     the number of tokens it sees minus one, so wrong masks, positions, crops or row selections
     all change the output or fail loudly.
     """
+
+    capabilities = frozenset({TREE_MASKS, ROW_SELECTION, KEPT_POSITIONS})
 
     def __init__(self, table: torch.Tensor):
         super().__init__()
