@@ -12,6 +12,7 @@ from mtad.decoding.base import generate
 from mtad.decoding.sampling import SamplingConfig
 from mtad.errors import UserError, one_line_errors
 from mtad.job import harness
+from mtad.job.config import JobConfig
 from mtad.job.comparison import current_versions, version_key
 from mtad.job.records import run_id
 from mtad.paths import CONF_DIR
@@ -104,10 +105,14 @@ def test_the_toy_backend_refuses_a_decoder_that_needs_what_it_lacks(recompute, n
                               "(backends that have it: eager, static)")
 
 
-def job_config(tmp_path, *overrides):
+def hydra_config(tmp_path, *overrides):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         return compose("config", overrides=["pair=tiny", "task=synthetic", "task.limit=1", "max_new_tokens=4",
                                              f"results_dir={tmp_path / 'results'}", *overrides])
+
+
+def job_config(tmp_path, *overrides) -> JobConfig:
+    return JobConfig.from_hydra(hydra_config(tmp_path, *overrides))
 
 
 def test_a_job_is_refused_in_one_error_line_before_any_model_loads(tmp_path, monkeypatch, capsys):
@@ -115,7 +120,7 @@ def test_a_job_is_refused_in_one_error_line_before_any_model_loads(tmp_path, mon
         raise AssertionError("a model loaded")
 
     monkeypatch.setattr(harness, "load_pair", no_loading)
-    cfg = job_config(tmp_path, "pair.backend=recompute", "decoder=mtad")
+    cfg = hydra_config(tmp_path, "pair.backend=recompute", "decoder=mtad")
     with pytest.raises(SystemExit) as exit_code, one_line_errors():
         harness.run_job(cfg, tmp_path / "job")
     assert exit_code.value.code == 2
