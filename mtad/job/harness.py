@@ -12,17 +12,17 @@ from tqdm import tqdm
 
 from mtad.catalogue import build_decoder
 from mtad.decoding.base import GenerationStats, generate
+from mtad.decoding.sampling import SAMPLING_VERSION
+from mtad.errors import UserError
 from mtad.job.config import JobConfig
 from mtad.job.energy import build_meter
-from mtad.runners.pair import Pair
 from mtad.job.metrics import perplexity, target_log_probs
-from mtad.runners.load import PairConfig, load_pair
-from mtad.errors import UserError
-from mtad.judging.clients import JudgeUnavailable, build_judge
 from mtad.job.records import JobRecorder, update_summary, update_verdicts, write_atomic
-from mtad.decoding.sampling import SAMPLING_VERSION
 from mtad.job.wandb_log import log_job
+from mtad.judging.clients import JudgeUnavailable, build_judge
 from mtad.runners.catalogue import backend
+from mtad.runners.load import PairConfig, load_pair
+from mtad.runners.pair import Pair
 from tasks.catalogue import build_task
 
 # What the harness measures (timing, energy, per-generation statistics, perplexity): bump with
