@@ -24,7 +24,7 @@ from hydra import compose, initialize_config_dir
 from mtad.errors import UserError, one_line_errors
 from mtad.job.config import JobConfig
 from mtad.job.harness import Job, run_jobs
-from mtad.job.records import REPO
+from mtad.paths import CONF_DIR
 from mtad.job.sweep_table import format_table
 
 
@@ -38,7 +38,7 @@ def decoder_overrides(spec: str) -> list[str]:
 
 def job_configs(specs: list[str], overrides: list[str]) -> list[JobConfig]:
     """One job config per decoder spec, with the shared Hydra overrides."""
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         return [JobConfig.from_hydra(compose("config", overrides=overrides + decoder_overrides(spec)))
                 for spec in specs]
 
