@@ -14,12 +14,14 @@ is skipped and later flagged tokens survive).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 from mtad.decoding.chain import commit_prefix
-from mtad.decoding.base import Block, Context, Decoder, require
+from mtad.decoding.base import Block, Context, Decoder
+from mtad.ranges import Int, OneOf, Real, ranged
 from mtad.decoding.sampling import sample_one
 
 ROLLBACK_RULES = ("fixed", "official")
@@ -29,17 +31,10 @@ ROLLBACK_RULES = ("fixed", "official")
 class BiLD(Decoder):
     name = "bild"
     version = 1
-    fallback: float = 0.6
-    rollback: float = 5.0
-    n_small: int = 10
-    rollback_rule: str = "fixed"
-
-    def __post_init__(self):
-        require(0 <= self.fallback <= 1, f"bild: fallback must lie in [0, 1], got {self.fallback}")
-        require(self.rollback >= 0, f"bild: rollback must be >= 0, got {self.rollback}")
-        require(self.n_small >= 1, f"bild: n_small must be >= 1, got {self.n_small}")
-        require(self.rollback_rule in ROLLBACK_RULES,
-                f"bild: rollback_rule must be one of {ROLLBACK_RULES}, got {self.rollback_rule!r}")
+    fallback: float = ranged(0.6, Real(0, 1))
+    rollback: float = ranged(5.0, Real(0, math.inf, note="inf: never roll back"))
+    n_small: int = ranged(10, Int(min=1))
+    rollback_rule: str = ranged("fixed", OneOf(ROLLBACK_RULES))
 
     def _token(self, ctx: Context, logits: torch.Tensor) -> int:
         return int(logits.argmax()) if ctx.sampling.greedy else sample_one(ctx.probs(logits), ctx.generator)

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
-from mtad.decoding.base import Block, Context, Decoder, require
+from mtad.decoding.base import Block, Context, Decoder
+from mtad.ranges import Int, ranged
 from mtad.runners.base import TRANSFORMERS_MODEL
 
 
@@ -33,10 +34,7 @@ class HFAssisted(Decoder):
     name = "hf_assisted"
     version = 1
     needs = frozenset({TRANSFORMERS_MODEL})  # it runs transformers' generate on both models
-    gamma: int = 4
-
-    def __post_init__(self):
-        require(self.gamma >= 1, f"hf_assisted: gamma must be >= 1, got {self.gamma}")
+    gamma: int = ranged(4, Int(min=1))
 
     def step(self, ctx: Context) -> Block:
         if "rounds" not in ctx.state:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from mtad.decoding.base import Block, Context, Decoder, require
+from mtad.decoding.base import Block, Context, Decoder
+from mtad.ranges import Int, ranged
 from mtad.runners.base import ROW_SELECTION
 
 
@@ -22,12 +23,8 @@ class MTJD(Decoder):
     name = "mtjd"
     version = 1
     needs = frozenset({ROW_SELECTION})  # the target's beams: batched rows, selected each depth
-    gamma: int = 4
-    width: int = 4
-
-    def __post_init__(self):
-        require(self.gamma >= 1, f"mtjd: gamma must be >= 1, got {self.gamma}")
-        require(self.width >= 1, f"mtjd: beam width must be >= 1, got {self.width}")
+    gamma: int = ranged(4, Int(min=1))
+    width: int = ranged(4, Int(min=1, note="beams"))
 
     def step(self, ctx: Context) -> Block:
         target = ctx.pair.target

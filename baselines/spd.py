@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mtad.decoding.chain import commit_prefix, draft_chain, verify_chain
-from mtad.decoding.base import Block, Context, Decoder, require
+from mtad.decoding.base import Block, Context, Decoder
+from mtad.ranges import Int, ranged
 from mtad.decoding.sampling import residual, sample_one, uniform
 
 
@@ -18,10 +19,7 @@ from mtad.decoding.sampling import residual, sample_one, uniform
 class SpD(Decoder):
     name = "spd"
     version = 1
-    gamma: int = 4
-
-    def __post_init__(self):
-        require(self.gamma >= 1, f"spd: gamma must be >= 1, got {self.gamma}")
+    gamma: int = ranged(4, Int(min=1))
 
     def step(self, ctx: Context) -> Block:
         x, q = draft_chain(ctx, self.gamma)

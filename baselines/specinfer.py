@@ -8,11 +8,12 @@ the new token is drawn from the final P; after a full-depth accept, from the lea
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
-from mtad.decoding.base import Block, Context, Decoder, require
+from mtad.decoding.base import Block, Context, Decoder
+from mtad.ranges import Each, Int, ranged
 from mtad.decoding.sampling import first_accepted, residual, sample_one
 from mtad.decoding.tree import TREE_NEEDS, commit_path, draft_tree, verify_tree
 
@@ -44,13 +45,12 @@ class SpecInfer(Decoder):
     name = "specinfer"
     version = 1
     needs = TREE_NEEDS
-    k_config: list[int] = field(default_factory=lambda: [4, 2, 2])
+    k_config: list[int] = ranged(default_factory=lambda: [4, 2, 2], range=Each(Int(min=1)))  # children per depth
     replacement = True  # children i.i.d. from q; MCSS draws them without replacement
 
     def __post_init__(self):
-        self.k_config = list(self.k_config)
-        require(len(self.k_config) >= 1 and all(int(k) >= 1 for k in self.k_config),
-                f"{self.name}: k_config must be a non-empty list of integers >= 1, got {self.k_config}")
+        self.k_config = list(self.k_config) if isinstance(self.k_config, (list, tuple)) else self.k_config
+        super().__post_init__()
 
     def step(self, ctx: Context) -> Block:
         tree = draft_tree(ctx, self.k_config, self.replacement)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
-from mtad.decoding.base import Block, Context, Decoder, require
+from mtad.decoding.base import Block, Context, Decoder
+from mtad.ranges import Int, ranged
 from mtad.decoding.sampling import first_accepted, residual, sample_one
 from mtad.decoding.tree import TREE_NEEDS, commit_path, draft_tree, verify_tree
 
@@ -61,12 +62,8 @@ class SpecTr(Decoder):
     name = "spectr"
     version = 1
     needs = TREE_NEEDS
-    k: int = 4
-    gamma: int = 4
-
-    def __post_init__(self):
-        require(self.k >= 1, f"spectr: k must be >= 1, got {self.k}")
-        require(self.gamma >= 1, f"spectr: gamma must be >= 1, got {self.gamma}")
+    k: int = ranged(4, Int(min=1, note="drafts"))
+    gamma: int = ranged(4, Int(min=1))
 
     def step(self, ctx: Context) -> Block:
         tree = draft_tree(ctx, [self.k] + [1] * (self.gamma - 1), replacement=True)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import torch
 
 from mtad.decoding.chain import commit_prefix, draft_chain, verify_chain
-from mtad.decoding.base import Block, Context, Decoder, require
+from mtad.decoding.base import Block, Context, Decoder
+from mtad.ranges import Int, OneOf, Real, ranged
 from mtad.decoding.sampling import sample_one
 
 BONUS_RULES = ("sample", "argmax", "typical")
@@ -30,15 +31,10 @@ def typical_thresholds(pi: torch.Tensor, epsilon: float, delta: float) -> torch.
 class Typical(Decoder):
     name = "typical"
     version = 1
-    gamma: int = 4
-    epsilon: float = 0.09   # Medusa's posterior_threshold as medusa_generate passes it
-    delta: float = 0.3      # Medusa's posterior_alpha
-    bonus: str = "sample"
-
-    def __post_init__(self):
-        require(self.gamma >= 1, f"typical: gamma must be >= 1, got {self.gamma}")
-        require(self.epsilon >= 0 and self.delta >= 0, f"typical: epsilon and delta must be >= 0, got {self.epsilon}, {self.delta}")
-        require(self.bonus in BONUS_RULES, f"typical: bonus must be one of {BONUS_RULES}, got {self.bonus!r}")
+    gamma: int = ranged(4, Int(min=1))
+    epsilon: float = ranged(0.09, Real(min=0))  # Medusa's posterior_threshold as medusa_generate passes it
+    delta: float = ranged(0.3, Real(min=0))     # Medusa's posterior_alpha
+    bonus: str = ranged("sample", OneOf(BONUS_RULES))
 
     def step(self, ctx: Context) -> Block:
         x, _ = draft_chain(ctx, self.gamma)

@@ -3,7 +3,8 @@
 The package is in rooms by role; each imports only from the rooms above it in this list
 (tests/test_layering.py checks it):
 
-    mtad.errors, registry, paths  one-line user errors; name -> class catalogues; where conf/ is
+    mtad.errors, registry, paths  one-line user errors; name -> class catalogues; where conf/ is;
+    mtad.ranges                   each config field's valid range, beside its default, and their check
     mtad.runners                  models and KV caches: the backend catalogue, model pairs, loading
     mtad.decoding                 the generation loop, sampling, chain / tree drafting, MTAD
     baselines/                    the other decoders

@@ -39,15 +39,16 @@ def build_decoder(name: str, **params) -> Decoder:
         raise UserError(f"decoder {name!r} has no parameter {', '.join(map(repr, unknown))} "
                         f"(it takes: {', '.join(sorted(known)) or 'nothing'})")
     defaults = {f.name: f.default for f in dataclasses.fields(cls)}
-    return cls(**{name: _coerce(name, value, defaults[name]) for name, value in params.items()})
+    return cls(**{name: _coerce(value, defaults[name]) for name, value in params.items()})
 
 
-def _coerce(name: str, value, default):
+def _coerce(value, default):
     """A number given as text (``tau=.inf`` on a command line reaches us as a string) becomes the
-    type of the parameter's default; anything else is left for the decoder to check."""
+    type of the parameter's default; anything else, and text that is no such number, is left for
+    the decoder's range check (mtad/ranges.py) to refuse."""
     if not isinstance(value, str) or isinstance(default, bool) or not isinstance(default, (int, float)):
         return value
     try:
         return type(default)(value.replace(".inf", "inf"))
     except ValueError:
-        raise UserError(f"decoder parameter {name} must be a number, got {value!r}") from None
+        return value

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
+from mtad.ranges import check_ranges
 from mtad.runners.pair import PairInfo
 
 
@@ -61,6 +62,11 @@ class Task(ABC):
     version: ClassVar[int]  # bumped with any change to prompts, data or scoring (tasks/catalogue.py)
     graded_by_judge: ClassVar[bool] = False  # whether ``judge`` is implemented
     metric: ClassVar[Metric | None] = None  # the quality measure the tables show; None: the task measures speed only
+
+    def __post_init__(self):
+        # each setting's range is stated beside its default (mtad/ranges.py), checked before the
+        # task reads any data; a sub-class with checks or loading of its own calls this first
+        check_ranges(self, "task")
 
     @classmethod
     def scores(cls, verdict: dict[str, Any]) -> list[float | None]:

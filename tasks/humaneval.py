@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 
 from mtad.errors import UserError
+from mtad.ranges import Each, Int, OneOf, Real, ranged
 from mtad.runners.pair import PairInfo
 from tasks.base import Example, Metric, Task
 from tasks.sandbox import SANDBOXES, Limits, run_program, sandbox_error
@@ -73,12 +74,12 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 class HumanEval(Task):
     name = "humaneval"
     version = 2  # 2: generation stops where the body ends (stop_rule)
-    limit: int | None = None       # first N problems; None = all 164
-    num_samples: int = 1           # samples per problem (n of pass@k)
-    k: tuple[int, ...] = (1,)
-    extraction: str = "body"       # body | paper
-    timeout: float = 10.0          # wall seconds per program
-    sandbox: str = "bwrap"         # bwrap | process (weaker, opt-in): see tasks/sandbox.py
+    limit: int | None = ranged(None, Int(min=1, none="all 164"))  # the first N problems
+    num_samples: int = ranged(1, Int(min=1))  # samples per problem (n of pass@k)
+    k: tuple[int, ...] = ranged((1,), Each(Int(min=1, note="and <= num_samples")))
+    extraction: str = ranged("body", OneOf(("body", "paper")))
+    timeout: float = ranged(10.0, Real(above=0, note="wall seconds per program"))
+    sandbox: str = ranged("bwrap", OneOf(SANDBOXES))  # process: weaker, opt-in (tasks/sandbox.py)
     metric = Metric(key="pass@1", title="pass@1 %", factor=100.0, solved_or_not=True)
 
     @classmethod
@@ -87,17 +88,10 @@ class HumanEval(Task):
         return [100.0 if verdict.get("passed") else 0.0]
 
     def __post_init__(self):
-        if self.limit is not None and self.limit < 1:
-            raise UserError(f"humaneval: task.limit must be >= 1, got {self.limit}")
-        if self.num_samples < 1:
-            raise UserError(f"humaneval: task.num_samples must be >= 1, got {self.num_samples}")
+        super().__post_init__()
         self.k = tuple(self.k)
-        if any(k < 1 or k > self.num_samples for k in self.k):
-            raise UserError(f"humaneval: every k must lie in [1, num_samples={self.num_samples}], got {list(self.k)}")
-        if self.extraction not in ("body", "paper"):
-            raise UserError(f"humaneval: extraction must be 'body' or 'paper', got {self.extraction!r}")
-        if self.sandbox not in SANDBOXES:
-            raise UserError(f"humaneval: task.sandbox must be one of {', '.join(SANDBOXES)}, got {self.sandbox!r}")
+        if any(k > self.num_samples for k in self.k):
+            raise UserError(f"task.k: every k must lie in [1, num_samples={self.num_samples}], got {list(self.k)}")
 
     def preflight(self) -> None:
         why = sandbox_error(self.sandbox)

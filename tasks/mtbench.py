@@ -17,6 +17,7 @@ from mtad.errors import UserError
 from mtad.judging.clients import Judge
 from mtad.judging.fastchat import judge_answers, load_prompts, load_references, ratings
 from mtad.judging.fastchat import scores as fastchat_scores
+from mtad.ranges import Int, ranged
 from mtad.runners.pair import PairInfo
 from tasks.base import Example, Metric, Task, shared_data
 
@@ -35,8 +36,9 @@ class MTBench(Task):
     version = 1
     graded_by_judge = True
     data_dir: str = field(default_factory=lambda: shared_data("mt_bench"))
-    limit: int | None = None   # the first N questions; None = all 80
-    retries: int = 2           # judge replies without a rating asked again, then counted missing
+    limit: int | None = ranged(None, Int(min=1, none="all 80"))  # the first N questions
+    # judge replies without a rating asked again, then counted missing
+    retries: int = ranged(2, Int(min=0))
     metric = Metric(
         key="mt_bench_score", title="MT-Bench", paired_digits=2, labels=(("judge", "judge {}"),),
         note="MT-Bench quality: the mean 1-10 rating of the rated turns by {judge} (FastChat single grading; a reply "
@@ -56,8 +58,7 @@ class MTBench(Task):
         return [None] * len(verdict.get("answers") or [])
 
     def __post_init__(self):
-        if self.limit is not None and self.limit < 1:
-            raise UserError(f"mtbench: task.limit must be >= 1, got {self.limit}")
+        super().__post_init__()
         root = Path(self.data_dir)
         self.files = {"questions": root / "question.jsonl", "prompts": root / "judge_prompts.jsonl",
                       "references": root / "reference_answer" / "gpt-4.jsonl"}

@@ -20,6 +20,7 @@ from itertools import groupby
 from pathlib import Path
 
 from mtad.errors import UserError
+from mtad.ranges import SEED, Int, OneOf, Real, ranged
 from mtad.runners.prepare import mtad_home
 from mtad.runners.pair import PairInfo
 from tasks.base import Example, Metric, Task, shared_data
@@ -88,12 +89,13 @@ class Spider(Task):
     name = "spider"
     version = 2  # 2: generation stops where the SQL ends (stop_rule); a fence after the first ';' is not read
     data_dir: str = field(default_factory=lambda: shared_data("spider"))
-    limit: int | None = 100         # the first N dev questions (the paper: 100); None = all 1034
-    mode: str = "auto"              # auto | official | synthetic
-    prompt: str = "paper"           # paper (raw one-shot text) | chat (the same text through the chat template)
-    databases: int = 3              # synthetic databases per schema
-    database_seed: int = 0
-    timeout: float = 5.0            # seconds per query
+    limit: int | None = ranged(100, Int(min=1, none="all 1034"))  # the first N dev questions (the paper: 100)
+    mode: str = ranged("auto", OneOf(MODES))
+    # paper (raw one-shot text) | chat (the same text through the chat template)
+    prompt: str = ranged("paper", OneOf(("paper", "chat")))
+    databases: int = ranged(3, Int(min=1, note="synthetic databases per schema"))
+    database_seed: int = ranged(0, SEED)
+    timeout: float = ranged(5.0, Real(above=0, note="seconds per query"))
     metric = Metric(key="execution_accuracy", title="exec. acc. %", solved_or_not=True,
                     labels=(("database_mode", "{} DBs"),))
 
@@ -104,14 +106,7 @@ class Spider(Task):
         return [None] if verdict.get("gold_failed") else [100.0 if verdict.get("correct") else 0.0]
 
     def __post_init__(self):
-        if self.limit is not None and self.limit < 1:
-            raise UserError(f"spider: task.limit must be >= 1, got {self.limit}")
-        if self.mode not in MODES:
-            raise UserError(f"spider: task.mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if self.prompt not in ("paper", "chat"):
-            raise UserError(f"spider: task.prompt must be 'paper' or 'chat', got {self.prompt!r}")
-        if self.databases < 1:
-            raise UserError(f"spider: task.databases must be >= 1, got {self.databases}")
+        super().__post_init__()
         root = Path(self.data_dir)
         missing = [name for name in ("dev.json", "tables.json") if not (root / name).is_file()]
         if missing:

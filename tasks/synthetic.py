@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mtad.errors import UserError
+from mtad.ranges import SEED, Int, ranged
 from mtad.runners.pair import PairInfo
 from tasks.base import Example, Task
 
@@ -15,14 +15,10 @@ from tasks.base import Example, Task
 class Synthetic(Task):
     name = "synthetic"
     version = 1
-    limit: int = 5
-    prompt_length: int = 8
-    seed: int = 0
+    limit: int = ranged(5, Int(min=1))
+    prompt_length: int = ranged(8, Int(min=1, note="tokens"))
+    seed: int = ranged(0, SEED)
     metric = None  # speed only: no quality measure
-
-    def __post_init__(self):
-        if self.limit < 1 or self.prompt_length < 1:
-            raise UserError(f"synthetic: limit and prompt_length must be >= 1, got {self.limit}, {self.prompt_length}")
 
     def examples(self, pair: PairInfo) -> list[Example]:
         gen = torch.Generator().manual_seed(self.seed)

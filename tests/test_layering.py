@@ -6,7 +6,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # lowest first: a module may import from its own room and the rooms before it, never after
-ROOMS = [("mtad.errors", "mtad.registry", "mtad.paths"), ("mtad.runners",), ("mtad.decoding",), ("baselines",), ("mtad.catalogue",),
+ROOMS = [("mtad.errors", "mtad.registry", "mtad.paths", "mtad.ranges"), ("mtad.runners",), ("mtad.decoding",), ("baselines",), ("mtad.catalogue",),
          ("mtad.judging",), ("tasks",), ("mtad.job",), ("mtad.report",)]
 PACKAGES = ("mtad", "baselines", "tasks")
 

@@ -27,6 +27,7 @@ import torch
 
 from mtad.runners.pair import Pair
 from mtad.errors import UserError
+from mtad.ranges import check_ranges
 from mtad.decoding.sampling import SamplingConfig, process
 
 
@@ -67,6 +68,11 @@ class Decoder(ABC):
     # What it asks of the runners beyond one-row causal feeds and crops (mtad/runners/base.py
     # capabilities): a backend without them is refused before any model loads.
     needs: ClassVar[frozenset[str]] = frozenset()
+
+    def __post_init__(self):
+        # each hyper-parameter's range is stated beside its default (mtad/ranges.py); a sub-class
+        # with checks of its own calls this first
+        check_ranges(self, "decoder")
 
     @abstractmethod
     def step(self, ctx: Context) -> Block:

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import torch
 
 from mtad.decoding.chain import commit_prefix, verify_chain
-from mtad.decoding.base import Block, Context, Decoder, require
+from mtad.decoding.base import Block, Context, Decoder
+from mtad.ranges import FLAG, Int, OneOf, Real, ranged
 from mtad.decoding.sampling import sample, sample_one, supported_draws
 from mtad.runners.base import ROW_SELECTION
 
@@ -85,19 +86,12 @@ class MTAD(Decoder):
     name = "mtad"
     version = 1
     needs = frozenset({ROW_SELECTION})  # the draft's beams: batched rows, selected each step
-    gamma: int = 4
-    width: int = 4
-    tau: float = 0.5
-    replacement: bool = True
-    accept_rule: str = "longest"
-    beam_norm: str = "joint"
-
-    def __post_init__(self):
-        require(self.gamma >= 1, f"mtad: gamma must be >= 1, got {self.gamma}")
-        require(self.width >= 1, f"mtad: beam width W must be >= 1, got {self.width}")
-        require(self.tau > 0, f"mtad: tau must be > 0 (inf disables acceptance), got {self.tau}")
-        require(self.accept_rule in ACCEPT_RULES, f"mtad: accept_rule must be one of {ACCEPT_RULES}, got {self.accept_rule!r}")
-        require(self.beam_norm in BEAM_NORMS, f"mtad: beam_norm must be one of {BEAM_NORMS}, got {self.beam_norm!r}")
+    gamma: int = ranged(4, Int(min=1))
+    width: int = ranged(4, Int(min=1, note="beam width W"))
+    tau: float = ranged(0.5, Real(above=0, max=math.inf, note="inf: exactly AR"))
+    replacement: bool = ranged(True, FLAG)
+    accept_rule: str = ranged("longest", OneOf(ACCEPT_RULES))
+    beam_norm: str = ranged("joint", OneOf(BEAM_NORMS))
 
     def step(self, ctx: Context) -> Block:
         draft = beam_sample(ctx, self.gamma, self.width, self.replacement, self.beam_norm)

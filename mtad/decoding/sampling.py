@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mtad.errors import UserError
+from mtad.ranges import Int, Real, check_ranges, ranged
 
 # Bumped with any change to what ``process``, the samplers or the residual compute (every decoder's
 # tokens go through them): part of every run id (mtad/job/harness.py, mtad/job/records.py).
@@ -25,17 +25,12 @@ class SamplingConfig:
     ``top_k == 0`` disables top-k; ``top_p == 1`` disables top-p.
     """
 
-    temperature: float = 1.0
-    top_k: int = 10
-    top_p: float = 0.9
+    temperature: float = ranged(1.0, Real(min=0, note="0: greedy"))
+    top_k: int = ranged(10, Int(min=0, note="0: off"))
+    top_p: float = ranged(0.9, Real(above=0, max=1, note="1: off"))
 
     def __post_init__(self):
-        if not self.temperature >= 0:
-            raise UserError(f"temperature must be >= 0, got {self.temperature}")
-        if not (isinstance(self.top_k, int) and self.top_k >= 0):
-            raise UserError(f"top_k must be an integer >= 0 (0 disables it), got {self.top_k}")
-        if not 0 < self.top_p <= 1:
-            raise UserError(f"top_p must lie in (0, 1], got {self.top_p}")
+        check_ranges(self, "sampling")
 
     @property
     def greedy(self) -> bool:

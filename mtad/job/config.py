@@ -11,11 +11,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from mtad.decoding.sampling import SamplingConfig
 from mtad.errors import UserError, refuse_unknown
-from mtad.job.wandb_log import SETTINGS as WANDB_SETTINGS
+from mtad.job.energy import METERS
+from mtad.job.wandb_log import WandbSettings
+from mtad.ranges import FLAG, SEED, Int, OneOf, Real, check_ranges, ranged
 from mtad.runners.load import PairConfig, pair_config_from
 
-# the keys of each logger's group besides its name
-LOGGERS: dict[str, tuple[str, ...]] = {"none": (), "wandb": WANDB_SETTINGS}
+# each logger's settings (its group's keys besides its name); None: it has none
+LOGGERS: dict[str, type | None] = {"none": None, "wandb": WandbSettings}
 
 
 @dataclass(frozen=True)
@@ -30,15 +32,19 @@ class JobConfig:
     sampling: SamplingConfig
     judge: dict
     logger: dict
-    seed: int                  # example i of a job is generated with seed + i
-    max_new_tokens: int
-    warmup: int                # untimed generations before measuring
-    meter: str
-    meter_idle_seconds: float
+    # The root defaults are conf/config.yaml's; their ranges are here, checked when the config is built.
+    seed: int = ranged(range=SEED)  # example i of a job is generated with seed + i
+    max_new_tokens: int = ranged(range=Int(min=1))
+    warmup: int = ranged(range=Int(min=0, note="untimed generations before measuring"))
+    meter: str = ranged(range=OneOf(METERS))
+    meter_idle_seconds: float = ranged(range=Real(min=0, note="0: skip the idle measurement"))
     results_dir: str
-    resume: bool
+    resume: bool = ranged(range=FLAG)
     # the whole config, resolved: what config.yaml, the summaries and the run id hold
     resolved: dict = dataclasses.field(repr=False, compare=False, default_factory=dict)
+
+    def __post_init__(self):
+        check_ranges(self)
 
     @classmethod
     def from_hydra(cls, cfg: DictConfig | dict) -> JobConfig:
@@ -48,7 +54,10 @@ class JobConfig:
         kind = logger.pop("name", "none")
         if kind not in LOGGERS:
             raise UserError(f"unknown logger {kind!r} (known: {', '.join(LOGGERS)})")
-        refuse_unknown(f"logger {kind!r}", logger, LOGGERS.get(kind, ()))
+        settings = LOGGERS[kind]
+        refuse_unknown(f"logger {kind!r}", logger, [f.name for f in dataclasses.fields(settings)] if settings else ())
+        if settings:
+            settings(**logger)  # its ranges, before any work
         refuse_unknown("sampling", resolved["sampling"], [f.name for f in dataclasses.fields(SamplingConfig)])
         return cls(pair=pair_config_from(dict(resolved["pair"])), decoder=dict(resolved["decoder"]),
                    task=dict(resolved["task"]), sampling=SamplingConfig(**resolved["sampling"]),

@@ -7,14 +7,32 @@ written under ``<job>/wandb/`` and uploaded later with ``wandb sync <job>/wandb/
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from mtad.errors import UserError
+from mtad.ranges import OneOf, check_ranges, ranged
 
 MODES = ("auto", "online", "offline")
-SETTINGS = ("project", "entity", "mode")  # conf/logger/wandb.yaml's keys besides its name
+
+
+@dataclass(frozen=True)
+class WandbSettings:
+    """conf/logger/wandb.yaml's keys besides its name, checked when the job's config is built."""
+
+    project: str = "mtad"
+    entity: str | None = None  # W&B team or user; None: the key's default
+    # auto: online when WANDB_API_KEY is set, else offline
+    mode: str = ranged("auto", OneOf(MODES))
+
+    def __post_init__(self):
+        check_ranges(self, "logger")
+
+
+SETTINGS = tuple(f.name for f in dataclasses.fields(WandbSettings))
 # Flat config keys every logged run carries, so dashboards (mtad/report/dashboard.py) can group by them
 # (the resolved config nests them: decoder.name, task.name; pair.name lacks the quantization).
 GROUP_CONFIG = {"decoder": "mtad_decoder", "task": "mtad_task", "pair": "mtad_pair"}
@@ -50,9 +68,7 @@ def flat_metrics(summary: dict) -> dict:
 
 def log_job(summary: dict, samples: list[dict], out_dir: Path, settings: dict) -> str:
     """Log one job; returns the W&B mode used."""
-    mode = settings.get("mode", "auto")
-    if mode not in MODES:
-        raise UserError(f"logger.mode must be one of {', '.join(MODES)}, got {mode!r}")
+    mode = WandbSettings(**{key: settings[key] for key in SETTINGS if key in settings}).mode
     if mode == "auto":
         mode = "online" if os.environ.get("WANDB_API_KEY") else "offline"
     try:

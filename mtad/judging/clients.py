@@ -19,6 +19,8 @@ from pathlib import Path
 
 
 from mtad.errors import UserError, refuse_unknown
+from mtad.ranges import Int, OneOf, Real, check_ranges, ranged
+from mtad.runners.load import DTYPE_NAMES
 
 
 class JudgeUnavailable(UserError):
@@ -29,6 +31,11 @@ class Judge(ABC):
     name: str
     batch_size: int = 1  # grading prompts handed to ``complete_many`` at once
     deterministic: bool = False  # same prompt, same reply: asking again for a missing rating cannot help
+
+    def __post_init__(self):
+        # each setting's range is stated beside its default (mtad/ranges.py), checked before a
+        # judge model loads or an endpoint is asked; a sub-class with work of its own calls this first
+        check_ranges(self, "judge")
 
     @abstractmethod
     def complete(self, system: str, user: str) -> str:
@@ -51,8 +58,8 @@ class OpenAIJudge(Judge):
     model: str
     base_url: str = "https://api.openai.com/v1"
     api_key_env: str = "OPENAI_API_KEY"
-    max_tokens: int = 2048
-    timeout: float = 120.0
+    max_tokens: int = ranged(2048, Int(min=1))
+    timeout: float = ranged(120.0, Real(above=0, note="seconds per request"))
 
     @property
     def name(self) -> str:
@@ -91,14 +98,16 @@ class LocalJudge(Judge):
     greedy step, so a batch's replies may differ in rare tokens from one-by-one ones."""
 
     model: str
-    dtype: str = "auto"
+    dtype: str = ranged("auto", OneOf(DTYPE_NAMES))
     device: str = "auto"
-    max_new_tokens: int = 1024
-    batch_size: int = 16
-    loop_window: int = 16  # stop a reply whose last this-many tokens it already wrote twice (0: never)
+    max_new_tokens: int = ranged(1024, Int(min=1))
+    batch_size: int = ranged(16, Int(min=1, note="prompts per generate"))
+    # stop a reply whose last this-many tokens it already wrote twice
+    loop_window: int = ranged(16, Int(min=0, note="0: never"))
     deterministic = True  # greedy: a retry repeats the reply (a 1024-token one costs minutes on a CPU)
 
     def __post_init__(self):
+        super().__post_init__()
         from mtad.runners.hf import load_causal_lm, load_tokenizer
         from mtad.runners.load import PairConfig
         from mtad.runners.prepare import resolve_source

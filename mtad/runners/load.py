@@ -13,11 +13,13 @@ import torch
 
 from mtad.errors import UserError, refuse_unknown
 from mtad.paths import CONF_DIR
-from mtad.runners.catalogue import backend as backend_named
+from mtad.ranges import FLAG, SEED, Int, OneOf, check_ranges, ranged
+from mtad.runners.catalogue import BACKENDS, backend as backend_named
 from mtad.runners.pair import Pair
-from mtad.runners.quant import check_quant
+from mtad.runners.quant import QUANTS, check_quant
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPE_NAMES = ("auto", *DTYPES)  # auto: bfloat16 (CPU and GPU)
 
 
 @dataclass
@@ -25,25 +27,27 @@ class PairConfig:
     name: str
     target: str
     draft: str
-    dtype: str = "auto"          # auto: bfloat16 (CPU and GPU); or float32 / bfloat16 / float16
+    dtype: str = ranged("auto", OneOf(DTYPE_NAMES))
     device: str = "auto"         # auto: cuda when available, else cpu
     attn_implementation: str = "sdpa"
-    chat_template: bool = False  # whether prompts go through the tokenizer's chat template
+    chat_template: bool = ranged(False, FLAG)  # whether prompts go through the tokenizer's chat template
     stop_tokens: list[str] = field(default_factory=list)  # besides the eos ids the model configs name
-    draft_head_rows: int | None = None  # restrict the draft's output head to ids < N (see TransformersRunner)
-    target_quant: str = "none"   # none | int8: weight-only int8 linear layers (mtad/runners/quant.py)
-    draft_quant: str = "none"
-    backend: str = "eager"       # a name in mtad/runners/catalogue.py: eager (DynamicCache) | static (own KV buffers)
-    max_length: int = 2048       # positions the static backend's KV buffers hold (prompt, output and drafts)
-    seed: int = 0                # weights seed of the tiny pair
+    # restrict the draft's output head to ids < N (see TransformersRunner)
+    draft_head_rows: int | None = ranged(None, Int(min=1, none="the whole head"))
+    # weight-only int8 linear layers (mtad/runners/quant.py)
+    target_quant: str = ranged("none", OneOf(QUANTS))
+    draft_quant: str = ranged("none", OneOf(QUANTS))
+    # a name in mtad/runners/catalogue.py: eager (DynamicCache) | static (own KV buffers)
+    backend: str = ranged("eager", OneOf(BACKENDS))
+    # positions the static backend's KV buffers hold (prompt, output and drafts)
+    max_length: int = ranged(2048, Int(min=1))
+    seed: int = ranged(0, SEED)  # weights seed of the tiny pair
 
     def __post_init__(self):  # before any model loads
-        for role in ("target", "draft"):
+        check_ranges(self, "pair")
+        for role in ("target", "draft"):  # a quantization runs on the CPU only
             check_quant(f"pair.{role}_quant", getattr(self, f"{role}_quant"), self.resolved_device())
-        backend = backend_named(self.backend)
-        if self.max_length < 1:
-            raise UserError(f"pair.max_length must be >= 1, got {self.max_length}")
-        backend.check(self)
+        backend_named(self.backend).check(self)
 
     @property
     def label(self) -> str:
@@ -61,11 +65,7 @@ class PairConfig:
         return torch.device(self.device)
 
     def resolved_dtype(self) -> torch.dtype:
-        if self.dtype == "auto":
-            return torch.bfloat16
-        if self.dtype not in DTYPES:
-            raise UserError(f"unknown dtype {self.dtype!r} (known: auto, {', '.join(DTYPES)})")
-        return DTYPES[self.dtype]
+        return torch.bfloat16 if self.dtype == "auto" else DTYPES[self.dtype]
 
 
 def pair_config(name: str, **overrides) -> PairConfig:
