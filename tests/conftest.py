@@ -30,6 +30,7 @@ MARKED = {
         "test_resume",             # SIGKILLed sweeps resumed
         "test_committed_results",  # clones the repository and rebuilds the table
         "test_static",             # torch.compile
+        "test_ranges::test_the_job_refuses_exactly_the_values_outside_each_range",  # ~1000 composed configs
         "test_distribution",       # G-tests
         "test_tables::test_make_table_after_a_tiny_sweep_with_two_seeds",
         "test_mtbench::test_sweep_with_a_judge_that_is_down_keeps_the_answers_and_judge_py_grades_them_later",

@@ -118,12 +118,12 @@ def test_a_resumed_run_never_mixes_examples_of_two_versions(tmp_path):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["task.limit=0"], "error: humaneval: task.limit must be >= 1, got 0"),
+    (["task.limit=0"], "error: task.limit must be an integer >= 1 or null (null: all 164), got 0"),
     (["pair.draft_quant=int4"], "error: pair.draft_quant must be one of none, int8, got 'int4'"),
-    (["task=humaneval", "task.sandbox=docker"], "error: humaneval: task.sandbox must be one of bwrap, process, got 'docker'"),
-    (["decoder.gamma=0"], "error: mtad: gamma must be >= 1, got 0"),
+    (["task=humaneval", "task.sandbox=docker"], "error: task.sandbox must be one of bwrap, process, got 'docker'"),
+    (["decoder.gamma=0"], "error: decoder.gamma must be an integer >= 1, got 0"),
     (["decoder=nope"], "Could not find 'decoder/nope'"),
-    (["sampling.top_p=1.5"], "error: top_p must lie in (0, 1], got 1.5"),
+    (["sampling.top_p=1.5"], "error: sampling.top_p must be a finite number in (0, 1] (1: off), got 1.5"),
     (["+pair.draft_head_row=64"], "error: pair has no key 'draft_head_row' (known: attn_implementation, backend,"),
     (["task=synthetic", "judge=openai", "judge.model=stub"],
      "error: task 'synthetic' is not graded by an LLM judge; leave judge=none"),
@@ -135,6 +135,18 @@ def test_bad_input_gives_a_clear_error(tmp_path, overrides, message):
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "results" / "runs.jsonl").exists()
     assert not list((tmp_path / "results").glob("samples/*.jsonl"))  # refused before generating
+
+
+@pytest.mark.parametrize("overrides, message", [
+    # issue 39: these ran, and the first recorded pass@1 0.000 as a real result
+    (["task=humaneval", "task.timeout=0"], "error: task.timeout must be a finite number > 0 (wall seconds per program), got 0"),
+    (["task=synthetic", "warmup=-1"], "error: warmup must be an integer >= 0 (untimed generations before measuring), got -1"),
+])
+def test_a_value_outside_its_range_stops_the_job_before_any_work(tmp_path, overrides, message):
+    proc = run_cli(tmp_path, "pair=tiny", *overrides)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert [line for line in proc.stderr.splitlines() if line.startswith("error:")] == [message], proc.stderr[-2000:]
+    assert not (tmp_path / "results").exists()  # the results store was never opened: no runs.jsonl, no samples/
 
 
 def test_humaneval_without_bwrap_stops_in_one_line_before_loading_models(tmp_path):

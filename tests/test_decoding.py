@@ -93,11 +93,11 @@ def test_same_seed_same_output_different_seed_different_output():
 
 @pytest.mark.parametrize("name, params, message", [
     ("nope", {}, "unknown decoder 'nope' \\(known: ar, bild, hf_assisted, mcss, mtad, mtjd, spd, specinfer, spectr, typical\\)"),
-    ("spd", {"gamma": 0}, "gamma must be >= 1"),
-    ("mtad", {"gamma": 0}, "gamma must be >= 1"),
-    ("mtad", {"width": 0}, "beam width W must be >= 1"),
-    ("mtad", {"tau": 0}, "tau must be > 0"),
-    ("mtad", {"tau": -1.0}, "tau must be > 0"),
+    ("spd", {"gamma": 0}, "^decoder.gamma must be an integer >= 1, got 0$"),
+    ("mtad", {"gamma": 0}, "decoder.gamma must be an integer >= 1"),
+    ("mtad", {"width": 0}, "decoder.width must be an integer >= 1 \\(beam width W\\)"),
+    ("mtad", {"tau": 0}, "decoder.tau must be a number in \\(0, inf\\]"),
+    ("mtad", {"tau": -1.0}, "decoder.tau must be a number in \\(0, inf\\]"),
     ("mtad", {"accept_rule": "shortest"}, "accept_rule must be one of"),
     ("mtad", {"beam_norm": "softmax"}, "beam_norm must be one of"),
     ("spd", {"tau": 0.5}, "decoder 'spd' has no parameter 'tau' \\(it takes: gamma\\)"),
@@ -133,5 +133,5 @@ def test_numbers_given_as_text_become_numbers_and_bad_ones_are_one_clear_error()
     from mtad.errors import UserError
 
     assert build_decoder("mtad", tau=".inf").tau == float("inf") and build_decoder("spd", gamma="3").gamma == 3
-    with pytest.raises(UserError, match="decoder parameter tau must be a number, got 'abc'"):
+    with pytest.raises(UserError, match=r"decoder.tau must be a number in \(0, inf\] \(inf: exactly AR\), got 'abc'"):
         build_decoder("mtad", tau="abc")

@@ -107,7 +107,7 @@ def test_num_samples_and_pass_at_k_aggregate():
 
 
 @pytest.mark.parametrize("params, message", [
-    ({"limit": 0}, "task.limit must be >= 1"), ({"num_samples": 0}, "num_samples must be >= 1"),
+    ({"limit": 0}, "task.limit must be an integer >= 1"), ({"num_samples": 0}, "task.num_samples must be an integer >= 1"),
     ({"k": [2]}, "every k must lie in"), ({"extraction": "magic"}, "extraction must be"),
 ])
 def test_bad_task_parameters(params, message):

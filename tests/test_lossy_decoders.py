@@ -171,9 +171,10 @@ def test_target_log_probs_and_perplexity_on_a_hand_computed_case():
 
 
 @pytest.mark.parametrize("name, params, message", [
-    ("typical", {"bonus": "best"}, "bonus must be one of"), ("typical", {"gamma": 0}, "gamma must be >= 1"),
-    ("bild", {"fallback": 1.5}, "fallback must lie in"), ("bild", {"n_small": 0}, "n_small must be >= 1"),
-    ("bild", {"rollback_rule": "x"}, "rollback_rule must be one of"), ("mtjd", {"width": 0}, "width must be >= 1"),
+    ("typical", {"bonus": "best"}, "bonus must be one of"), ("typical", {"gamma": 0}, "gamma must be an integer >= 1"),
+    ("bild", {"fallback": 1.5}, "fallback must be a finite number in \\[0, 1\\]"),
+    ("bild", {"n_small": 0}, "n_small must be an integer >= 1"),
+    ("bild", {"rollback_rule": "x"}, "rollback_rule must be one of"), ("mtjd", {"width": 0}, "width must be an integer >= 1"),
 ])
 def test_bad_parameters(name, params, message):
     with pytest.raises(ValueError, match=message):

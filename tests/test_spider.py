@@ -168,5 +168,5 @@ def test_bad_configuration_is_one_clear_error(tmp_path):
         Spider(data_dir=str(tmp_path))
     with pytest.raises(UserError, match="task.mode=official but 20 databases are missing"):
         Spider(data_dir=str(DATA), limit=None, mode="official")
-    with pytest.raises(UserError, match="task.limit must be >= 1"):
+    with pytest.raises(UserError, match="task.limit must be an integer >= 1"):
         Spider(data_dir=str(DATA), limit=0)

@@ -242,7 +242,7 @@ def test_mcss_survives_a_single_supported_draft_token():
 @pytest.mark.parametrize("name, params, message", [
     ("specinfer", {"k_config": []}, "k_config must be a non-empty list"),
     ("mcss", {"k_config": [2, 0]}, "k_config must be a non-empty list"),
-    ("spectr", {"k": 0}, "k must be >= 1"), ("spectr", {"gamma": 0}, "gamma must be >= 1"),
+    ("spectr", {"k": 0}, "k must be an integer >= 1"), ("spectr", {"gamma": 0}, "gamma must be an integer >= 1"),
 ])
 def test_bad_parameters(name, params, message):
     with pytest.raises(ValueError, match=message):
