@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import torch
 
 from mtad.decoding.base import Block, Context, Decoder
-from mtad.ranges import Each, Int, ranged
 from mtad.decoding.sampling import first_accepted, residual, sample_one
 from mtad.decoding.tree import TREE_NEEDS, commit_path, draft_tree, verify_tree
+from mtad.ranges import Each, Int, ranged
 
 
 def remove_candidate(q: torch.Tensor, token: int) -> torch.Tensor:

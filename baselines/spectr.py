@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import torch
 
 from mtad.decoding.base import Block, Context, Decoder
-from mtad.ranges import Int, ranged
 from mtad.decoding.sampling import first_accepted, residual, sample_one
 from mtad.decoding.tree import TREE_NEEDS, commit_path, draft_tree, verify_tree
+from mtad.ranges import Int, ranged
 
 BISECTION_STEPS = 40
 

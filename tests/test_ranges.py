@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-import mtad.job.harness as harness
 from mtad.catalogue import DECODERS
 from mtad.decoding.sampling import SamplingConfig
 from mtad.errors import UserError
+from mtad.job import harness
 from mtad.job.config import JobConfig
 from mtad.job.wandb_log import WandbSettings
-from mtad.judging.clients import JUDGES, LocalJudge
+from mtad.judging.clients import JUDGES
 from mtad.ranges import Each, Flag, Number, OneOf, Range, check_ranges, range_of
 from mtad.runners.load import PairConfig
 from tasks.catalogue import TASKS

@@ -14,7 +14,8 @@ import torch
 from mtad.errors import UserError, refuse_unknown
 from mtad.paths import CONF_DIR
 from mtad.ranges import FLAG, SEED, Int, OneOf, check_ranges, ranged
-from mtad.runners.catalogue import BACKENDS, backend as backend_named
+from mtad.runners.catalogue import BACKENDS
+from mtad.runners.catalogue import backend as backend_named
 from mtad.runners.pair import Pair
 from mtad.runners.quant import QUANTS, check_quant
 
