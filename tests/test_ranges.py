@@ -6,6 +6,7 @@ in ``FREE_TEXT`` fails here."""
 
 import dataclasses
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,7 @@ FREE_TEXT = {
     JobConfig: {"results_dir",  # a folder, checked writable by the recorder
                 "pair", "decoder", "task", "sampling", "judge", "logger", "resolved"},  # groups, checked above
 }
-NUMERIC = ("int", "float", "bool")
+NUMERIC = r"\b(int|float|bool)\b"  # in a field's type, as written or as a class
 
 
 def config_fields(cls):
@@ -57,15 +58,33 @@ def field_cases():
                 yield pytest.param(group, option, cls, f.name, id=f"{group or 'root'}-{option or ''}-{f.name}")
 
 
+def unstated(cls, free: set[str]) -> tuple[list[str], list[str]]:
+    """(fields with no range that are not free text, free-text fields whose type is numeric)."""
+    unranged = [f.name for f in config_fields(cls) if range_of(f) is None and f.name not in free]
+    numeric_free = [f.name for f in config_fields(cls) if f.name in free
+                    and re.search(NUMERIC, f.type if isinstance(f.type, str) else repr(f.type))]
+    return unranged, numeric_free
+
+
 @pytest.mark.parametrize("group, option, cls", [(g, o, c) for g, o, c in GROUPS], ids=lambda x: str(x))
 def test_every_field_states_its_range_or_is_free_text(group, option, cls):
     free = FREE_TEXT.get(cls, set())
-    unranged = [f.name for f in config_fields(cls) if range_of(f) is None and f.name not in free]
+    unranged, numeric_free = unstated(cls, free)
     assert not unranged, f"{cls.__name__}: state the valid range of {unranged} beside the default (mtad/ranges.py)"
-    numeric_free = [f.name for f in config_fields(cls) if f.name in free
-                    and any(word in str(f.type).replace("[", " ").replace("|", " ").split() for word in NUMERIC)]
     assert not numeric_free, f"{cls.__name__}: a numeric field is never free text: {numeric_free}"
     assert free <= {f.name for f in dataclasses.fields(cls)}, "FREE_TEXT names a field that is gone"
+
+
+def test_a_new_field_without_a_range_is_caught():
+    """Negative control: a decoder that grows a plain ``int`` field (or hides one as free text)."""
+    @dataclasses.dataclass
+    class Grown(DECODERS["spd"]):
+        lookahead: int = 2
+        note: str = ""
+        count: int | None = None
+
+    assert unstated(Grown, {"note"}) == (["lookahead", "count"], [])
+    assert unstated(Grown, {"note", "lookahead", "count"}) == ([], ["lookahead", "count"])
 
 
 def tries(rule: Range) -> list:
