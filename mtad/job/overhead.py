@@ -11,7 +11,9 @@ per round (one ``Decoder.step``):
   ``int()``, ``float()``, ``bool()`` of a tensor) plus ``Tensor.tolist`` calls (which read
   without dispatching an op);
 - **host seconds**: the wall time of ``generate`` minus the time inside runner forwards, a separate
-  run without the dispatch mode (it would slow the host work it measures).
+  run without the dispatch mode (it would slow the host work it measures). A forward's time is
+  the host clock around it: on the CPU that is the forward; on CUDA, where a forward returns
+  before the device runs it, host seconds also hold the waits at reads.
 
 ``scripts/bench_overhead.py`` tabulates them for every decoder; tests/test_overhead.py holds the
 read ceilings.
