@@ -89,6 +89,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5, help="timed generations per row (min and median)")
     parser.add_argument("--out", default="results/bench/overhead.json")
+    parser.add_argument("--note", default="", help="the machine and its load, in words, kept in the JSON")
     args = parser.parse_args()
     with one_line_errors():  # every refusal before any work
         runnable = [n for n in DECODERS if n not in SKIPPED]
@@ -126,7 +127,7 @@ def main() -> None:
         "prompt": PROMPT, "max_new_tokens": args.max_new_tokens, "repeats": args.repeats, "seed": 0,
         "modes": {m: dataclasses.asdict(MODES[m]) for m in modes},
         "skipped": {n: why for n, why in SKIPPED.items()},
-        "environment": environment(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "rows": rows,
+        "machine_note": args.note, "environment": environment(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "rows": rows,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
