@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -107,6 +108,7 @@ def main() -> None:
                 if lacking:
                     raise UserError(f"decoder {name!r} needs {', '.join(sorted(lacking))}, which backend {backend} lacks")
 
+    load_before = os.getloadavg()  # another process's work on the cores shows in the host ms, not the counts
     rows = []
     print(f"per round, {args.max_new_tokens} new tokens, host ms min / median of {args.repeats}", flush=True)
     print("| backend | mode | decoder | rounds | host ops | reads | host ms min | host ms median |")
@@ -127,7 +129,8 @@ def main() -> None:
         "prompt": PROMPT, "max_new_tokens": args.max_new_tokens, "repeats": args.repeats, "seed": 0,
         "modes": {m: dataclasses.asdict(MODES[m]) for m in modes},
         "skipped": {n: why for n, why in SKIPPED.items()},
-        "machine_note": args.note, "environment": environment(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "rows": rows,
+        "machine_note": args.note, "load_average_before": load_before, "load_average_after": os.getloadavg(),
+        "environment": environment(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "rows": rows,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
