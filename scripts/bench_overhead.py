@@ -67,7 +67,7 @@ def chosen(given: str | None, known, what: str, default) -> list[str]:
 
 def bench(pair: Pair, decoder_name: str, sampling: SamplingConfig, max_new_tokens: int, repeats: int) -> dict:
     decoder = build_decoder(decoder_name)
-    run = dict(max_new_tokens=max_new_tokens, sampling=sampling, seed=0)
+    run = {"max_new_tokens": max_new_tokens, "sampling": sampling, "seed": 0}
     out, counted = measure(pair, decoder, PROMPT, count=True, **run)
     measure(pair, decoder, PROMPT, count=False, **run)  # warm-up: allocator, caches, first-call paths
     ms = []
