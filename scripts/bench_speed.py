@@ -61,6 +61,11 @@ def bandwidth_gbs(repeats: int = 7) -> float:
     return matrix.numel() * matrix.element_size() / best / 1e9
 
 
+def synchronize(runner: Runner) -> None:
+    if runner.device.type == "cuda":
+        torch.cuda.synchronize(runner.device)
+
+
 def forward_ms(runner: Runner, context: int, rows: int, n: int, repeats: int = 5) -> float:
     """Median ms of feeding ``n`` tokens to ``rows`` batch rows after ``context`` cached tokens."""
     times = []
@@ -69,8 +74,10 @@ def forward_ms(runner: Runner, context: int, rows: int, n: int, repeats: int = 5
         runner.feed(torch.arange(1, context + 1)[None])
         if rows > 1:
             runner.select_rows([0] * rows)
+        synchronize(runner)  # the context's forward done before the clock starts
         start = time.perf_counter()
         runner.feed(torch.arange(1, n + 1).expand(rows, n))
+        synchronize(runner)  # feed returns before a CUDA forward is done (it times itself with events)
         times.append(time.perf_counter() - start)
     runner.reset()
     return 1e3 * statistics.median(times)

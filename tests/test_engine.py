@@ -6,6 +6,8 @@ docs/backends.md: the tests a new backend must pass."""
 import pytest
 import torch
 
+from mtad.catalogue import build_decoder
+from mtad.decoding.base import generate
 from mtad.runners.base import KEPT_POSITIONS, ROW_SELECTION, TREE_MASKS
 from mtad.runners.eager import EagerRunner
 from mtad.runners.pair import Pair
@@ -207,3 +209,63 @@ def test_a_whole_or_empty_head_is_no_cut():
     assert EagerRunner(tiny_llama(0), head_rows=TINY_VOCAB).head_rows is None  # the whole head: no slicing
     with pytest.raises(ValueError, match="head_rows must lie in"):
         EagerRunner(tiny_llama(0), head_rows=0)
+
+
+class FakeEvent:
+    """Stands in for ``torch.cuda.Event`` on the CPU: each is recorded 250 ms after the one before,
+    and reading an elapsed time before waiting for its end fails, as on CUDA (not ready)."""
+
+    clock_ms = 0
+
+    def __init__(self):
+        FakeEvent.clock_ms += 250
+        self.at, self.waited = FakeEvent.clock_ms, False
+
+    def synchronize(self):
+        self.waited = True
+
+    def elapsed_time(self, end):
+        assert end.waited, "elapsed time read before the end event completed"
+        return end.at - self.at
+
+
+class EventTimedRunner(EagerRunner):
+    """The eager runner timed by (fake) device events, its first forward a compile."""
+
+    def __init__(self, model):
+        super().__init__(model)
+        self.events = []
+
+    def _event(self):
+        self.events.append(FakeEvent())
+        return self.events[-1]
+
+    def _forward(self, tokens, positions, mask, keep):
+        self.compiling = self.counter.calls == 0
+        return super()._forward(tokens, positions, mask, keep)
+
+
+def test_device_timed_forwards_resolve_only_when_the_counter_is_read():
+    runner = EventTimedRunner(tiny_llama(0))
+    for sequence in ([1, 2, 3], [1, 2, 3, 4], [1, 2, 3, 4, 5]):
+        runner.feed_uncached(sequence)
+    assert len(runner.events) == 6 and not any(e.waited for e in runner.events)  # feed never waits
+    assert runner.counter.calls == 3 and runner.counter.tokens == 5  # reading these waits for nothing
+    assert not any(e.waited for e in runner.events) and len(runner.counter.pending) == 3
+    assert runner.counter.compile_seconds == 0.25 and runner.counter.seconds == 0.5  # each pair 250 ms apart
+    assert runner.counter.pending == [] and all(e.waited for e in runner.events[1::2])
+    runner.feed_uncached([1, 2, 3, 4, 5, 6])
+    runner.counter.seconds += 1.0  # adding (baselines/hf_assisted.py's hooks) books the pending pair first
+    assert runner.counter.seconds == 1.75 and runner.counter.compile_seconds == 0.25
+    runner.feed_uncached([1, 2, 3, 4, 5, 6, 7])
+    runner.reset()  # a reset drops what is pending with the counter
+    assert runner.counter.seconds == 0 and runner.counter.calls == 0
+
+
+def test_generate_reports_device_timed_seconds():
+    target, draft = tiny_llama_pair(0)
+    pair = Pair(EventTimedRunner(target), EventTimedRunner(draft), name="tiny")
+    out = generate(pair, build_decoder("spd", gamma=2), [1, 2, 3], max_new_tokens=8, stop_ids=())
+    s = out.stats
+    assert s.compile_seconds == 0.5  # each model's first forward
+    assert s.target_seconds == 0.25 * (s.target_calls - 1) and s.draft_seconds == 0.25 * (s.draft_calls - 1)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -40,12 +39,61 @@ def require_capabilities(needs, has, user: str, provider: str, alternatives: str
         raise UserError(f"{user} needs {', '.join(lacking)}, which {provider} lacks{alternatives}")
 
 
-@dataclass
 class ForwardCounter:
-    calls: int = 0
-    tokens: int = 0  # token positions fed, summed over batch rows
-    seconds: float = 0.0
-    compile_seconds: float = 0.0  # calls that compiled a new shape (static backend), kept out of ``seconds``
+    """What a runner's forwards cost since its last reset: ``calls``, ``tokens`` (positions fed,
+    summed over batch rows), ``seconds``, and ``compile_seconds`` (calls that compiled a new shape
+    or captured a CUDA graph, static backend), kept out of ``seconds``.
+
+    On CUDA a forward is timed by two CUDA events recorded around it on the device's stream, not by
+    synchronising after it: the loop never waits for the device only to time it. The event pairs
+    wait in ``pending`` until ``seconds`` or ``compile_seconds`` is read (``generate`` reads them
+    after its closing synchronisation); reading waits for the last of them.
+    """
+
+    def __init__(self):
+        self.calls = 0
+        self.tokens = 0
+        self._seconds = 0.0
+        self._compile_seconds = 0.0
+        self.pending: list[tuple[object, object, bool]] = []  # (start, end, compiling) events not read yet
+
+    def book(self, seconds: float, compiling: bool) -> None:
+        """A forward timed by the host clock (it was done when it returned)."""
+        if compiling:
+            self._compile_seconds += seconds
+        else:
+            self._seconds += seconds
+
+    def resolve(self) -> None:
+        """Book the pending event pairs' elapsed times, waiting for each pair's end."""
+        pending, self.pending = self.pending, []
+        for start, end, compiling in pending:
+            end.synchronize()
+            self.book(start.elapsed_time(end) / 1e3, compiling)  # elapsed_time is in ms
+
+    @property
+    def seconds(self) -> float:
+        self.resolve()
+        return self._seconds
+
+    @seconds.setter
+    def seconds(self, value: float) -> None:  # e.g. ``counter.seconds += t`` (baselines/hf_assisted.py)
+        self.resolve()
+        self._seconds = value
+
+    @property
+    def compile_seconds(self) -> float:
+        self.resolve()
+        return self._compile_seconds
+
+    @compile_seconds.setter
+    def compile_seconds(self, value: float) -> None:
+        self.resolve()
+        self._compile_seconds = value
+
+    def __repr__(self) -> str:
+        return (f"ForwardCounter(calls={self.calls}, tokens={self.tokens}, seconds={self.seconds}, "
+                f"compile_seconds={self.compile_seconds})")
 
 
 class Runner(ABC):
@@ -131,20 +179,28 @@ class Runner(ABC):
         if positions is None:
             positions = torch.arange(self.length, self.length + n, device=self.device).expand(batch, n)
         positions = torch.as_tensor(positions, dtype=torch.long, device=self.device)
+        began = self._event()
         start = time.perf_counter()
         self.compiling = False
         with torch.inference_mode():
             logits = self._forward(tokens, positions, tree_mask, keep)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        elapsed = time.perf_counter() - start
-        if self.compiling:
-            self.counter.compile_seconds += elapsed
-        else:
-            self.counter.seconds += elapsed
+        if began is None:
+            self.counter.book(time.perf_counter() - start, self.compiling)
+        else:  # resolved when the counter's seconds are read (ForwardCounter)
+            self.counter.pending.append((began, self._event(), self.compiling))
         self.counter.calls += 1
         self.counter.tokens += batch * n
         return logits
+
+    def _event(self):
+        """A timing event recorded now on the device's current stream, on CUDA, where a forward
+        returns before the device has run it; None elsewhere: a forward that returned is done,
+        and the host clock times it. (A CPU test passes fake events here.)"""
+        if self.device.type != "cuda":
+            return None
+        event = torch.cuda.Event(enable_timing=True)
+        event.record(torch.cuda.current_stream(self.device))
+        return event
 
     def feed_uncached(self, sequence: list[int], keep: int = 1) -> torch.Tensor:
         """Feed the part of ``sequence`` (one row) that the cache lacks; logits [keep, V]."""
