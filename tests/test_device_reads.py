@@ -6,13 +6,11 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from baselines.spd import SpD
 from mtad.catalogue import build_decoder
-from mtad.decoding.base import Block, Context, generate
-from mtad.decoding.chain import draft_chain, finish_round, verify_chain
-from mtad.decoding.sampling import SamplingConfig, residual, sample_one, uniform
+from mtad.decoding.base import generate
+from mtad.decoding.sampling import SamplingConfig, sample_one, uniform
 
-from helpers import tiny_pair
+from helpers import LoopSpD, table_pair, tiny_pair
 
 SAMPLINGS = [SamplingConfig(), SamplingConfig(temperature=0), SamplingConfig(temperature=0.7, top_k=0, top_p=1.0),
              SamplingConfig(top_k=0, top_p=0.8), SamplingConfig(top_k=5, top_p=1.0)]
@@ -78,18 +76,18 @@ def test_the_counter_sees_every_kind_of_read(monkeypatch):
     assert reads.count == 7
 
 
-class PerPositionSpD(SpD):
-    """Negative control: SpD's rule tested position by position, as before issue 35 (a read each)."""
-
-    def step(self, ctx: Context) -> Block:
-        x, q = draft_chain(ctx, self.gamma)
-        p = ctx.probs(verify_chain(ctx, x))
-        accepted = 0
-        while accepted < self.gamma and uniform(ctx.generator, p.device) < float(p[accepted, x[accepted]] / q[accepted, x[accepted]]):
-            accepted += 1
-        dist = residual(p[accepted], q[accepted]) if accepted < self.gamma else p[-1]
-        return finish_round(ctx, torch.tensor(accepted), x, torch.tensor(sample_one(dist, ctx.generator)))
-
-
 def test_a_decoder_that_reads_per_position_is_caught(monkeypatch, pair):
-    assert reads_per_round(monkeypatch, pair, PerPositionSpD(gamma=4), SamplingConfig()) > 2
+    assert reads_per_round(monkeypatch, pair, LoopSpD(gamma=4), SamplingConfig()) > 2
+
+
+@pytest.mark.parametrize("sampling", [SamplingConfig(), SamplingConfig(temperature=1.0, top_k=0, top_p=1.0)], ids=str)
+def test_spd_on_the_device_equals_its_rule_position_by_position(sampling):
+    # the same random stream (gamma uniforms at once), the same tokens: cumprod, the residual row
+    # and the bonus picked by index are SpD's loop
+    pair = table_pair(vocab=5, seed=2)
+    for gamma in (1, 3):
+        for seed in range(100):
+            a = generate(pair, build_decoder("spd", gamma=gamma), [0, 1], max_new_tokens=12, sampling=sampling, seed=seed, stop_ids=())
+            b = generate(pair, LoopSpD(gamma=gamma, upfront=True), [0, 1], max_new_tokens=12, sampling=sampling, seed=seed, stop_ids=())
+            assert a.tokens == b.tokens, (gamma, seed)
+            assert a.stats.accepted_per_position == b.stats.accepted_per_position
