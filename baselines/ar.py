@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mtad.decoding.base import Block, Context, Decoder
-from mtad.decoding.sampling import sample_one
+from mtad.decoding.sampling import draw
 
 
 @dataclass
@@ -16,4 +16,4 @@ class AR(Decoder):
 
     def step(self, ctx: Context) -> Block:
         p = ctx.probs(ctx.pair.target.feed_uncached(ctx.tokens)[-1])
-        return Block([sample_one(p, ctx.generator)])
+        return Block(draw(p, ctx.generator).view(1).tolist())  # the round's one device read

@@ -9,32 +9,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mtad.decoding.chain import commit_prefix, draft_chain, verify_chain
+import torch
+
 from mtad.decoding.base import Block, Context, Decoder
+from mtad.decoding.chain import draft_chain, finish_round, verify_chain
+from mtad.decoding.sampling import draw, residual, uniforms
 from mtad.ranges import Int, ranged
-from mtad.decoding.sampling import residual, sample_one, uniform
 
 
 @dataclass
 class SpD(Decoder):
     name = "spd"
-    version = 1
+    version = 2  # 2: the gamma uniforms are drawn at once, before the bonus (issue 35)
     gamma: int = ranged(4, Int(min=1))
 
     def step(self, ctx: Context) -> Block:
         x, q = draft_chain(ctx, self.gamma)
-        p = ctx.probs(verify_chain(ctx, x))
-        accepted = 0
-        while accepted < self.gamma:
-            i, token = accepted, x[accepted]
-            if uniform(ctx.generator, ctx.pair.device) < float(p[i, token] / q[i, token]):
-                accepted += 1
-            else:
-                break
-        if accepted < self.gamma:
-            bonus_dist = residual(p[accepted], q[accepted])
-        else:
-            bonus_dist = p[self.gamma]
-        y = sample_one(bonus_dist, ctx.generator)
-        commit_prefix(ctx, accepted)
-        return Block(x[:accepted] + [y], accepted=accepted, drafted=self.gamma)
+        p = ctx.probs(verify_chain(ctx, x))  # [gamma + 1, V]
+        # All on the device, one read at the end: test every position with its own uniform, and
+        # L = the longest prefix with U_i < p_i(x_i) / q_i(x_i) (x_i ~ q_i, so q_i(x_i) > 0).
+        u = uniforms(ctx.generator, self.gamma, p.device)
+        ratio = p[:-1].gather(-1, x[:, None])[:, 0] / q.gather(-1, x[:, None])[:, 0]
+        accepted = (u < ratio).cumprod(0).sum()
+        # the bonus: from the residual at the first rejection (row L), from p_{gamma+1} after none
+        bonus_dists = torch.cat([residual(p[:-1], q), p[-1:]])
+        y = draw(bonus_dists.index_select(0, accepted.view(1))[0], ctx.generator)
+        return finish_round(ctx, accepted, x, y)

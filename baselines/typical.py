@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import torch
 
-from mtad.decoding.chain import commit_prefix, draft_chain, verify_chain
 from mtad.decoding.base import Block, Context, Decoder
+from mtad.decoding.chain import draft_chain, finish_round, verify_chain
+from mtad.decoding.sampling import draw, one_hot
 from mtad.ranges import Int, OneOf, Real, ranged
-from mtad.decoding.sampling import sample_one
 
 BONUS_RULES = ("sample", "argmax", "typical")
 
@@ -30,7 +30,7 @@ def typical_thresholds(pi: torch.Tensor, epsilon: float, delta: float) -> torch.
 @dataclass
 class Typical(Decoder):
     name = "typical"
-    version = 1
+    version = 2  # 2: bonus 'typical' with nothing above the threshold draws (from the argmax) too (issue 35)
     gamma: int = ranged(4, Int(min=1))
     epsilon: float = ranged(0.09, Real(min=0))  # Medusa's posterior_threshold as medusa_generate passes it
     delta: float = ranged(0.3, Real(min=0))     # Medusa's posterior_alpha
@@ -40,22 +40,23 @@ class Typical(Decoder):
         x, _ = draft_chain(ctx, self.gamma)
         logits = verify_chain(ctx, x).float()
         if ctx.sampling.greedy:
-            argmax = logits.argmax(-1)
-            passes = [int(argmax[i]) == t for i, t in enumerate(x)]
+            passes = logits[:-1].argmax(-1) == x
         else:
             pi = (logits / ctx.sampling.temperature).softmax(-1)
             thresholds = typical_thresholds(pi, self.epsilon, self.delta)
-            passes = [bool(pi[i, t] > thresholds[i]) for i, t in enumerate(x)]
-        accepted = passes.index(False) if False in passes else self.gamma
-        y = self._bonus(ctx, logits[accepted])
-        commit_prefix(ctx, accepted)
-        return Block(x[:accepted] + [y], accepted=accepted, drafted=self.gamma)
+            passes = pi[:-1].gather(-1, x[:, None])[:, 0] > thresholds[:-1]
+        accepted = passes.cumprod(0).sum()  # the longest all-pass prefix, on the device
+        y = self._bonus(ctx, logits.index_select(0, accepted.view(1))[0])
+        return finish_round(ctx, accepted, x, y)
 
-    def _bonus(self, ctx: Context, logits: torch.Tensor) -> int:
+    def _bonus(self, ctx: Context, logits: torch.Tensor) -> torch.Tensor:
         if ctx.sampling.greedy or self.bonus == "argmax":
-            return int(logits.argmax())
+            return logits.argmax()
         if self.bonus == "sample":
-            return sample_one(ctx.probs(logits), ctx.generator)
+            return draw(ctx.probs(logits), ctx.generator)
         pi = (logits / ctx.sampling.temperature).softmax(-1)
         truncated = pi.masked_fill(pi < typical_thresholds(pi, self.epsilon, self.delta), 0)
-        return sample_one(truncated, ctx.generator) if truncated.sum() > 0 else int(pi.argmax())
+        # nothing above the threshold: the argmax, drawn from its one-hot (chosen by ``where``, not
+        # by reading the mass; the draw takes random numbers in this case too)
+        argmax = one_hot(pi.argmax(), pi)
+        return draw(torch.where(truncated.sum() > 0, truncated, argmax), ctx.generator)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -11,12 +12,14 @@ import pytest
 import torch
 from scipy import stats
 
+from baselines.spd import SpD
 from mtad.catalogue import DECODERS
-from mtad.decoding.base import generate
+from mtad.decoding.base import Block, Context, generate
+from mtad.decoding.chain import draft_chain, finish_round, verify_chain
 from mtad.runners.base import Runner
 from mtad.runners.catalogue import BACKENDS
 from mtad.runners.pair import Pair
-from mtad.decoding.sampling import SamplingConfig, process
+from mtad.decoding.sampling import SamplingConfig, process, residual, sample_one, uniform, uniforms
 from mtad.runners.static import StaticRunner
 from mtad.runners.toy_models import TableLM, tiny_llama_pair
 
@@ -25,6 +28,32 @@ from mtad.runners.toy_models import TableLM, tiny_llama_pair
 # statistic grows with n * TV^2, so MTAD_DISTRIBUTION_RUNS=20000 sees deviations half as large: use it
 # after touching a decoder's acceptance math.
 DISTRIBUTION_RUNS = int(os.environ.get("MTAD_DISTRIBUTION_RUNS", "5000"))
+
+
+@dataclass
+class LoopSpD(SpD):
+    """SpD's rule position by position, reading every test to the host, as ``baselines/spd.py`` did
+    before issue 35: the reference for the vectorised SpD (``upfront``: the gamma uniforms drawn at
+    once, as SpD draws them since) and for chain trees (one uniform per position tried, as
+    ``first_accepted`` draws them)."""
+
+    upfront: bool = False
+
+    def step(self, ctx: Context) -> Block:
+        x, q = draft_chain(ctx, self.gamma)
+        p = ctx.probs(verify_chain(ctx, x))
+        tokens = x.tolist()
+        u = uniforms(ctx.generator, self.gamma, p.device).tolist() if self.upfront else None
+        accepted = 0
+        while accepted < self.gamma:
+            i = accepted
+            u_i = u[i] if self.upfront else uniform(ctx.generator, p.device)
+            if not u_i < float(p[i, tokens[i]] / q[i, tokens[i]]):
+                break
+            accepted += 1
+        dist = residual(p[accepted], q[accepted]) if accepted < self.gamma else p[self.gamma]
+        y = sample_one(dist, ctx.generator)
+        return finish_round(ctx, torch.tensor(accepted), x, torch.tensor(y))
 
 
 def table_pair(vocab: int = 3, seed: int = 0, draft_noise: float = 0.8) -> Pair:

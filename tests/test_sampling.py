@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from mtad.decoding.sampling import SamplingConfig, process, residual
+from mtad.decoding.sampling import SamplingConfig, draw, process, residual
 
 
 def test_top_p_keeps_the_crossing_token():
@@ -45,6 +45,45 @@ def test_residual_and_its_zero_mass_guard():
     p, q = torch.tensor([0.5, 0.5, 0.0]), torch.tensor([0.8, 0.1, 0.1])
     assert torch.allclose(residual(p, q), torch.tensor([0.0, 1.0, 0.0]))
     assert torch.equal(residual(p, p), p)
+    rows = residual(torch.stack([p, p]), torch.stack([q, p]))  # row by row
+    assert torch.allclose(rows, torch.stack([torch.tensor([0.0, 1.0, 0.0]), p]))
+
+
+def reference_process(z: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
+    """The rule on one row, read to the host: sort, keep the top-k and their ties, cut at top_p."""
+    z = z.float() / cfg.temperature
+    order = sorted(range(len(z)), key=lambda i: -float(z[i]))  # stable: ties in id order
+    if 0 < cfg.top_k < len(z):
+        order = [i for i in order if z[i] >= z[order[cfg.top_k - 1]]]
+    mass = z[order].softmax(0).tolist()
+    kept = [i for n, i in enumerate(order) if n == 0 or sum(mass[:n]) <= cfg.top_p]
+    return torch.zeros_like(z).index_put_((torch.tensor(kept),), z[kept].softmax(0))
+
+
+# top_p off every sum of masses of these logits by far more than rounding (j ties of n: j / n, n <= 24)
+@pytest.mark.parametrize("cfg", [SamplingConfig(top_k=10, top_p=0.91), SamplingConfig(top_k=3, top_p=0.61),
+                                 SamplingConfig(top_k=0, top_p=0.73), SamplingConfig(top_k=4, top_p=1.0),
+                                 SamplingConfig(temperature=0.5, top_k=2, top_p=0.87)], ids=str)
+def test_process_matches_the_rule_with_ties_at_the_k_th_value_and_at_the_top_p_cut(cfg):
+    # process masks the whole vocabulary (it never reads how many survive): the same distribution,
+    # ties at the top-p cut kept in id order
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        z = torch.randint(0, 5, (24,), generator=generator).float() / 2  # many ties
+        assert torch.allclose(process(z, cfg), reference_process(z, cfg), atol=1e-6)
+    batch = torch.randn(3, 50, generator=generator)
+    assert torch.allclose(process(batch, cfg), torch.stack([reference_process(row, cfg) for row in batch]), atol=1e-6)
+
+
+def test_draw_is_multinomial_one_sample_without_reads():
+    # the same random numbers and tokens as torch.multinomial(probs, 1): a changed sampler keeps the stream
+    generator = torch.Generator().manual_seed(1)
+    for seed in range(50):
+        probs = torch.rand(30, generator=generator).masked_fill(torch.rand(30, generator=generator) < 0.5, 0)
+        a, b = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+        assert [int(torch.multinomial(probs, 1, generator=a)) for _ in range(4)] == [int(draw(probs, b)) for _ in range(4)]
+    rows = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 3.0]])  # rows need not be normalised
+    assert draw(rows, torch.Generator().manual_seed(0)).tolist() == [1, 2]
 
 
 @pytest.mark.parametrize("kwargs, message", [

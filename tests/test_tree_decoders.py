@@ -17,7 +17,7 @@ from mtad.decoding.base import generate, start
 from mtad.decoding.sampling import SamplingConfig
 from mtad.decoding.tree import TREE_NEEDS, draft_tree, verify_tree
 
-from helpers import (DISTRIBUTION_RUNS, RUNNERS, exact_ar, g_test, sample_sequences, skip_unless, table_pair,
+from helpers import (DISTRIBUTION_RUNS, RUNNERS, LoopSpD, exact_ar, g_test, sample_sequences, skip_unless, table_pair,
                      tiny_pair)
 
 UNFILTERED = SamplingConfig(temperature=1.0, top_k=0, top_p=1.0)
@@ -163,8 +163,10 @@ def test_spectr_with_rho_fixed_to_one_fails(monkeypatch):
 @pytest.mark.parametrize("name, params", [("specinfer", {"k_config": [1, 1, 1]}), ("mcss", {"k_config": [1, 1, 1]}),
                                           ("spectr", {"k": 1, "gamma": 3})])
 def test_chain_equals_spd_on_the_same_random_stream(name, params):
+    # SpD's rule with one uniform per position tried, as first_accepted draws them (baselines/spd.py
+    # draws its gamma uniforms at once since issue 35: tests/test_device_reads.py compares the two)
     pair = table_pair(vocab=5, seed=2)
-    spd = build_decoder("spd", gamma=3)
+    spd = LoopSpD(gamma=3)
     decoder = build_decoder(name, **params)
     for seed in range(200):
         a = generate(pair, spd, PROMPT, max_new_tokens=12, sampling=FILTERED, seed=seed, stop_ids=())
