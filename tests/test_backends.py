@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 
 from mtad.catalogue import DECODERS, build_decoder
 from mtad.decoding.base import generate
-from mtad.decoding.sampling import SamplingConfig
+from mtad.decoding.sampling import SAMPLING_VERSION, SamplingConfig
 from mtad.errors import UserError, one_line_errors
 from mtad.job import harness
 from mtad.job.config import JobConfig
@@ -133,16 +133,16 @@ def test_the_backend_and_shared_code_versions_are_in_the_run_id(tmp_path, monkey
     cfg = job_config(tmp_path, "decoder=spd")
     versions = harness.Job(cfg, tmp_path / "a").recorder.versions
     assert {k: versions[k] for k in ("backend", "sampling", "quant", "matmul")} == {
-        "backend": 1, "sampling": 1, "quant": 1, "matmul": 1}
+        "backend": 1, "sampling": SAMPLING_VERSION, "quant": 1, "matmul": 1}
     before = harness.Job(cfg, tmp_path / "b").recorder.run_id
-    # at version 1 they are late fields: the id is that of a run recorded before they existed
+    # at version 1 the late versions are left out: the id of a run recorded before they existed
     config = harness.Job(cfg, tmp_path / "c").recorder.config
-    old = {k: v for k, v in versions.items() if k not in ("backend", "sampling", "quant", "matmul")}
+    old = {k: v for k, v in versions.items() if k not in ("backend", "quant", "matmul")}
     assert run_id(config, old) == before
     monkeypatch.setattr(Eager, "version", 2)
     assert harness.Job(cfg, tmp_path / "d").recorder.run_id != before
     monkeypatch.setattr(Eager, "version", 1)
-    monkeypatch.setattr(harness, "SAMPLING_VERSION", 2)
+    monkeypatch.setattr(harness, "SAMPLING_VERSION", SAMPLING_VERSION + 1)
     assert harness.Job(cfg, tmp_path / "e").recorder.run_id != before
 
 

@@ -92,7 +92,9 @@ def test_forwards_are_not_host_work(pair):
     hundreds, and the counter's patches are gone afterwards."""
     decoder = AR()
     _, counted = measure(pair, decoder, PROMPT, max_new_tokens=8, sampling=SAMPLING)
-    assert counted.rounds == 8 and counted.per_round("host_ops") < 40
+    # 51 since process() stopped reading the survivor count (masks over the vocabulary instead of
+    # a read); a 2-layer forward alone issues hundreds
+    assert counted.rounds == 8 and counted.per_round("host_ops") < 60
     assert "step" not in vars(decoder) and "_forward" not in vars(pair.target)
 
 
