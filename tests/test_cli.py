@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from baselines.spd import SpD
+
 from mtad.job.sweep_table import UNINTERLEAVED
 from tasks.base import shared_data
 
@@ -69,8 +71,8 @@ def test_same_config_is_recognised_not_rerun_and_overrides_reach_the_decoder(tmp
 
 
 def run_bumped(tmp_path, *overrides):
-    """run.py with SpD's version bumped to 2, as a commit that changes SpD would."""
-    bump = ("import runpy, sys\nfrom baselines.spd import SpD\nSpD.version = 2\n"
+    """run.py with SpD's version bumped by one, as a commit that changes SpD would."""
+    bump = ("import runpy, sys\nfrom baselines.spd import SpD\nSpD.version += 1\n"
             "runpy.run_path('run.py', run_name='__main__')\n")
     env = {**os.environ, "MTAD_RESULTS": str(tmp_path / "results"), "HF_HUB_OFFLINE": "1"}
     return subprocess.run([sys.executable, "-c", bump, *overrides, f"hydra.sweep.dir={tmp_path / 'sweep'}",
@@ -88,7 +90,8 @@ def test_a_version_bump_runs_the_same_command_again(tmp_path):
     assert bumped.stdout.count("finished before") == 2  # ar and mtad; spd generates again
     store = [json.loads(line) for line in (tmp_path / "results" / "runs.jsonl").read_text().splitlines()]
     spd = [r for r in store if r["decoder"] == "spd"]
-    assert [r["versions"]["decoder"] for r in spd] == [1, 2] and spd[0]["run_id"] != spd[1]["run_id"]
+    assert [r["versions"]["decoder"] for r in spd] == [SpD.version, SpD.version + 1]
+    assert spd[0]["run_id"] != spd[1]["run_id"]
     assert all(r["versions"]["harness"] >= 1 and r["versions"]["task"] >= 1 for r in store)
 
 
@@ -111,7 +114,7 @@ def test_a_resumed_run_never_mixes_examples_of_two_versions(tmp_path):
     bumped = run_bumped(tmp_path, *command)
     assert bumped.returncode == 0, bumped.stderr[-2000:]
     (new,) = [json.loads(line) for line in (results / "runs.jsonl").read_text().splitlines()]
-    assert new["run_id"] != old["run_id"] and new["versions"]["decoder"] == 2 and new["resumed_examples"] == 0
+    assert new["run_id"] != old["run_id"] and new["versions"]["decoder"] == SpD.version + 1 and new["resumed_examples"] == 0
     records = [json.loads(line) for line in (results / "samples" / f"{new['run_id']}.jsonl").read_text().splitlines()]
     assert len(records) == 3 and {r["run_id"] for r in records} == {new["run_id"]}
     assert old_samples.read_text() == kept  # the old version's record stays its own
