@@ -4,11 +4,11 @@ all queued work. Counted on CPU, where the same reads go through the same operat
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from mtad.catalogue import build_decoder
 from mtad.decoding.base import generate
 from mtad.decoding.sampling import SamplingConfig, sample_one, uniform
+from mtad.job.overhead import Overhead, counting, measure
 
 from helpers import LoopSpD, table_pair, tiny_pair
 
@@ -18,41 +18,10 @@ DECODERS = [("ar", {}), ("spd", {"gamma": 1}), ("spd", {"gamma": 4}), ("typical"
             ("typical", {"bonus": "argmax"}), ("typical", {"bonus": "typical"})]
 
 
-class Reads(TorchDispatchMode):
-    """Counts device reads: ``aten._local_scalar_dense`` (``.item()``, ``int``/``float``/``bool`` of
-    a tensor) and ``Tensor.tolist`` (no operator: wrapped). Reads inside one C++ kernel (e.g.
-    ``torch.multinomial``'s checks) are invisible to it."""
-
-    def __init__(self, monkeypatch):
-        super().__init__()
-        self.count = 0
-        tolist = torch.Tensor.tolist
-
-        def counted_tolist(tensor):
-            self.count += 1
-            return tolist(tensor)
-
-        monkeypatch.setattr(torch.Tensor, "tolist", counted_tolist)
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is torch.ops.aten._local_scalar_dense.default:
-            self.count += 1
-        return func(*args, **(kwargs or {}))
-
-
-def reads_per_round(monkeypatch, pair, decoder, sampling) -> float:
-    rounds = 0
-    step = decoder.step
-
-    def counted_step(ctx):
-        nonlocal rounds
-        rounds += 1
-        return step(ctx)
-
-    monkeypatch.setattr(decoder, "step", counted_step)
-    with Reads(monkeypatch) as reads:
-        generate(pair, decoder, [1, 2, 3], max_new_tokens=24, sampling=sampling, seed=0, stop_ids=())
-    return reads.count / rounds
+def reads_per_round(pair, decoder, sampling) -> float:
+    """Every device read of a generation, the runners' own included, per round (mtad/job/overhead.py)."""
+    _, counted = measure(pair, decoder, [1, 2, 3], max_new_tokens=24, sampling=sampling, seed=0)
+    return (counted.reads + counted.forward_reads) / counted.rounds
 
 
 @pytest.fixture(scope="module", params=["eager", "static"])
@@ -63,21 +32,22 @@ def pair(request):
 
 @pytest.mark.parametrize("sampling", SAMPLINGS, ids=str)
 @pytest.mark.parametrize("name, kwargs", DECODERS)
-def test_chain_decoders_read_the_device_once_per_round(monkeypatch, pair, name, kwargs, sampling):
-    assert reads_per_round(monkeypatch, pair, build_decoder(name, **kwargs), sampling) == 1
+def test_chain_decoders_read_the_device_once_per_round(pair, name, kwargs, sampling):
+    assert reads_per_round(pair, build_decoder(name, **kwargs), sampling) == 1
 
 
-def test_the_counter_sees_every_kind_of_read(monkeypatch):
+def test_the_counter_sees_every_kind_of_read():
     t = torch.tensor([1.0, 2.0])
-    with Reads(monkeypatch) as reads:
+    reads = Overhead()
+    with counting(reads):
         t[0].item(), int(t[0]), float(t[1]), bool(t[0] > 0), t.tolist()
         sample_one(t, torch.Generator().manual_seed(0))
         uniform(torch.Generator().manual_seed(0), "cpu")
-    assert reads.count == 7
+    assert reads.reads == 7
 
 
-def test_a_decoder_that_reads_per_position_is_caught(monkeypatch, pair):
-    assert reads_per_round(monkeypatch, pair, LoopSpD(gamma=4), SamplingConfig()) > 2
+def test_a_decoder_that_reads_per_position_is_caught(pair):
+    assert reads_per_round(pair, LoopSpD(gamma=4), SamplingConfig()) > 2
 
 
 @pytest.mark.parametrize("sampling", [SamplingConfig(), SamplingConfig(temperature=1.0, top_k=0, top_p=1.0)], ids=str)

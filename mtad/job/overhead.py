@@ -86,6 +86,15 @@ def _counted_tolist(overhead: Overhead, inside: list[int]):
 
 
 @contextmanager
+def counting(overhead: Overhead, inside: list[int] | None = None):
+    """Count the aten ops and reads issued while the block runs into ``overhead`` (as forward
+    reads while ``inside[0]`` > 0, i.e. within a runner forward that ``measure`` watches)."""
+    inside = [0] if inside is None else inside
+    with _counted_tolist(overhead, inside), _Ops(overhead, inside):
+        yield
+
+
+@contextmanager
 def _watched(pair: Pair, decoder: Decoder, overhead: Overhead, inside: list[int]):
     """Mark the runners' forwards (``inside[0]`` > 0 while one runs, its time booked) and count
     the decoder's rounds, through instance attributes removed afterwards."""
@@ -126,7 +135,7 @@ def measure(pair: Pair, decoder: Decoder, prompt: list[int], *, max_new_tokens: 
     with _watched(pair, decoder, overhead, inside):
         began = time.perf_counter()
         if count:
-            with _counted_tolist(overhead, inside), _Ops(overhead, inside):
+            with counting(overhead, inside):
                 out = generate(pair, decoder, prompt, max_new_tokens=max_new_tokens, sampling=sampling, seed=seed,
                                stop_ids=())
         else:
