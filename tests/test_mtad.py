@@ -124,7 +124,7 @@ def test_beam_sampling_matches_enumeration(gamma, norm):
     counts = Counter()
     for seed in range(20_000):
         ctx = start(pair, PROMPT, UNFILTERED, seed)
-        counts[tuple(beam_sample(ctx, gamma, width, True, norm).tokens)] += 1
+        counts[tuple(beam_sample(ctx, gamma, width, True, norm).tokens.tolist())] += 1
     pvalue, tv = g_test(counts, expected)
     assert pvalue > 1e-4, f"p={pvalue:.2e}, TV={tv:.3f}"
 
@@ -143,9 +143,10 @@ def test_joint_norm_keeps_the_most_likely_beam(norm, always_best):
     for seed in range(300):
         ctx = start(pair, PROMPT, UNFILTERED, seed)
         draft = beam_sample(ctx, 3, 4, True, norm)
+        tokens = draft.tokens.tolist()
         # the chosen beam's joint, recomputed from the table
-        chosen = sum(math.log(float(process(pair.draft.logits_after(PROMPT + draft.tokens[:i]), UNFILTERED)[t]))
-                     for i, t in enumerate(draft.tokens))
+        chosen = sum(math.log(float(process(pair.draft.logits_after(PROMPT + tokens[:i]), UNFILTERED)[t]))
+                     for i, t in enumerate(tokens))
         assert chosen == pytest.approx(float(draft.log_q.sum()), abs=1e-5)
         best_every_time &= chosen >= float(draft.beam_log_q.max()) - 1e-5
     assert best_every_time == always_best

@@ -93,3 +93,68 @@ def test_draw_is_multinomial_one_sample_without_reads():
 def test_bad_sampling_settings_raise(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SamplingConfig(**kwargs)
+
+
+def _successive_order_probs(p: torch.Tensor, n: int) -> dict[tuple, float]:
+    """Exact probability of each ordered n-tuple of distinct ids under successive sampling
+    without replacement from p (n <= the support)."""
+    import itertools
+    out = {}
+    for order in itertools.permutations(range(len(p)), n):
+        prob, left = 1.0, 1.0
+        for i in order:
+            prob *= float(p[i]) / left
+            left -= float(p[i])
+        if prob > 0:
+            out[order] = prob
+    return out
+
+
+def test_draws_are_iid_from_the_distribution_without_reads():
+    from collections import Counter
+
+    from helpers import g_test
+    from mtad.decoding.sampling import draws
+    from mtad.job.overhead import Overhead, counting
+    p = torch.tensor([0.0, 0.5, 0.2, 0.0, 0.3])
+    g = torch.Generator().manual_seed(1)
+    seen = Counter()
+    for _ in range(4000):
+        seen.update((int(a), int(b)) for a, b in [draws(p, g, 2).tolist()])
+    expected = {(a, b): float(p[a] * p[b]) for a in range(5) for b in range(5) if p[a] * p[b] > 0}
+    pvalue, tv = g_test(seen, expected)
+    assert pvalue > 1e-4, f"p={pvalue:.2e}, TV={tv:.3f}"
+    # negative control: the same counts fail against cells with 0.05 of mass moved
+    shifted = {(a, b): float(p[a] * p[b]) for a in range(5) for b in range(5) if p[a] * p[b] > 0}
+    shifted[(1, 1)], shifted[(4, 4)] = shifted[(1, 1)] - 0.05, shifted[(4, 4)] + 0.05
+    assert g_test(seen, shifted)[0] < 1e-4
+    overhead = Overhead()
+    with counting(overhead):
+        draws(p, g, 3)
+    assert overhead.reads == 0
+    # mass 0 is never drawn, even at the top edge of U * total
+    assert set(draws(torch.tensor([0.3, 0.7, 0.0]), g, 10_000).tolist()) == {0, 1}
+
+
+def test_draws_without_replacement_follow_successive_sampling_and_mark_padding():
+    from collections import Counter
+
+    from helpers import g_test
+    from mtad.decoding.sampling import draws_without_replacement
+    p = torch.tensor([0.7, 0.0, 0.2, 0.1])
+    g = torch.Generator().manual_seed(2)
+    seen = Counter()
+    for _ in range(4000):
+        ids, live = draws_without_replacement(p, g, 2)
+        assert live.all()
+        seen[tuple(ids.tolist())] += 1
+    pvalue, tv = g_test(seen, _successive_order_probs(p, 2))
+    assert pvalue > 1e-4, f"p={pvalue:.2e}, TV={tv:.3f}"
+    # negative control: i.i.d. (with replacement) ordered pairs renormalised on distinct pairs
+    iid = {(a, b): float(p[a] * p[b]) for a in range(4) for b in range(4) if a != b and p[a] * p[b] > 0}
+    total = sum(iid.values())
+    assert g_test(seen, {k: v / total for k, v in iid.items()})[0] < 1e-4
+    # more draws than supported ids (and than ids): the extra ones are marked dead, never live
+    ids, live = draws_without_replacement(p, g, 6)
+    assert live.tolist() == [True, True, True, False, False, False] and len(set(ids[:3].tolist())) == 3
+    assert p[ids[:3]].gt(0).all()

@@ -120,6 +120,31 @@ def draw(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return (probs / torch.empty_like(probs).exponential_(1, generator=generator)).argmax(-1)
 
 
+def draws(probs: torch.Tensor, generator: torch.Generator, n: int) -> torch.Tensor:
+    """``n`` i.i.d. token ids from one distribution ``probs`` (1-D, need not be normalised), as a
+    long tensor on its device, without reading the device (``torch.multinomial`` reads it twice
+    per call to check its input). Inverse transform sampling: the first id whose cumulative mass
+    (float64) exceeds U * total, U ~ Uniform[0, 1), so an id without mass is never drawn."""
+    cdf = probs.double().cumsum(-1)
+    total = cdf[-1:]
+    u = torch.rand(n, generator=generator, device=probs.device, dtype=torch.float64)
+    # U * total may round up to total; the largest double below it still lands on the last id with mass
+    return torch.searchsorted(cdf, torch.minimum(u * total, total.nextafter(total.new_zeros(()))), right=True)
+
+
+def draws_without_replacement(probs: torch.Tensor, generator: torch.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` distinct ids from ``probs`` (1-D) in the order successive sampling without replacement
+    would draw them, and which of them are real draws: when ``probs`` supports m < n ids, the last
+    n - m are arbitrary ids without mass, marked False. A fixed shape whatever the support, so
+    nothing is read from the device. Exponential race: ids arrive at times E_i / p_i, E_i ~ Exp(1);
+    the order of arrival is a draw without replacement proportional to p."""
+    keys, ids = (probs / torch.empty_like(probs).exponential_(1, generator=generator)).topk(min(n, probs.shape[-1]))
+    if n > probs.shape[-1]:  # more draws than ids: the rest are padding, never real
+        pad = n - probs.shape[-1]
+        keys, ids = torch.cat([keys, keys.new_zeros(pad)]), torch.cat([ids, ids.new_zeros(pad)])
+    return ids, keys > 0
+
+
 def uniform(generator: torch.Generator, device: torch.device | str) -> float:
     """One U ~ Uniform[0, 1) draw; accept with probability r iff ``uniform() < r``."""
     return float(torch.rand((), generator=generator, device=device).item())
