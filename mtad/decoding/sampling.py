@@ -50,7 +50,7 @@ def process(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
     logits = logits.float()
     if cfg.greedy:
         return one_hot(logits.argmax(-1), logits)
-    z = logits / cfg.temperature
+    z = logits / cfg.temperature if cfg.temperature != 1 else logits  # x / 1 == x: one op fewer per call
     top_k_active = 0 < cfg.top_k < z.shape[-1]
     if not top_k_active and cfg.top_p == 1:
         return z.softmax(-1)
@@ -59,7 +59,7 @@ def process(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
         kth = top[..., -1:]
         z = z.masked_fill(z < kth, float("-inf"))  # ties with the k-th value are kept
         if cfg.top_p < 1:
-            z = z.masked_fill(_top_p_removed_after_top_k(z, top, index, cfg.top_p), float("-inf"))
+            z = z.masked_fill(_top_p_removed_after_top_k(z, top, index, kth, cfg.top_p), float("-inf"))
     else:
         z = z.masked_fill(_top_p_removed(z, cfg.top_p), float("-inf"))
     return z.softmax(-1)
@@ -81,14 +81,14 @@ def _top_p_removed(z: torch.Tensor, top_p: float) -> torch.Tensor:
     return torch.zeros_like(remove).scatter(-1, index, remove)
 
 
-def _top_p_removed_after_top_k(z: torch.Tensor, top: torch.Tensor, index: torch.Tensor, top_p: float) -> torch.Tensor:
+def _top_p_removed_after_top_k(z: torch.Tensor, top: torch.Tensor, index: torch.Tensor, kth: torch.Tensor,
+                               top_p: float) -> torch.Tensor:
     """``_top_p_removed`` for logits ``z`` already masked at the k-th largest value, without sorting
     the vocabulary (a full sort costs ~3 ms a row on CPU at V = 151,936). ``top``, ``index``: the
-    top-k values and ids. In the sorted order (ties in id order, as the stable sort) the mass before
+    top-k values and ids, ``kth`` the k-th value. In the sorted order (ties in id order, as the stable sort) the mass before
     a token above the k-th value sums the top-k entries ahead of it; before the j-th (0-based) token
     tied with the k-th value, anywhere in the vocabulary, lie all tokens above it and j ties."""
     probs = z.softmax(-1)
-    kth = top[..., -1:]
     p_top = probs.gather(-1, index)
     ahead = (top[..., None, :] > top[..., :, None]) | (
         (top[..., None, :] == top[..., :, None]) & (index[..., None, :] < index[..., :, None]))  # [.., i, j]: j before i
