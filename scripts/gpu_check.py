@@ -36,14 +36,11 @@ from mtad.runners.quant import streamed_bytes
 from mtad.job.records import environment, write_atomic
 from mtad.decoding.sampling import SamplingConfig
 from mtad.runners.catalogue import backend as backend_named
-from mtad.runners.toy_models import tiny_llama_pair
+from mtad.runners.toy_models import LLAMA3_SHAPES, random_llama, tiny_llama_pair
 
 # temperature-0 output equals target greedy (bild and mtjd differ by design; see their docs)
 GREEDY_EXACT = ["ar", "spd", "specinfer", "mcss", "spectr", "typical", "mtad"]
-LLAMA_SHAPES = {  # Llama-3.1-8B and Llama-3.2-1B
-    "target-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, tie_word_embeddings=False),
-    "draft-1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, tie_word_embeddings=True),
-}
+LLAMA_SHAPES = {"target-8b": LLAMA3_SHAPES["llama-3.1-8b"], "draft-1b": LLAMA3_SHAPES["llama-3.2-1b"]}
 SHAPES = {"target-8b": [(1, 1), (1, 5)], "draft-1b": [(1, 1), (4, 1), (8, 1)]}  # (rows, tokens)
 CONTEXT = 512
 # static:inductor leaves the CUDA graphs to torch.compile(mode="reduce-overhead"), for comparison
@@ -63,19 +60,6 @@ def copy_bandwidth_gbs(device: torch.device) -> float:
         end.synchronize()
         times.append(start.elapsed_time(end) / 1e3)
     return 2 * src.numel() * src.element_size() / statistics.median(times[3:]) / 1e9
-
-
-def random_llama(shape: dict):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(vocab_size=128256, num_attention_heads=32, num_key_value_heads=8, rope_theta=500000.0,
-                         max_position_embeddings=8192, attn_implementation="sdpa", **shape)
-    with torch.device("cuda"):
-        torch.set_default_dtype(torch.bfloat16)
-        try:
-            return LlamaForCausalLM(config).eval()
-        finally:
-            torch.set_default_dtype(torch.float32)
 
 
 def median_ms(runner: Runner, rows: int, n: int, repeats: int = 30) -> float:
@@ -98,7 +82,7 @@ def median_ms(runner: Runner, rows: int, n: int, repeats: int = 30) -> float:
 def forward_times(peak_gbs: float, results: dict, save, backends: list[str]) -> None:
     out = results.setdefault("forward_times", {})
     for name, shape in LLAMA_SHAPES.items():
-        model = random_llama(shape)
+        model = random_llama(shape, "cuda")
         weight = streamed_bytes(model)
         row = out[name] = {"weight_bytes": weight, "roofline_ms": weight / peak_gbs / 1e6}
         for backend in backends:

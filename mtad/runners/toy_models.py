@@ -1,8 +1,11 @@
-"""Models built in-process from a seed (no files, no network), for tests.
+"""Models built in-process from a seed (no files, no network), for tests and benchmarks.
 
 - ``tiny_llama_pair``: a tiny random Llama target and a weight-perturbed copy as its draft,
   run through the real backends' runners (cache, masks and positions as for a real model), with
   ``tiny_tokenizer``, a byte-level tokenizer of the same vocabulary, so text tasks run on it.
+- ``random_llama``: a random-weight Llama of a given shape (``LLAMA3_SHAPES``: Llama-3.1-8B and
+  Llama-3.2-1B), built directly on its device, for timings where only the shapes matter
+  (scripts/gpu_check.py, scripts/bench_e2e.py).
 - ``TableLM``: an order-2 Markov "table LM" whose cache stores the tokens it consumed, so exact
   sequence probabilities are known in closed form and any cache bookkeeping error changes its
   logits (docs/decoders.md#tablelm-order-2-table-model).
@@ -60,6 +63,43 @@ def tiny_llama_pair(seed: int = 0, draft_noise: float = 0.03, attn_implementatio
             if p.numel() > 1 and p.std() > 0:
                 p.add_(torch.randn(p.shape, generator=gen) * draft_noise * p.std())
     return target, draft
+
+
+# The real configs' shapes (hidden, layers, heads, kv heads, intermediate, vocab, rope), without
+# their weights: no hub is reachable from the GPU machines, and shapes alone set the timings.
+_LLAMA3_ROPE = dict(rope_type="llama3", rope_theta=500000.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                    original_max_position_embeddings=8192)
+LLAMA3_SHAPES = {
+    "llama-3.1-8b": dict(vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                         num_attention_heads=32, num_key_value_heads=8, head_dim=128, rms_norm_eps=1e-5,
+                         max_position_embeddings=131072, tie_word_embeddings=False, bos_token_id=128000,
+                         eos_token_id=128001, rope_parameters={**_LLAMA3_ROPE, "factor": 8.0}),
+    "llama-3.2-1b": dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+                         num_attention_heads=32, num_key_value_heads=8, head_dim=64, rms_norm_eps=1e-5,
+                         max_position_embeddings=131072, tie_word_embeddings=True, bos_token_id=128000,
+                         eos_token_id=128001, rope_parameters={**_LLAMA3_ROPE, "factor": 32.0}),
+}
+
+
+def random_llama(shape: dict, device: str | torch.device = "cpu", dtype: torch.dtype = torch.bfloat16,
+                 seed: int | None = None, attn_implementation: str = "sdpa"):
+    """A ``LlamaForCausalLM`` of ``shape`` (``LlamaConfig`` fields) with random weights in ``dtype``,
+    allocated and initialised on ``device`` itself (an 8B built on the host and moved would take
+    minutes)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(attn_implementation=attn_implementation, **shape)
+    device = torch.device(device)
+    previous = torch.get_default_dtype()
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        if seed is not None:
+            torch.manual_seed(seed)
+        with torch.device(device):
+            torch.set_default_dtype(dtype)
+            try:
+                return LlamaForCausalLM(config).eval()
+            finally:
+                torch.set_default_dtype(previous)
 
 
 class TableLM(Runner):
