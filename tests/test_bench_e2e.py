@@ -70,12 +70,14 @@ def test_every_decoder_gets_a_row_with_sane_numbers(tmp_path):
 
 
 def test_spd_measures_the_acceptance_it_was_calibrated_to(tmp_path):
-    result = run(tmp_path, "--decoders", "ar,spd", "--acceptance", "0.8,0.6", "--prompts", "8",
-                 "--max-new-tokens", "48")
+    # many short prompts: on the tiny vocabulary one chain's acceptance depends much on where it
+    # wanders (8 prompts x 48 tokens measured 0.83 and 0.67 here; these 16 x 24, 0.81 and 0.60)
+    result = run(tmp_path, "--decoders", "ar,spd", "--acceptance", "0.8,0.6", "--prompts", "16",
+                 "--max-new-tokens", "24")
     for level in result["levels"]:
-        assert level["prompts_run"] == 8
+        assert level["prompts_run"] == 16
         spd = level["decoders"]["spd"]
-        assert abs(level["measured_acceptance"] - level["requested_acceptance"]) < 0.08, level
+        assert abs(level["measured_acceptance"] - level["requested_acceptance"]) < 0.06, level
         # per position: P(position d accepted) falls with d
         assert spd["acceptance_per_position"] == sorted(spd["acceptance_per_position"], reverse=True)
     high, low = (level["decoders"]["spd"]["block_efficiency"] for level in result["levels"])
