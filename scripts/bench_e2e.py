@@ -35,8 +35,9 @@ seconds since the start (the JSON records how many ran). Per decoder: tokens/s (
 over prompts, and total), speed-up vs AR, block efficiency, acceptance per draft position, ms
 per round (one ``Decoder.step``) split into target forwards, draft forwards (the runners'
 counters: CUDA events on a GPU, the host clock on the CPU) and host (the rest of the wall time);
-the forward-only limit new_tokens / (target + draft seconds) (the same rounds with no host time;
-for AR, one over a one-token target forward) and the loop efficiency, achieved / limit; J/token
+ms per forward call of each model; the forward-only limit new_tokens / (target + draft seconds)
+(the same rounds with no host time; for AR, about one over a one-token target forward: the
+prompt's forward is in both) and the loop efficiency, achieved / limit; J/token
 from NVML (``--meter``, mtad/job/energy.py; null where no meter reads, never estimated).
 
 The JSON (``--out``) holds the environment, the settings, the calibration of each level and the
@@ -100,7 +101,7 @@ PRESETS = {
                      prompts=4, max_new_tokens=128, prompt_length=128, max_length=2048, chains=512),
     "tiny": Preset(dict(_TINY, hidden_size=64, intermediate_size=128, num_hidden_layers=2, tie_word_embeddings=False),
                    dict(_TINY, hidden_size=32, intermediate_size=64, num_hidden_layers=1, tie_word_embeddings=True),
-                   torch.float32, rank=16, prompts=2, max_new_tokens=32, prompt_length=16, max_length=512, chains=64),
+                   torch.float32, rank=16, prompts=8, max_new_tokens=32, prompt_length=16, max_length=512, chains=64),
 }
 
 
@@ -287,6 +288,8 @@ def row_of(runs: list[dict], ar_tokens_per_second: float | None) -> dict:
         "ms_per_round": {"wall": ms(total.wall_seconds), "target": ms(total.target_seconds),
                          "draft": ms(total.draft_seconds),
                          "host": ms(total.wall_seconds - total.target_seconds - total.draft_seconds)},
+        "ms_per_call": {"target": 1e3 * total.target_seconds / total.target_calls if total.target_calls else None,
+                        "draft": 1e3 * total.draft_seconds / total.draft_calls if total.draft_calls else None},
         "limit_tokens_per_second": limit,
         "loop_efficiency": tps / limit if limit else None,
         "joules_per_token": energy / total.new_tokens if energy is not None and total.new_tokens else None,
@@ -487,8 +490,13 @@ def main(argv=None) -> dict:
             ar_tps = (sum(r["stats"]["new_tokens"] for r in ar) / sum(r["stats"]["wall_seconds"] for r in ar)
                       if ar else None)
             level["decoders"] = {name: row_of(r, ar_tps) for name, r in runs.items()}
-            spd = level["decoders"].get("spd")
+            spd, mtad = level["decoders"].get("spd"), level["decoders"].get("mtad")
             level["measured_acceptance"] = spd["token_acceptance"] if spd else None
+            if spd and mtad:  # the paper's claim: 1.42x faster, 1.54x less energy
+                level["mtad_vs_spd"] = {
+                    "speedup": mtad["tokens_per_second"]["total"] / spd["tokens_per_second"]["total"],
+                    "energy_ratio": (spd["joules_per_token"] / mtad["joules_per_token"]
+                                     if spd["joules_per_token"] and mtad["joules_per_token"] else None)}
             print(f"  prompt {k + 1}/{len(prompts) - 1} done ({elapsed():.0f} s)", flush=True)
             save()
         if level["decoders"]:
@@ -496,6 +504,11 @@ def main(argv=None) -> dict:
                   f"{fmt(level['measured_acceptance'], '.3f')}), {level['prompts_run']} prompts x "
                   f"{settings['max_new_tokens']} tokens, backend {settings['backend']}, {device}:", flush=True)
             print_table(level)
+            if "mtad_vs_spd" in level:
+                ratio = level["mtad_vs_spd"]["energy_ratio"]
+                energy = "no energy meter" if ratio is None else f"{ratio:.2f}x less energy per token"
+                print(f"  mtad vs spd: {level['mtad_vs_spd']['speedup']:.2f}x tokens/s, {energy} "
+                      "(paper: 1.42x faster, 1.54x less energy)", flush=True)
         if level["stopped_by_time_limit"]:
             print(f"  stopped by --time-limit after {level['prompts_run']} prompts", flush=True)
         save()

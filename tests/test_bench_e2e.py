@@ -67,6 +67,10 @@ def test_every_decoder_gets_a_row_with_sane_numbers(tmp_path):
     assert level["decoders"]["ar"]["block_efficiency"] == 1.0
     assert level["decoders"]["ar"]["ms_per_round"]["draft"] == 0.0
     assert level["measured_acceptance"] == level["decoders"]["spd"]["token_acceptance"]
+    mtad, spd = level["decoders"]["mtad"], level["decoders"]["spd"]
+    assert level["mtad_vs_spd"]["speedup"] == mtad["tokens_per_second"]["total"] / spd["tokens_per_second"]["total"]
+    assert (level["mtad_vs_spd"]["energy_ratio"] is None) == (not metered)
+    assert level["decoders"]["ar"]["ms_per_call"]["draft"] is None
 
 
 def test_spd_measures_the_acceptance_it_was_calibrated_to(tmp_path):
