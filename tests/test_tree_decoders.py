@@ -17,7 +17,7 @@ from mtad.decoding.base import generate, start
 from mtad.decoding.sampling import SamplingConfig
 from mtad.decoding.tree import TREE_NEEDS, draft_tree, verify_tree
 
-from helpers import (DISTRIBUTION_RUNS, RUNNERS, LoopSpD, exact_ar, g_test, sample_sequences, skip_unless, table_pair,
+from helpers import (DISTRIBUTION_RUNS, RUNNERS, exact_ar, g_test, sample_sequences, skip_unless, table_pair,
                      tiny_pair)
 
 UNFILTERED = SamplingConfig(temperature=1.0, top_k=0, top_p=1.0)
@@ -163,10 +163,10 @@ def test_spectr_with_rho_fixed_to_one_fails(monkeypatch):
 @pytest.mark.parametrize("name, params", [("specinfer", {"k_config": [1, 1, 1]}), ("mcss", {"k_config": [1, 1, 1]}),
                                           ("spectr", {"k": 1, "gamma": 3})])
 def test_chain_equals_spd_on_the_same_random_stream(name, params):
-    # SpD's rule with one uniform per position tried, as first_accepted draws them (baselines/spd.py
-    # draws its gamma uniforms at once since issue 35: tests/test_device_reads.py compares the two)
+    # a chain tree draws its children, its uniforms (one per depth, at once) and the new token as
+    # SpD draws its draft tokens, uniforms and bonus (issue 35): the same tokens, seed by seed
     pair = table_pair(vocab=5, seed=2)
-    spd = LoopSpD(gamma=3)
+    spd = build_decoder("spd", gamma=3)
     decoder = build_decoder(name, **params)
     for seed in range(200):
         a = generate(pair, spd, PROMPT, max_new_tokens=12, sampling=FILTERED, seed=seed, stop_ids=())
@@ -198,18 +198,21 @@ def test_tree_node_logits_equal_path_logits(attn, runner):
     ctx = start(pair, [5, 9, 2, 7], SamplingConfig(temperature=1.0, top_k=0, top_p=1.0), seed=0)
     ctx.pair.target.feed_uncached(ctx.tokens[:2])  # part of the context cached, part not
     tree = draft_tree(ctx, [4, 2, 2], replacement=True)
-    assert len(tree) == 28
-    p_root, p_nodes = verify_tree(ctx, tree)
+    assert len(tree) == 28 and tree.q.shape[0] == tree.topology.rows == 1 + 4 + 8
+    p = ctx.probs(verify_tree(ctx, tree))  # row 0 the root, row 1 + i node i
+    tokens = tree.tokens.tolist()
     model, draft_model = pair.target.model, pair.draft.model
     with torch.no_grad():
         plain = model(torch.tensor([ctx.tokens])).logits[0, -1]
-        torch.testing.assert_close(p_root, plain.softmax(-1), rtol=0, atol=1e-6)
+        torch.testing.assert_close(p[0], plain.softmax(-1), rtol=0, atol=1e-6)
+        torch.testing.assert_close(tree.q[0], draft_model(torch.tensor([ctx.tokens])).logits[0, -1].softmax(-1),
+                                   rtol=0, atol=1e-6)
         for node in range(len(tree)):
-            seq = ctx.tokens + [tree.tokens[i] for i in tree.path(node)]
-            torch.testing.assert_close(p_nodes[node], model(torch.tensor([seq])).logits[0, -1].softmax(-1),
+            seq = ctx.tokens + [tokens[i] for i in tree.path(node)]
+            torch.testing.assert_close(p[1 + node], model(torch.tensor([seq])).logits[0, -1].softmax(-1),
                                        rtol=0, atol=1e-6)
-            if node in tree.q:  # the draft's distributions, computed level by level with tree masks
-                torch.testing.assert_close(tree.q[node], draft_model(torch.tensor([seq])).logits[0, -1].softmax(-1),
+            if 1 + node < tree.topology.rows:  # the draft's distributions, computed level by level with tree masks
+                torch.testing.assert_close(tree.q[1 + node], draft_model(torch.tensor([seq])).logits[0, -1].softmax(-1),
                                            rtol=0, atol=1e-6)
     assert pair.target.length == len(ctx.tokens) + len(tree)
     assert pair.draft.length == len(ctx.tokens) + 4 + 8  # the last level is never fed to the draft
