@@ -38,18 +38,27 @@ def mss_plan(p: torch.Tensor, q: torch.Tensor, candidates, without_replacement: 
     first subtracts the q the candidate was drawn from, then removes the candidate from q
     (docs/decoders.md#mcss-candidates-without-replacement: the order matters).
 
-    A candidate the current q gives no mass (MCSS's padding beyond q's support), or one marked
-    False in ``real`` (a padded slot), is never accepted and changes neither p nor q."""
+    Without replacement, a candidate the current q gives no mass (MCSS's draws beyond q's support)
+    is never accepted and changes neither p nor q; so is, either way, one marked False in ``real``
+    (a padded slot). The probabilities come from the gathered values at the end, not per candidate:
+    fewer host ops (issue 35)."""
     candidates = torch.as_tensor(candidates, device=p.device)
-    accept = []
-    for j, x in enumerate(candidates.split(1, dim=-1)):
-        px, qx = p.gather(-1, x), q.gather(-1, x)
-        drawn = qx > 0 if real is None else (qx > 0) & real[..., j:j + 1]
-        accept.append(torch.where(drawn, px / qx, 0))
-        p = torch.where(drawn, residual(p, q), p)
+    slots = candidates.split(1, dim=-1)
+    real = [None] * len(slots) if real is None else real.split(1, dim=-1)
+    px, qx, drawn = [], [], []
+    for x, real_x in zip(slots, real):
+        px.append(p.gather(-1, x))
+        qx.append(q.gather(-1, x))
         if without_replacement:
-            q = torch.where(drawn, remove_candidate(q, x), q)
-    return torch.cat(accept, -1).clamp_max(1), p
+            drawn.append(qx[-1] > 0 if real_x is None else (qx[-1] > 0) & real_x)
+        else:  # drawn from q itself, so q(x) > 0
+            drawn.append(torch.ones_like(x, dtype=torch.bool) if real_x is None else real_x)
+        p = torch.where(drawn[-1], residual(p, q), p)
+        if without_replacement:
+            q = torch.where(drawn[-1], remove_candidate(q, x), q)
+    drawn = torch.cat(drawn, -1)
+    accept = torch.where(drawn, torch.cat(px, -1) / torch.cat(qx, -1), 0).clamp_max(1)
+    return accept, p
 
 
 @dataclass
