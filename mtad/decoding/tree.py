@@ -227,8 +227,16 @@ def finish_tree_round(ctx: Context, tree: Tree, row: torch.Tensor, y: torch.Tens
 
 def commit_path(ctx: Context, t: Topology, path: list[int]) -> None:
     """Keep the context and the accepted path in both caches (the draft never saw the last level)."""
-    base = len(ctx.tokens)
-    context = list(range(base))
-    last = t.depth - 1
-    ctx.pair.target.keep_positions(context + [base + node for node in path])
-    ctx.pair.draft.keep_positions(context + [base + node for node in path if t.depths[node] < last])
+    base, target = len(ctx.tokens), ctx.pair.target
+    kept = _to_device(list(range(base)) + [base + node for node in path], target.device)
+    target.keep_positions(kept)
+    ctx.pair.draft.keep_positions(kept[: base + sum(t.depths[node] < t.depth - 1 for node in path)])
+
+
+def _to_device(values: list[int], device: torch.device) -> torch.Tensor:
+    """Host ints as a long tensor on ``device``, copied through pinned memory without blocking, as
+    ``chain.missing_context`` does (a runner copying a list itself would wait for queued work)."""
+    tensor = torch.tensor(values, dtype=torch.long)
+    if device.type == "cuda":
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
