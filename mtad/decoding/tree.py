@@ -71,6 +71,7 @@ class Topology:
 
 @functools.lru_cache(maxsize=32)
 def topology(k_config: tuple[int, ...], device: torch.device) -> Topology:
+    """The tree of ``k_config`` on ``device``, built once (its host ops and copies are not a round's)."""
     levels, parents, depths = [], [], []
     for depth, k in enumerate(k_config):
         above = levels[-1] if levels else range(-1, 0)  # the root is "node -1"
