@@ -1,7 +1,8 @@
 """MCSS (Yang et al. 2024): SpecInfer's token tree with children drawn WITHOUT replacement, and
 the proposal updated after each rejection (docs/decoders.md#mcss-candidates-without-replacement).
-Lossless. A node whose draft distribution supports fewer tokens than k gets as many children as
-it supports."""
+Lossless. A node whose draft distribution supports fewer tokens than k still gets k children (the
+tree's shape is fixed, so a round need not read the device): the draws beyond the support have
+q = 0 and are never accepted nor counted in the updates."""
 
 from __future__ import annotations
 
@@ -13,5 +14,5 @@ from baselines.specinfer import SpecInfer
 @dataclass
 class MCSS(SpecInfer):
     name = "mcss"
-    version = 1
+    version = 2  # 2: children by the exponential race (Gumbel-top-k), fixed tree shape, the round on the device (issue 35)
     replacement = False

@@ -4,6 +4,10 @@ multi-step speculative sampling (MSS), docs/decoders.md#specinfer-tree-speculati
 At each tree node the children are tried in their sampled order: child s is accepted with
 probability min(1, P(s)/Q(s)); on rejection P <- norm(max(0, P - Q)). If every child is rejected
 the new token is drawn from the final P; after a full-depth accept, from the leaf's p.
+
+On the device (issue 35): the plan of every internal node (each child's acceptance probability
+given that the earlier ones were rejected, and P after all are rejected) is computed for all nodes
+at once; one uniform per (depth, child) decides, and the walk down the tree follows the decisions.
 """
 
 from __future__ import annotations
@@ -13,37 +17,54 @@ from dataclasses import dataclass
 import torch
 
 from mtad.decoding.base import Block, Context, Decoder
-from mtad.decoding.sampling import first_accepted, residual, sample_one
-from mtad.decoding.tree import TREE_NEEDS, commit_path, draft_tree, verify_tree
+from mtad.decoding.sampling import draw, residual, uniforms
+from mtad.decoding.tree import TREE_NEEDS, draft_tree, finish_tree_round, greedy_round, next_rows, verify_tree, walk
 from mtad.ranges import Each, Int, ranged
 
 
-def remove_candidate(q: torch.Tensor, token: int) -> torch.Tensor:
-    """The proposal of the next candidate drawn without replacement: q without ``token``."""
-    q = q.clone()
-    q[token] = 0
-    total = q.sum()
-    return q / total if total > 0 else q
+def remove_candidate(q: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
+    """The proposal of the next candidate drawn without replacement: q [..., V] without ``token``
+    [..., 1], renormalised (left at 0 when nothing is left)."""
+    q = q.scatter(-1, token, 0.0)
+    total = q.sum(-1, keepdim=True)
+    return torch.where(total > 0, q / total, q)
 
 
-def mss_plan(p: torch.Tensor, q: torch.Tensor, candidates: list[int], without_replacement: bool):
-    """Acceptance probability of each candidate given that the earlier ones were rejected, and the
-    distribution of the new token when all are rejected. With candidates drawn without
-    replacement (MCSS), each rejection first subtracts the q the candidate was drawn from, then
-    removes the candidate from q (docs/decoders.md#mcss-candidates-without-replacement: the order matters)."""
-    accept = []
-    for token in candidates:
-        accept.append(min(1.0, float(p[token] / q[token])) if q[token] > 0 else 0.0)
-        p = residual(p, q)
+def mss_plan(p: torch.Tensor, q: torch.Tensor, candidates, without_replacement: bool,
+             real: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """For p, q [..., V] and candidates [..., k] tried in order: the acceptance probability of each
+    given that the earlier ones were rejected [..., k], and the distribution of the new token when
+    all are rejected [..., V]. With candidates drawn without replacement (MCSS), each rejection
+    first subtracts the q the candidate was drawn from, then removes the candidate from q
+    (docs/decoders.md#mcss-candidates-without-replacement: the order matters).
+
+    Without replacement, a candidate the current q gives no mass (MCSS's draws beyond q's support)
+    is never accepted and changes neither p nor q; so is, either way, one marked False in ``real``
+    (a padded slot). The probabilities come from the gathered values at the end, not per candidate:
+    fewer host ops (issue 35)."""
+    candidates = torch.as_tensor(candidates, device=p.device)
+    slots = candidates.split(1, dim=-1)
+    real = [None] * len(slots) if real is None else real.split(1, dim=-1)
+    px, qx, drawn = [], [], []
+    for x, real_x in zip(slots, real):
+        px.append(p.gather(-1, x))
+        qx.append(q.gather(-1, x))
         if without_replacement:
-            q = remove_candidate(q, token)
+            drawn.append(qx[-1] > 0 if real_x is None else (qx[-1] > 0) & real_x)
+        else:  # drawn from q itself, so q(x) > 0
+            drawn.append(torch.ones_like(x, dtype=torch.bool) if real_x is None else real_x)
+        p = torch.where(drawn[-1], residual(p, q), p)
+        if without_replacement:
+            q = torch.where(drawn[-1], remove_candidate(q, x), q)
+    drawn = torch.cat(drawn, -1)
+    accept = torch.where(drawn, torch.cat(px, -1) / torch.cat(qx, -1), 0).clamp_max(1)
     return accept, p
 
 
 @dataclass
 class SpecInfer(Decoder):
     name = "specinfer"
-    version = 1
+    version = 2  # 2: the round runs on the device, uniforms drawn at once per (depth, child) (issue 35)
     needs = TREE_NEEDS
     k_config: list[int] = ranged(default_factory=lambda: [4, 2, 2], range=Each(Int(min=1)))  # children per depth
     replacement = True  # children i.i.d. from q; MCSS draws them without replacement
@@ -54,18 +75,16 @@ class SpecInfer(Decoder):
 
     def step(self, ctx: Context) -> Block:
         tree = draft_tree(ctx, self.k_config, self.replacement)
-        p, p_nodes = verify_tree(ctx, tree)
-        node, path = -1, []
-        for _ in self.k_config:
-            children = tree.children(node)
-            accept, rejected_all = mss_plan(p, tree.q[node], [tree.tokens[c] for c in children],
-                                            without_replacement=not self.replacement)
-            chosen = first_accepted(children, accept, ctx.generator, ctx.pair.device)
-            if chosen is None:
-                p = rejected_all
-                break
-            path.append(chosen)
-            node, p = chosen, p_nodes[chosen]
-        y = sample_one(p, ctx.generator)
-        commit_path(ctx, tree, path, last_level=len(self.k_config) - 1)
-        return Block([tree.tokens[i] for i in path] + [y], accepted=len(path), drafted=len(self.k_config))
+        logits = verify_tree(ctx, tree)
+        if ctx.sampling.greedy:
+            return greedy_round(ctx, tree, logits)
+        t = tree.topology
+        p = ctx.probs(logits)  # [1 + N, V]: row 0 the root, row 1 + i node i
+        accept, rejected_all = mss_plan(p[: t.rows], tree.q, tree.tokens[t.child_nodes],
+                                        without_replacement=not self.replacement, real=t.real_child)
+        # one uniform per (depth, child): a walk meets one node per depth
+        u = uniforms(ctx.generator, t.depth * t.child_nodes.shape[1], p.device).view(t.depth, -1)[t.row_level]
+        row = walk(t, next_rows(t, u < accept, t.child_rows))
+        # the new token: from P after every child was rejected, or from p at the leaf
+        y = draw(torch.cat([rejected_all, p[t.rows:]]).index_select(0, row), ctx.generator)
+        return finish_tree_round(ctx, tree, row, y)

@@ -4,6 +4,7 @@ negative controls, greedy identity, tree logits, and equivalence with SpD on cha
 #spectr-k-seq, #toy-models-for-tests)."""
 
 import itertools
+from collections import Counter
 
 import pytest
 import torch
@@ -15,9 +16,10 @@ from baselines.specinfer import mss_plan
 from mtad.catalogue import build_decoder
 from mtad.decoding.base import generate, start
 from mtad.decoding.sampling import SamplingConfig
-from mtad.decoding.tree import TREE_NEEDS, draft_tree, verify_tree
+from mtad.decoding.tree import TREE_NEEDS, draft_tree, draw_children, verify_tree
+from mtad.job.overhead import measure
 
-from helpers import (DISTRIBUTION_RUNS, RUNNERS, LoopSpD, exact_ar, g_test, sample_sequences, skip_unless, table_pair,
+from helpers import (DISTRIBUTION_RUNS, RUNNERS, exact_ar, g_test, sample_sequences, skip_unless, table_pair,
                      tiny_pair)
 
 UNFILTERED = SamplingConfig(temperature=1.0, top_k=0, top_p=1.0)
@@ -77,6 +79,47 @@ def test_single_step_outputs_are_exactly_p(k, zeros):
             torch.testing.assert_close(out, p, rtol=0, atol=1e-12, msg=f"{name} k={k}")
 
 
+@pytest.mark.parametrize("k", [3, 4])
+def test_mcss_draws_beyond_the_support_change_nothing(k):
+    """A node whose q supports fewer than k tokens gets draws of q = 0 after the supported ones
+    (``draw_children``): never accepted, and P and Q stay as after the supported ones."""
+    gen = torch.Generator().manual_seed(k)
+    for _ in range(20):
+        p, q = random_pair(5, gen)
+        q[q.argsort(descending=True)[2:]] = 0
+        q /= q.sum()
+        zero = (q == 0).nonzero().flatten().tolist()
+        for draw, _ in candidate_draws(q, 2, replacement=False):
+            accept, rest = mss_plan(p, q, list(draw), without_replacement=True)
+            padded_accept, padded_rest = mss_plan(p, q, list(draw) + zero[: k - 2], without_replacement=True)
+            assert padded_accept.shape == (k,) and (padded_accept[2:] == 0).all()
+            torch.testing.assert_close(padded_accept[:2], accept, rtol=0, atol=0)
+            torch.testing.assert_close(padded_rest, rest, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("k", [2, 3])
+@pytest.mark.parametrize("replacement", [True, False])
+def test_draw_children_draws_in_order_with_or_without_replacement(replacement, k):
+    """The exponential race: k i.i.d. draws, or a sample without replacement in drawing order
+    (each next one from q renormalised over the tokens left), per row; the other rule as the
+    negative control."""
+    q = torch.tensor([0.45, 0.3, 0.15, 0.1, 0.0])
+    runs = 20000
+    children = draw_children(q.expand(runs, -1).contiguous(), k, replacement, torch.Generator().manual_seed(k))
+    assert children.shape == (runs, k)
+    counts = Counter(map(tuple, children.tolist()))
+    for rule, should_pass in ((replacement, True), (not replacement, False)):
+        pvalue, tv = g_test(counts, dict(candidate_draws(q.double(), k, rule)))
+        assert (pvalue > 1e-4) == should_pass, f"replacement={rule}: p={pvalue:.2e}, TV={tv:.3f}"
+
+
+def test_draw_children_beyond_the_support_ends_with_q_zero():
+    q = torch.tensor([[0.0, 0.7, 0.0, 0.3, 0.0]]).expand(1000, -1).contiguous()
+    children = draw_children(q, 4, False, torch.Generator().manual_seed(0))
+    assert (q.gather(1, children)[:, :2] > 0).all() and (q.gather(1, children)[:, 2:] == 0).all()
+    assert (children[:, 0] != children[:, 1]).all()
+
+
 def test_single_step_negative_controls_are_not_p():
     p, q = random_pair(5, torch.Generator().manual_seed(4))
     no_update = output_distribution(lambda p_, q_, d: mss_plan(p_, q_, d, without_replacement=False), p, q, 3, False)
@@ -99,6 +142,18 @@ def test_optimal_rho_makes_the_residual_non_negative_and_is_minimal():
             b = float(torch.minimum(q, p / smaller).sum())
             assert 1 - (1 - b) ** k > smaller * b
     assert optimal_rho(p, q, 1) == 1.0
+
+
+def test_optimal_rho_batched_equals_row_by_row():
+    gen = torch.Generator().manual_seed(1)
+    pairs = [random_pair(6, gen, zeros=bool(i % 2)) for i in range(8)]
+    p, q = torch.stack([a for a, _ in pairs]).float(), torch.stack([b for _, b in pairs]).float()
+    k = torch.tensor([1, 2, 3, 4, 2, 3, 4, 1])
+    batched = optimal_rho(p, q, k)
+    assert batched.dtype == torch.float32 and batched.shape == (8,)
+    assert batched[k == 1].eq(1).all()  # k' = 1 is SpD: exactly 1
+    for row in range(8):
+        assert batched[row] == optimal_rho(p[row], q[row], int(k[row]))
 
 
 def test_mcss_accepts_at_least_as_often_as_with_replacement():
@@ -163,10 +218,10 @@ def test_spectr_with_rho_fixed_to_one_fails(monkeypatch):
 @pytest.mark.parametrize("name, params", [("specinfer", {"k_config": [1, 1, 1]}), ("mcss", {"k_config": [1, 1, 1]}),
                                           ("spectr", {"k": 1, "gamma": 3})])
 def test_chain_equals_spd_on_the_same_random_stream(name, params):
-    # SpD's rule with one uniform per position tried, as first_accepted draws them (baselines/spd.py
-    # draws its gamma uniforms at once since issue 35: tests/test_device_reads.py compares the two)
+    # a chain tree draws its children, its uniforms (one per depth, at once) and the new token as
+    # SpD draws its draft tokens, uniforms and bonus (issue 35): the same tokens, seed by seed
     pair = table_pair(vocab=5, seed=2)
-    spd = LoopSpD(gamma=3)
+    spd = build_decoder("spd", gamma=3)
     decoder = build_decoder(name, **params)
     for seed in range(200):
         a = generate(pair, spd, PROMPT, max_new_tokens=12, sampling=FILTERED, seed=seed, stop_ids=())
@@ -198,18 +253,21 @@ def test_tree_node_logits_equal_path_logits(attn, runner):
     ctx = start(pair, [5, 9, 2, 7], SamplingConfig(temperature=1.0, top_k=0, top_p=1.0), seed=0)
     ctx.pair.target.feed_uncached(ctx.tokens[:2])  # part of the context cached, part not
     tree = draft_tree(ctx, [4, 2, 2], replacement=True)
-    assert len(tree) == 28
-    p_root, p_nodes = verify_tree(ctx, tree)
+    assert len(tree) == 28 and tree.q.shape[0] == tree.topology.rows == 1 + 4 + 8
+    p = ctx.probs(verify_tree(ctx, tree))  # row 0 the root, row 1 + i node i
+    tokens = tree.tokens.tolist()
     model, draft_model = pair.target.model, pair.draft.model
     with torch.no_grad():
         plain = model(torch.tensor([ctx.tokens])).logits[0, -1]
-        torch.testing.assert_close(p_root, plain.softmax(-1), rtol=0, atol=1e-6)
+        torch.testing.assert_close(p[0], plain.softmax(-1), rtol=0, atol=1e-6)
+        torch.testing.assert_close(tree.q[0], draft_model(torch.tensor([ctx.tokens])).logits[0, -1].softmax(-1),
+                                   rtol=0, atol=1e-6)
         for node in range(len(tree)):
-            seq = ctx.tokens + [tree.tokens[i] for i in tree.path(node)]
-            torch.testing.assert_close(p_nodes[node], model(torch.tensor([seq])).logits[0, -1].softmax(-1),
+            seq = ctx.tokens + [tokens[i] for i in tree.path(node)]
+            torch.testing.assert_close(p[1 + node], model(torch.tensor([seq])).logits[0, -1].softmax(-1),
                                        rtol=0, atol=1e-6)
-            if node in tree.q:  # the draft's distributions, computed level by level with tree masks
-                torch.testing.assert_close(tree.q[node], draft_model(torch.tensor([seq])).logits[0, -1].softmax(-1),
+            if 1 + node < tree.topology.rows:  # the draft's distributions, computed level by level with tree masks
+                torch.testing.assert_close(tree.q[1 + node], draft_model(torch.tensor([seq])).logits[0, -1].softmax(-1),
                                            rtol=0, atol=1e-6)
     assert pair.target.length == len(ctx.tokens) + len(tree)
     assert pair.draft.length == len(ctx.tokens) + 4 + 8  # the last level is never fed to the draft
@@ -231,6 +289,16 @@ def test_kept_path_leaves_caches_consistent(runner):
                 plain = runner.model(torch.tensor([ctx.tokens + [7]])).logits[0, -1]
             torch.testing.assert_close(logits, plain, rtol=0, atol=1e-5)
             runner.crop(len(ctx.tokens) - 1)
+
+
+@pytest.mark.parametrize("runner", ["eager", "static"])
+@pytest.mark.parametrize("name", ["specinfer", "mcss", "spectr"])
+def test_tree_decoders_read_the_device_once_per_round(name, runner):
+    """Issue 35: a round's one read is its end (row, new token, path tokens); the runners read nothing."""
+    pair = tiny_pair(runner=runner)
+    for sampling in (SamplingConfig(), SamplingConfig(temperature=0), UNFILTERED, FILTERED):
+        _, counted = measure(pair, build_decoder(name), [1, 2, 3], max_new_tokens=24, sampling=sampling)
+        assert counted.reads + counted.forward_reads == counted.rounds, sampling
 
 
 def test_mcss_survives_a_single_supported_draft_token():

@@ -2,20 +2,31 @@
 (docs/decoders.md#token-trees-drafting-and-verification).
 
 A tree is grown level by level from ``k_config`` = (k_1, ..., k_D): every node of level d-1 (the
-root for d = 1) gets up to k_d children sampled from its draft distribution, in one batched
-draft call per level with a tree attention mask. Nodes are stored level by level (BFS order);
-a node's position id is ``len(context) + depth``. One target call scores the last committed
-token and every node. Afterwards both caches keep only the context and the accepted path.
+root for d = 1) gets k_d children sampled from its draft distribution, in one batched draft call
+per level with a tree attention mask. Nodes are stored level by level (BFS order); a node's
+position id is ``len(context) + depth``. One target call scores the last committed token and every
+node. Afterwards both caches keep only the context and the accepted path.
+
+A round reads the device once, at its end (issue 35): the shape of a tree depends on ``k_config``
+alone (MCSS pads a node whose draft supports fewer than k_d tokens with children it never accepts),
+so its topology is built once on the host (``Topology``), the tokens stay on the device, and the
+verification rule of each decoder fills a table of "next rows" (``next_rows``) that ``walk``
+follows down the tree without a read.
+
+Rows: row 0 is the root (the committed context), row 1 + i is node i. The first ``rows`` rows, the
+root and every node with children, are the tree's internal rows, in the same order as the draft
+distributions ``Tree.q``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
+from dataclasses import dataclass
 
 import torch
 
-from mtad.decoding.base import Context
-from mtad.decoding.sampling import sample, supported_draws
+from mtad.decoding.base import Block, Context
+from mtad.decoding.chain import missing_context
 from mtad.runners.base import KEPT_POSITIONS, TREE_MASKS
 
 # What a decoder that drafts and verifies trees here asks of the runners (``Decoder.needs``):
@@ -23,89 +34,210 @@ from mtad.runners.base import KEPT_POSITIONS, TREE_MASKS
 TREE_NEEDS = frozenset({TREE_MASKS, KEPT_POSITIONS})
 
 
-@dataclass
-class Tree:
-    tokens: list[int] = field(default_factory=list)
-    parents: list[int] = field(default_factory=list)    # -1 for children of the root
-    depths: list[int] = field(default_factory=list)     # 0 for children of the root
-    q: dict[int, torch.Tensor] = field(default_factory=dict)  # draft distribution at each expanded node; -1 = root
+@dataclass(frozen=True, eq=False)
+class Topology:
+    """Everything about a ``k_config`` tree but its tokens: host lists, and device tables for the
+    rounds (built once per shape and device: ``topology``)."""
+
+    k_config: tuple[int, ...]
+    parents: list[int]         # -1 for children of the root
+    depths: list[int]          # 0 for children of the root
+    levels: list[range]        # the nodes of each level
+    rows: int                  # internal rows: the root and every node with children
+    row_paths: list[list[int]]  # per row, the nodes from the root's child down to the row's node
+    # device tables
+    child_rows: torch.Tensor   # long [rows, k_max]: rows of a row's children, in drawing order (padded)
+    child_nodes: torch.Tensor  # long [rows, k_max]: the same as node ids
+    real_child: torch.Tensor   # bool [rows, k_max]: False on the padding (a level with k_d < k_max)
+    row_level: torch.Tensor    # long [rows]: the level of a row's children (0 for the root)
+    internal: torch.Tensor     # long [rows]: 0..rows-1 (an internal row that rejects all its children stays)
+    leaves: torch.Tensor       # long [1 + N - rows]: the last level's rows (always stay)
+    root: torch.Tensor         # long [1]: row 0, where every walk starts
+    ancestors: torch.Tensor    # long [1 + N, D]: a row's path as node ids, padded with 0
+    draft_masks: list[torch.Tensor | None]  # per level d >= 1: level d-1's ancestor mask over the nodes so far
+    node_mask: torch.Tensor    # bool [N, N]: each node sees itself and its ancestors
 
     def __len__(self) -> int:
-        return len(self.tokens)
+        return len(self.parents)
 
-    def children(self, node: int) -> list[int]:
-        return [i for i, parent in enumerate(self.parents) if parent == node]
+    @property
+    def depth(self) -> int:
+        return len(self.k_config)
 
     def path(self, node: int) -> list[int]:
         """Node indices from the root's child down to ``node``."""
-        out = []
-        while node >= 0:
-            out.append(node)
-            node = self.parents[node]
-        return out[::-1]
-
-    def ancestor_mask(self, nodes: range | None = None) -> torch.Tensor:
-        """Bool [len(nodes), len(tree)]: row i marks node i itself and its ancestors."""
-        nodes = range(len(self)) if nodes is None else nodes
-        mask = torch.zeros(len(nodes), len(self), dtype=torch.bool)
-        for row, node in enumerate(nodes):
-            mask[row, self.path(node)] = True
-        return mask
+        return self.row_paths[1 + node]
 
 
-def draw_children(q: torch.Tensor, k: int, replacement: bool, generator: torch.Generator) -> list[int]:
-    """k children i.i.d. from q, or without replacement (as many as q supports). A single child is
-    drawn the same way either way, so a chain consumes the random stream exactly like SpD."""
-    k = supported_draws(q, k, replacement)
-    return sample(q, generator, k, replacement=replacement or k == 1).tolist()
-
-
-def draft_tree(ctx: Context, k_config: list[int], replacement: bool) -> Tree:
-    """Grow the tree on the draft. On return the draft cache holds the context and every node
-    except the last level (which is never fed to the draft)."""
-    draft = ctx.pair.draft
-    tree = Tree()
-    tree.q[-1] = ctx.probs(draft.feed_uncached(ctx.tokens)[-1])
-    frontier = [-1]
+@functools.lru_cache(maxsize=32)
+def topology(k_config: tuple[int, ...], device: torch.device) -> Topology:
+    """The tree of ``k_config`` on ``device``, built once (its host ops and copies are not a round's)."""
+    levels, parents, depths = [], [], []
     for depth, k in enumerate(k_config):
-        if depth > 0:
-            level = range(frontier[0], frontier[-1] + 1)
-            positions = torch.full((1, len(level)), len(ctx.tokens) + depth - 1)
-            logits = draft.feed(torch.tensor([[tree.tokens[i] for i in level]]), positions=positions,
-                                tree_mask=tree.ancestor_mask(level), keep=len(level))[0]
-            for node, row in zip(level, logits):
-                tree.q[node] = ctx.probs(row)
-        next_frontier = []
-        for parent in frontier:
-            for token in draw_children(tree.q[parent], k, replacement, ctx.generator):
-                next_frontier.append(len(tree))
-                tree.tokens.append(token)
-                tree.parents.append(parent)
-                tree.depths.append(depth)
-        frontier = next_frontier
-    return tree
+        above = levels[-1] if levels else range(-1, 0)  # the root is "node -1"
+        levels.append(range(len(parents), len(parents) + len(above) * k))
+        for parent in above:
+            parents.extend([parent] * k)
+            depths.extend([depth] * k)
+    n, rows, k_max = len(parents), 1 + len(parents) - len(levels[-1]), max(k_config)
+    row_paths = [[]]
+    for node in range(n):
+        parent = parents[node]
+        row_paths.append(row_paths[1 + parent] + [node] if parent >= 0 else [node])
+    child_nodes = torch.zeros(rows, k_max, dtype=torch.long)
+    real_child = torch.zeros(rows, k_max, dtype=torch.bool)
+    row_level = torch.zeros(rows, dtype=torch.long)
+    for row in range(rows):
+        level = 0 if row == 0 else depths[row - 1] + 1
+        start = levels[level].start + (0 if row == 0 else row - 1 - levels[level - 1].start) * k_config[level]
+        child_nodes[row, : k_config[level]] = torch.arange(start, start + k_config[level])
+        real_child[row, : k_config[level]] = True
+        row_level[row] = level
+    ancestors = torch.zeros(1 + n, len(k_config), dtype=torch.long)
+    for row, path in enumerate(row_paths):
+        ancestors[row, : len(path)] = torch.tensor(path, dtype=torch.long)
+    node_mask = torch.zeros(n, n, dtype=torch.bool)
+    for node in range(n):
+        node_mask[node, row_paths[1 + node]] = True
+    draft_masks = [None] + [node_mask[levels[d - 1].start:levels[d - 1].stop, : levels[d - 1].stop]
+                             for d in range(1, len(k_config))]
+    on = functools.partial(torch.Tensor.to, device=device)
+    return Topology(
+        tuple(k_config), parents, depths, levels, rows, row_paths,
+        child_rows=on(child_nodes + 1), child_nodes=on(child_nodes), real_child=on(real_child),
+        row_level=on(row_level), internal=on(torch.arange(rows)), leaves=on(torch.arange(rows, 1 + n)),
+        root=on(torch.zeros(1, dtype=torch.long)), ancestors=on(ancestors),
+        draft_masks=[None if m is None else on(m) for m in draft_masks], node_mask=on(node_mask))
 
 
-def verify_tree(ctx: Context, tree: Tree) -> tuple[torch.Tensor, torch.Tensor]:
-    """One target call over the uncached committed tokens and every node.
-    Returns processed p at the root [V] and at every node [len(tree), V]."""
-    target = ctx.pair.target
-    uncached = ctx.tokens[target.length:]
-    u, n = len(uncached), len(tree)
+@functools.lru_cache(maxsize=16)
+def _verify_layout(t: Topology, uncached: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Position offsets (from the target's cache length) and the tree mask of a verification call
+    that feeds ``uncached`` committed tokens, causal among themselves, then every node."""
+    u, n = uncached, len(t)
+    offsets = torch.cat([torch.arange(u), u + torch.tensor(t.depths, dtype=torch.long)])
     mask = torch.zeros(u + n, u + n, dtype=torch.bool)
     mask[:u, :u] = torch.ones(u, u, dtype=torch.bool).tril()
     mask[u:, :u] = True
-    mask[u:, u:] = tree.ancestor_mask()
-    positions = list(range(target.length, len(ctx.tokens))) + [len(ctx.tokens) + d for d in tree.depths]
-    logits = target.feed(torch.tensor([uncached + tree.tokens]), positions=torch.tensor([positions]),
-                         tree_mask=mask, keep=n + 1)[0]
-    p = ctx.probs(logits)
-    return p[0], p[1:]
+    mask[u:, u:] = t.node_mask.cpu()
+    return offsets.to(device), mask.to(device)
 
 
-def commit_path(ctx: Context, tree: Tree, path: list[int], last_level: int) -> None:
+@dataclass
+class Tree:
+    topology: Topology
+    tokens: torch.Tensor           # long [N], on the device, level by level
+    q: torch.Tensor | None = None  # [rows, V]: the draft distribution at each internal row (None when greedy)
+
+    def __len__(self) -> int:
+        return len(self.topology)
+
+    def path(self, node: int) -> list[int]:
+        return self.topology.path(node)
+
+
+def draw_children(q: torch.Tensor, k: int, replacement: bool, generator: torch.Generator) -> torch.Tensor:
+    """k children per row of ``q`` [F, V], long [F, k], without reading the device.
+
+    Both ways race exponential clocks, keys q / E with E ~ Exp(1) per entry (``sampling.draw``):
+    with replacement each child takes its own clocks (the argmax of its keys); without replacement
+    the k largest keys of one set of clocks are a sample without replacement, in order (the
+    Gumbel-top-k trick). A row that supports fewer than k tokens then ends with tokens of q = 0,
+    which verification never accepts. A single child is one ``draw`` either way, so a chain
+    consumes the random stream exactly like SpD."""
+    clocks = torch.empty((q.shape[0], k if replacement else 1, q.shape[-1]), dtype=q.dtype, device=q.device)
+    keys = q[:, None, :] / clocks.exponential_(1, generator=generator)
+    if replacement or k == 1:
+        return keys.argmax(-1)
+    return keys[:, 0].topk(k, dim=-1).indices
+
+
+def draft_tree(ctx: Context, k_config, replacement: bool) -> Tree:
+    """Grow the tree on the draft. On return the draft cache holds the context and every node
+    except the last level (which is never fed to the draft)."""
+    t = topology(tuple(k_config), ctx.pair.device)
+    draft, base = ctx.pair.draft, len(ctx.tokens)
+    logits = draft.feed(missing_context(ctx, draft)[None])[0, -1:]  # [1, V]: after the context
+    levels, q = [], []
+    for depth, k in enumerate(t.k_config):
+        if depth > 0:
+            parents = levels[-1]
+            positions = torch.full((1, len(parents)), base + depth - 1, device=draft.device)
+            logits = draft.feed(parents[None], positions=positions, tree_mask=t.draft_masks[depth],
+                                keep=len(parents))[0]
+        if ctx.sampling.greedy:
+            # q is one-hot: every child is the draft's argmax (MCSS's padding too; a copy of a
+            # rejected child is rejected as well, so copies change nothing at temperature 0)
+            children = logits.argmax(-1, keepdim=True).expand(-1, k)
+        else:
+            q.append(ctx.probs(logits))
+            children = draw_children(q[-1], k, replacement, ctx.generator)
+        levels.append(children.flatten())
+    return Tree(t, torch.cat(levels), torch.cat(q) if q else None)
+
+
+def verify_tree(ctx: Context, tree: Tree) -> torch.Tensor:
+    """One target call over the uncached committed tokens and every node: raw logits [1 + N, V],
+    row 0 after the context (the root), row 1 + i after node i."""
+    target = ctx.pair.target
+    context = missing_context(ctx, target)
+    offsets, mask = _verify_layout(tree.topology, len(context), target.device)
+    tokens = torch.cat([context, tree.tokens])[None]
+    return target.feed(tokens, positions=(offsets + target.length)[None], tree_mask=mask, keep=len(tree) + 1)[0]
+
+
+def next_rows(t: Topology, accepted: torch.Tensor, candidate_rows: torch.Tensor) -> torch.Tensor:
+    """Long [1 + N]: where a walk goes from each row, the row of its first accepted candidate
+    (``accepted`` bool [rows, k], candidates tried in column order, at ``candidate_rows``), or
+    the row itself when every candidate is rejected and for the leaves (so a walk that stopped stays)."""
+    first = accepted.byte().argmax(-1, keepdim=True)  # the first True (0 when there is none)
+    chosen = candidate_rows.gather(-1, first).squeeze(-1)
+    return torch.cat([torch.where(accepted.any(-1), chosen, t.internal), t.leaves])
+
+
+def walk(t: Topology, next_row: torch.Tensor) -> torch.Tensor:
+    """The row where the accepted path ends (long [1]), following ``next_row`` from the root D times."""
+    row = t.root
+    for _ in t.k_config:
+        row = next_row.index_select(0, row)
+    return row
+
+
+def greedy_round(ctx: Context, tree: Tree, logits: torch.Tensor) -> Block:
+    """At temperature 0 every distribution is one-hot: MSS and K-SEQ alike accept a child iff it is
+    the target's argmax after its parent (every residual is the target's one-hot), and the new
+    token is the argmax after the last accepted node: target greedy decoding."""
+    t = tree.topology
+    best = logits.argmax(-1)  # [1 + N]
+    accepted = (tree.tokens[t.child_nodes] == best[: t.rows, None]) & t.real_child
+    row = walk(t, next_rows(t, accepted, t.child_rows))
+    return finish_tree_round(ctx, tree, row, best.index_select(0, row))
+
+
+def finish_tree_round(ctx: Context, tree: Tree, row: torch.Tensor, y: torch.Tensor) -> Block:
+    """End a tree round with its one device read: the last accepted row, the new token y and the
+    tokens of the row's path (padded to D) in one small tensor; then keep the path in both caches
+    and emit its tokens and y."""
+    t = tree.topology
+    path_tokens = tree.tokens[t.ancestors.index_select(0, row)[0]]
+    values = torch.cat([row, y.view(1), path_tokens]).tolist()
+    path = t.row_paths[values[0]]
+    commit_path(ctx, t, path)
+    return Block(values[2:2 + len(path)] + [values[1]], accepted=len(path), drafted=t.depth)
+
+
+def commit_path(ctx: Context, t: Topology, path: list[int]) -> None:
     """Keep the context and the accepted path in both caches (the draft never saw the last level)."""
-    base = len(ctx.tokens)
-    context = list(range(base))
-    ctx.pair.target.keep_positions(context + [base + node for node in path])
-    ctx.pair.draft.keep_positions(context + [base + node for node in path if tree.depths[node] < last_level])
+    base, target = len(ctx.tokens), ctx.pair.target
+    kept = _to_device(list(range(base)) + [base + node for node in path], target.device)
+    target.keep_positions(kept)
+    ctx.pair.draft.keep_positions(kept[: base + sum(t.depths[node] < t.depth - 1 for node in path)])
+
+
+def _to_device(values: list[int], device: torch.device) -> torch.Tensor:
+    """Host ints as a long tensor on ``device``, copied through pinned memory without blocking, as
+    ``chain.missing_context`` does (a runner copying a list itself would wait for queued work)."""
+    tensor = torch.tensor(values, dtype=torch.long)
+    if device.type == "cuda":
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
