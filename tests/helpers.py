@@ -19,7 +19,7 @@ from mtad.decoding.chain import draft_chain, finish_round, verify_chain
 from mtad.runners.base import Runner
 from mtad.runners.catalogue import BACKENDS
 from mtad.runners.pair import Pair
-from mtad.decoding.sampling import SamplingConfig, process, residual, sample_one, uniform, uniforms
+from mtad.decoding.sampling import SamplingConfig, process, residual, uniforms
 from mtad.runners.static import StaticRunner
 from mtad.runners.toy_models import TableLM, tiny_llama_pair
 
@@ -30,12 +30,22 @@ from mtad.runners.toy_models import TableLM, tiny_llama_pair
 DISTRIBUTION_RUNS = int(os.environ.get("MTAD_DISTRIBUTION_RUNS", "5000"))
 
 
+def sample_one(probs: torch.Tensor, generator: torch.Generator) -> int:
+    """One token id from ``probs`` (1-D) by ``torch.multinomial``, read to the host: how the
+    decoders drew before issue 35 (``sampling.draw`` takes the same random numbers, unread)."""
+    return int(torch.multinomial(probs, 1, generator=generator).item())
+
+
+def uniform(generator: torch.Generator, device: torch.device | str) -> float:
+    """One U ~ Uniform[0, 1), read to the host (the decoders draw theirs with ``sampling.uniforms``)."""
+    return float(torch.rand((), generator=generator, device=device).item())
+
+
 @dataclass
 class LoopSpD(SpD):
     """SpD's rule position by position, reading every test to the host, as ``baselines/spd.py`` did
     before issue 35: the reference for the vectorised SpD (``upfront``: the gamma uniforms drawn at
-    once, as SpD draws them since) and for chain trees (one uniform per position tried, as
-    ``first_accepted`` draws them)."""
+    once, as SpD draws them since) and for SpD version 1 (one uniform per position tried)."""
 
     upfront: bool = False
 

@@ -1,5 +1,5 @@
-"""Rounds that stay on the device (issue 35): ar, spd and typical read a device value at most once
-per round, since on a GPU every read (``.item()``, ``int()`` of a tensor, ``.tolist()``) waits for
+"""Rounds that stay on the device (issue 35): the chain decoders read a device value once per round
+(the tree decoders: tests/test_tree_decoders.py; every decoder's ceiling: tests/test_overhead.py), since on a GPU every read (``.item()``, ``int()`` of a tensor, ``.tolist()``) waits for
 all queued work. Counted on CPU, where the same reads go through the same operator."""
 
 import pytest
@@ -7,10 +7,10 @@ import torch
 
 from mtad.catalogue import build_decoder
 from mtad.decoding.base import generate
-from mtad.decoding.sampling import SamplingConfig, sample_one, uniform
+from mtad.decoding.sampling import SamplingConfig
 from mtad.job.overhead import Overhead, counting, measure
 
-from helpers import LoopSpD, table_pair, tiny_pair
+from helpers import LoopSpD, sample_one, table_pair, tiny_pair, uniform
 
 SAMPLINGS = [SamplingConfig(), SamplingConfig(temperature=0), SamplingConfig(temperature=0.7, top_k=0, top_p=1.0),
              SamplingConfig(top_k=0, top_p=0.8), SamplingConfig(top_k=5, top_p=1.0)]

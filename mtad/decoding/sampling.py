@@ -101,16 +101,6 @@ def _top_p_removed_after_top_k(z: torch.Tensor, top: torch.Tensor, index: torch.
     return remove | torch.zeros_like(remove).scatter(-1, index, remove_above)
 
 
-def sample(probs: torch.Tensor, generator: torch.Generator, num: int = 1, replacement: bool = True) -> torch.Tensor:
-    """Draw ``num`` token ids from each row of ``probs`` (float32, rows need not be normalised)."""
-    return torch.multinomial(probs, num, replacement=replacement, generator=generator)
-
-
-def sample_one(probs: torch.Tensor, generator: torch.Generator) -> int:
-    """One token id from a single distribution (1-D), read to the host."""
-    return int(sample(probs, generator).item())
-
-
 def draw(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """One token id per row of ``probs`` as a long tensor on their device (0-d for 1-D ``probs``),
     without reading the device. It is ``torch.multinomial(probs, 1)``'s own one-sample method,
@@ -145,31 +135,9 @@ def draws_without_replacement(probs: torch.Tensor, generator: torch.Generator, n
     return ids, keys > 0
 
 
-def uniform(generator: torch.Generator, device: torch.device | str) -> float:
-    """One U ~ Uniform[0, 1) draw; accept with probability r iff ``uniform() < r``."""
-    return float(torch.rand((), generator=generator, device=device).item())
-
-
 def uniforms(generator: torch.Generator, n: int, device: torch.device | str) -> torch.Tensor:
-    """``n`` U ~ Uniform[0, 1) draws at once, on the device (not the same numbers as ``n`` calls
-    of ``uniform`` on every device)."""
+    """``n`` U ~ Uniform[0, 1) draws at once, on the device; accept with probability r iff U < r."""
     return torch.rand((n,), generator=generator, device=device)
-
-
-def supported_draws(probs: torch.Tensor, k: int, replacement: bool) -> int:
-    """How many of ``k`` draws can be made: without replacement no more than the tokens ``probs``
-    supports (top-k/top-p may leave fewer than k, even one)."""
-    return k if replacement else min(k, int((probs > 0).sum()))
-
-
-def first_accepted(candidates: list, accept: list[float], generator: torch.Generator, device) -> object | None:
-    """The first candidate, tried in order, whose fresh uniform falls below its acceptance
-    probability; None if all are rejected. Lazy on purpose: one uniform per candidate tried and
-    none after an acceptance, which fixes how much of the random stream a round consumes."""
-    for candidate, probability in zip(candidates, accept):
-        if uniform(generator, device) < probability:
-            return candidate
-    return None
 
 
 def residual(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
