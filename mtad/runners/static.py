@@ -217,6 +217,7 @@ class StaticRunner(TransformersRunner):
 
     def reset(self) -> None:
         self._length, self._rows = 0, 1
+        self._scratch = self._scratch.new_empty(0)  # its memory freed (see _gather)
         self.counter = ForwardCounter()
 
     @property
@@ -324,12 +325,15 @@ class StaticRunner(TransformersRunner):
 
     def _gather(self, source: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
         """``source.index_select(dim, index)``, written into a scratch buffer kept for the next
-        edit. The gathered part of all layers' cache is tens to hundreds of MB (a 0.5B draft's 3
-        beams of 600 positions: 22 MB): a fresh one per edit would be a fresh mmap on the CPU,
-        its pages faulted in every round (mtad/runners/matmul.py measured that cost)."""
+        edits of the generation (grown by doubling, dropped by ``reset``, so a generation's host
+        ops do not depend on the one before). The gathered part of all layers' cache is tens to
+        hundreds of MB (a 0.5B draft's 3 beams of 600 positions: 22 MB): a fresh one per edit
+        would be a fresh mmap on the CPU, its pages faulted in every round (mtad/runners/matmul.py
+        measured that cost for smaller buffers)."""
         shape = list(source.shape)
         shape[dim] = len(index)
         size = math.prod(shape)
         if self._scratch.numel() < size:
-            self._scratch = torch.empty(size, dtype=source.dtype, device=source.device)
+            self._scratch = torch.empty(max(size, 2 * self._scratch.numel()), dtype=source.dtype,
+                                        device=source.device)
         return torch.index_select(source, dim, index, out=self._scratch[:size].view(shape))
