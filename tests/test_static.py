@@ -14,7 +14,7 @@ from mtad.errors import UserError
 from mtad.runners.load import PairConfig, load_pair
 from mtad.decoding.sampling import SamplingConfig
 from mtad.runners.catalogue import BACKENDS
-from mtad.runners.static import StaticRunner, bucket
+from mtad.runners.static import StaticRunner, additive_mask, bucket
 
 from helpers import COARSE_BUCKETS, exact_target_ar, g_test, sample_sequences, tiny_pair
 
@@ -158,3 +158,99 @@ def test_unsupported_architectures_are_refused():
     model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=50))
     with pytest.raises(UserError, match="supports llama, qwen2 models, not 'gpt2'"):
         StaticRunner(model, compile=False)
+
+
+def host_mask(tree_mask, start, n, n_pad, span, dtype):
+    """The mask as the static runner built it on the host before version 2 (the reference)."""
+    allowed = torch.zeros(n_pad, span, dtype=torch.bool)
+    allowed[:, :start] = True
+    if tree_mask is None:
+        allowed[:n, start:start + n] = torch.ones(n, n, dtype=torch.bool).tril()
+    else:
+        m = tree_mask.shape[1]
+        allowed[:n, start + n - m:start + n] = tree_mask.to("cpu", torch.bool)
+    allowed[n:] = allowed[n - 1]
+    return torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)[None, None]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_device_built_mask_equals_the_host_built_one(dtype):
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.arange(512)
+    cases = 0
+    for start in (0, 1, 7, 100, 250):
+        for n in (1, 2, 3, 5, 8, 13):
+            for n_pad in {n, n + 1, 2 * n + 3, 16}:
+                if n_pad < n:
+                    continue
+                span = -(-(start + n_pad) // 64) * 64
+                expected = host_mask(None, start, n, n_pad, span, dtype)
+                assert torch.equal(additive_mask(None, start, n, n_pad, span, dtype, ids), expected)
+                for m in {n, min(start + n, n + 2), start + n}:  # the tree over part of (or the whole) cache
+                    tree = torch.rand(n, m, generator=generator) < 0.5
+                    tree[torch.arange(n), m - n + torch.arange(n)] = True  # each token sees itself
+                    expected = host_mask(tree, start, n, n_pad, span, dtype)
+                    assert torch.equal(additive_mask(tree, start, n, n_pad, span, dtype, ids), expected)
+                    cases += 1
+    assert cases > 100
+
+
+def test_stacked_cache_edits_equal_per_layer_indexing():
+    """select_rows and keep_positions gather all layers' keys and values at once: the same
+    buffers as indexing every layer's keys and values apart (the runner before version 2), from
+    index lists or index tensors, without a device read."""
+    from mtad.job.overhead import Overhead, counting
+    from mtad.runners.toy_models import tiny_llama
+
+    runner = StaticRunner(tiny_llama(seed=3), max_length=64, compile=False)
+    kv = runner.static.kv
+    kv.copy_(torch.randn(kv.shape, generator=torch.Generator().manual_seed(1)))
+    runner._length, runner._rows = 20, 3
+    per_layer = [[kv[i, j].clone() for j in range(2)] for i in range(kv.shape[0])]
+    edits = [("select_rows", [2, 0, 0, 1]), ("keep_positions", list(range(5)) + [9, 7, 12]),
+             ("select_rows", torch.tensor([3, 1])), ("keep_positions", torch.tensor([0, 1, 2, 6, 4]))]
+    for i, (edit, index) in enumerate(edits):
+        ops = Overhead()
+        with counting(ops):
+            getattr(runner, edit)(index)
+        assert ops.reads == 0 and (ops.host_ops <= 8 or isinstance(index, list)), (edit, ops)
+        index = torch.as_tensor(index)
+        for buffers in per_layer:
+            for buffer in buffers:
+                if edit == "select_rows":
+                    buffer[: len(index), :, :20 if i == 0 else 8] = buffer[index, :, :20 if i == 0 else 8]
+                else:
+                    buffer[: runner._rows, :, : len(index)] = buffer[: runner._rows, :, index]
+        assert torch.equal(kv, torch.stack([torch.stack(buffers) for buffers in per_layer]))
+    assert (runner.length, runner._rows) == (5, 2)
+    rows = torch.tensor([1, 0, 1, 1, 0, 0, 1, 0, 1])  # more rows than allocated: new buffers, contents kept
+    runner.select_rows(rows)
+    assert runner.static.kv.shape[2] == 16 and runner.static.kv is not kv
+    assert torch.equal(runner.static.kv[:, :, :9, :, :5], kv[:, :, rows, :, :5])
+
+
+@pytest.mark.parametrize("head_rows", [None, 37])
+def test_the_head_inside_the_forward_gives_the_heads_logits(head_rows):
+    """head_in_graph (the default on CUDA: the head inside the CUDA graph) runs here uncompiled:
+    the same logits as the head applied to the kept positions (up to the float rounding of a
+    product over more rows), in the same dtype, with -inf past ``head_rows``, and a copy: the
+    next forward of the same bucket leaves them alone."""
+    from mtad.runners.toy_models import tiny_llama
+
+    model = tiny_llama(seed=4)
+    runners = [StaticRunner(model, head_rows=head_rows, max_length=64, compile=False, head_in_graph=inside)
+               for inside in (False, True)]
+    assert not runners[0].head_in_graph and runners[1].head_in_graph
+    feeds = [dict(tokens=torch.tensor([[1, 2, 3, 4, 5]]), keep=2),
+             dict(tokens=torch.tensor([[6, 7, 8]]), positions=torch.tensor([[5, 6, 5]]),
+                  tree_mask=torch.tensor([[1, 0, 0], [1, 1, 0], [0, 0, 1]], dtype=torch.bool), keep=3)]
+    outputs = [[runner.feed(**kwargs) for kwargs in feeds] for runner in runners]
+    for plain, inside in zip(*outputs):
+        assert plain.dtype == inside.dtype and plain.shape == inside.shape
+        torch.testing.assert_close(inside, plain, rtol=0, atol=1e-5)
+        if head_rows is not None:
+            assert torch.isneginf(inside[..., head_rows:]).all() and torch.isfinite(inside[..., :head_rows]).all()
+    runner, kept = runners[1], outputs[1][1].clone()
+    runner.crop(5)
+    runner.feed(torch.tensor([[9, 9, 9]]), keep=3)  # the same bucket
+    assert torch.equal(outputs[1][1], kept)

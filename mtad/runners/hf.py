@@ -61,14 +61,19 @@ class TransformersRunner(Runner):
 
     def _head(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits [B, k, V] of final hidden states [B, k, hidden]; ids >= ``head_rows`` get -inf."""
-        head = self.model.get_output_embeddings()
-        if self.head_rows is None:
-            with self.eager():
-                return head(hidden)
-        logits = torch.full((*hidden.shape[:2], self.vocab_size), float("-inf"), dtype=hidden.dtype, device=self.device)
         with self.eager():
-            logits[..., : self.head_rows] = head_logits(head, hidden, self.head_rows)
-        return logits
+            return output_logits(self.model.get_output_embeddings(), hidden, self.head_rows, self.vocab_size)
+
+
+def output_logits(head: torch.nn.Module, hidden: torch.Tensor, head_rows: int | None, vocab_size: int) -> torch.Tensor:
+    """``head``'s logits [..., vocab_size] of ``hidden``; with ``head_rows``, those of the first
+    ``head_rows`` ids, the others -inf. Plain torch (no eager context): the static runner also traces
+    it inside its compiled forward (mtad/runners/static.py)."""
+    if head_rows is None:
+        return head(hidden)
+    logits = torch.full((*hidden.shape[:-1], vocab_size), float("-inf"), dtype=hidden.dtype, device=hidden.device)
+    logits[..., :head_rows] = head_logits(head, hidden, head_rows)
+    return logits
 
 
 @dataclass
