@@ -123,15 +123,16 @@ def draws(probs: torch.Tensor, generator: torch.Generator, n: int) -> torch.Tens
 
 
 def draws_without_replacement(probs: torch.Tensor, generator: torch.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` distinct ids from ``probs`` (1-D) in the order successive sampling without replacement
-    would draw them, and which of them are real draws: when ``probs`` supports m < n ids, the last
-    n - m are arbitrary ids without mass, marked False. A fixed shape whatever the support, so
-    nothing is read from the device. Exponential race: ids arrive at times E_i / p_i, E_i ~ Exp(1);
-    the order of arrival is a draw without replacement proportional to p."""
-    keys, ids = (probs / torch.empty_like(probs).exponential_(1, generator=generator)).topk(min(n, probs.shape[-1]))
-    if n > probs.shape[-1]:  # more draws than ids: the rest are padding, never real
-        pad = n - probs.shape[-1]
-        keys, ids = torch.cat([keys, keys.new_zeros(pad)]), torch.cat([ids, ids.new_zeros(pad)])
+    """``n`` distinct ids from each row of ``probs`` ([..., V]) in the order successive sampling
+    without replacement would draw them, and which of them are real draws: when a row supports
+    m < n ids, its last n - m are arbitrary ids without mass, marked False. A fixed shape whatever
+    the support, so nothing is read from the device. Exponential race: ids arrive at times
+    E_i / p_i, E_i ~ Exp(1); the order of arrival is a draw without replacement proportional to p."""
+    vocab = probs.shape[-1]
+    keys, ids = (probs / torch.empty_like(probs).exponential_(1, generator=generator)).topk(min(n, vocab))
+    if n > vocab:  # more draws than ids: the rest are padding, never real
+        pad = (*probs.shape[:-1], n - vocab)
+        keys, ids = torch.cat([keys, keys.new_zeros(pad)], -1), torch.cat([ids, ids.new_zeros(pad)], -1)
     return ids, keys > 0
 
 

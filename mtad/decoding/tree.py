@@ -27,6 +27,7 @@ import torch
 
 from mtad.decoding.base import Block, Context
 from mtad.decoding.chain import missing_context
+from mtad.decoding.sampling import draws_without_replacement
 from mtad.runners.base import KEPT_POSITIONS, TREE_MASKS
 
 # What a decoder that drafts and verifies trees here asks of the runners (``Decoder.needs``):
@@ -141,15 +142,14 @@ def draw_children(q: torch.Tensor, k: int, replacement: bool, generator: torch.G
 
     Both ways race exponential clocks, keys q / E with E ~ Exp(1) per entry (``sampling.draw``):
     with replacement each child takes its own clocks (the argmax of its keys); without replacement
-    the k largest keys of one set of clocks are a sample without replacement, in order (the
-    Gumbel-top-k trick). A row that supports fewer than k tokens then ends with tokens of q = 0,
+    the k largest keys of one set of clocks are a sample without replacement, in order
+    (``sampling.draws_without_replacement``, the same clocks MTAD's beams race). A row that supports fewer than k tokens then ends with tokens of q = 0,
     which verification never accepts. A single child is one ``draw`` either way, so a chain
     consumes the random stream exactly like SpD."""
-    clocks = torch.empty((q.shape[0], k if replacement else 1, q.shape[-1]), dtype=q.dtype, device=q.device)
-    keys = q[:, None, :] / clocks.exponential_(1, generator=generator)
-    if replacement or k == 1:
-        return keys.argmax(-1)
-    return keys[:, 0].topk(k, dim=-1).indices
+    if not replacement and k > 1:
+        return draws_without_replacement(q, generator, k)[0]
+    clocks = torch.empty((q.shape[0], k, q.shape[-1]), dtype=q.dtype, device=q.device)
+    return (q[:, None, :] / clocks.exponential_(1, generator=generator)).argmax(-1)
 
 
 def draft_tree(ctx: Context, k_config, replacement: bool) -> Tree:
