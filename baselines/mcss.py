@@ -14,5 +14,5 @@ from baselines.specinfer import SpecInfer
 @dataclass
 class MCSS(SpecInfer):
     name = "mcss"
-    version = 2  # 2: children by the exponential race (Gumbel-top-k), fixed tree shape, the round on the device (issue 35)
+    version = 2  # 2: fixed tree shape pruned to its alive nodes, the round on the device (issue 35)
     replacement = False

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from mtad.decoding.base import Block, Context, Decoder
-from mtad.decoding.sampling import draw, residual, uniforms
+from mtad.decoding.sampling import residual, uniforms
 from mtad.decoding.tree import TREE_NEEDS, draft_tree, finish_tree_round, greedy_round, next_rows, verify_tree, walk
 from mtad.ranges import Each, Int, ranged
 
@@ -78,13 +78,16 @@ class SpecInfer(Decoder):
         logits = verify_tree(ctx, tree)
         if ctx.sampling.greedy:
             return greedy_round(ctx, tree, logits)
-        t = tree.topology
-        p = ctx.probs(logits)  # [1 + N, V]: row 0 the root, row 1 + i node i
-        accept, rejected_all = mss_plan(p[: t.rows], tree.q, tree.tokens[t.child_nodes],
+        t, support = tree.topology, tree.support
+        # [1 + N, V]: row 0 the root, row 1 + i node i; MCSS's pruned nodes (never reached) at 0
+        p = tree.on_all_rows(ctx.probs(logits), 0.0)
+        pc = support.compact(p)  # the plan works on the drafts' ids and one column for the rest
+        accept, rejected_all = mss_plan(pc[: t.rows], support.compact(tree.q), support.column[tree.tokens[t.child_nodes]],
                                         without_replacement=not self.replacement, real=t.real_child)
         # one uniform per (depth, child): a walk meets one node per depth
         u = uniforms(ctx.generator, t.depth * t.child_nodes.shape[1], p.device).view(t.depth, -1)[t.row_level]
         row = walk(t, next_rows(t, u < accept, t.child_rows))
         # the new token: from P after every child was rejected, or from p at the leaf
-        y = draw(torch.cat([rejected_all, p[t.rows:]]).index_select(0, row), ctx.generator)
+        y = support.draw(torch.cat([rejected_all, pc[t.rows:]]).index_select(0, row), p.index_select(0, row),
+                         ctx.generator)
         return finish_tree_round(ctx, tree, row, y)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from mtad.decoding.base import Block, Context, Decoder
-from mtad.decoding.sampling import draw, residual, uniforms
+from mtad.decoding.sampling import residual, uniforms
 from mtad.decoding.tree import (TREE_NEEDS, Topology, draft_tree, finish_tree_round, greedy_round, next_rows,
                                 verify_tree, walk)
 from mtad.ranges import Int, ranged
@@ -98,16 +98,18 @@ class SpecTr(Decoder):
         logits = verify_tree(ctx, tree)
         if ctx.sampling.greedy:
             return greedy_round(ctx, tree, logits)
-        t, k = tree.topology, self.k
+        t, k, support = tree.topology, self.k, tree.support
         p = ctx.probs(logits)  # [1 + N, V]: row 0 the root, row 1 + t k + j draft j at position t
+        pc = support.compact(p)  # the plan works on the drafts' ids and one column for the rest
         drafts = tree.tokens.view(self.gamma, k)
         # agree[t, i, j]: drafts i and j are equal up to position t. At the root every draft is
         # alive; at draft i's node of position t, the drafts that agree with it up to there.
         agree = (drafts[:, :, None] == drafts[:, None, :]).cumprod(0).bool()
         alive = torch.cat([t.real_child[:1], agree[:-1].flatten(0, 1)])  # the root's row: k Trues
-        accept, rejected_all = kseq_plan(p[: t.rows], tree.q, drafts[t.row_level], alive)
+        accept, rejected_all = kseq_plan(pc[: t.rows], support.compact(tree.q), support.column[drafts][t.row_level], alive)
         # one uniform per (position, draft): a walk meets one node per position
         u = uniforms(ctx.generator, self.gamma * k, p.device).view(self.gamma, k)[t.row_level]
         row = walk(t, next_rows(t, u < accept, _position_rows(t, k)))
-        y = draw(torch.cat([rejected_all, p[t.rows:]]).index_select(0, row), ctx.generator)
+        y = support.draw(torch.cat([rejected_all, pc[t.rows:]]).index_select(0, row), p.index_select(0, row),
+                         ctx.generator)
         return finish_tree_round(ctx, tree, row, y)

@@ -29,10 +29,11 @@ NEW_TOKENS = 64
 # today's counts (results/bench/overhead-baseline.json, the larger mode), rounded up. Issue 35's
 # targets: the chain decoders (ar, spd, typical, mtad, mtjd) <= 1 read per round, the tree decoders
 # (specinfer, mcss, spectr) <= 2, bild <= 1 per draft step + 1 (test below; its ceiling here
-# bounds the average round). Lower a ceiling with the change that earns it: every decoder but BiLD
-# has reached 1 (its rounds run on the device and end in one read).
+# bounds the average round). Lower a ceiling with the change that earns it: every chain decoder has
+# reached 1 (its rounds run on the device and end in one read); the trees read their drafts'
+# support before the target call (and MCSS its alive nodes), tests/test_tree_decoders.py.
 READ_CEILINGS = {"ar": 1, "spd": 1, "typical": 1, "mtad": 1, "mtjd": 1,
-                 "specinfer": 1, "mcss": 1, "spectr": 1, "bild": 3}
+                 "specinfer": 2, "mcss": 2, "spectr": 2, "bild": 3}
 
 
 def test_every_decoder_has_a_ceiling_or_a_reason():

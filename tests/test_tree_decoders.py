@@ -16,7 +16,7 @@ from baselines.specinfer import mss_plan
 from mtad.catalogue import build_decoder
 from mtad.decoding.base import generate, start
 from mtad.decoding.sampling import SamplingConfig
-from mtad.decoding.tree import TREE_NEEDS, draft_tree, draw_children, verify_tree
+from mtad.decoding.tree import TREE_NEEDS, Support, draft_tree, draw_children, verify_tree
 from mtad.job.overhead import measure
 
 from helpers import (DISTRIBUTION_RUNS, RUNNERS, exact_ar, g_test, sample_sequences, skip_unless, table_pair,
@@ -100,13 +100,12 @@ def test_mcss_draws_beyond_the_support_change_nothing(k):
 @pytest.mark.parametrize("k", [2, 3])
 @pytest.mark.parametrize("replacement", [True, False])
 def test_draw_children_draws_in_order_with_or_without_replacement(replacement, k):
-    """The exponential race: k i.i.d. draws, or a sample without replacement in drawing order
-    (each next one from q renormalised over the tokens left), per row; the other rule as the
-    negative control."""
+    """k i.i.d. draws, or a sample without replacement in drawing order (each next one from q
+    renormalised over the tokens left), per row; the other rule as the negative control."""
     q = torch.tensor([0.45, 0.3, 0.15, 0.1, 0.0])
     runs = 20000
-    children = draw_children(q.expand(runs, -1).contiguous(), k, replacement, torch.Generator().manual_seed(k))
-    assert children.shape == (runs, k)
+    children, real = draw_children(q.expand(runs, -1).contiguous(), k, replacement, torch.Generator().manual_seed(k))
+    assert children.shape == real.shape == (runs, k) and real.all()
     counts = Counter(map(tuple, children.tolist()))
     for rule, should_pass in ((replacement, True), (not replacement, False)):
         pvalue, tv = g_test(counts, dict(candidate_draws(q.double(), k, rule)))
@@ -115,9 +114,37 @@ def test_draw_children_draws_in_order_with_or_without_replacement(replacement, k
 
 def test_draw_children_beyond_the_support_ends_with_q_zero():
     q = torch.tensor([[0.0, 0.7, 0.0, 0.3, 0.0]]).expand(1000, -1).contiguous()
-    children = draw_children(q, 4, False, torch.Generator().manual_seed(0))
+    children, real = draw_children(q, 4, False, torch.Generator().manual_seed(0))
     assert (q.gather(1, children)[:, :2] > 0).all() and (q.gather(1, children)[:, 2:] == 0).all()
+    assert real[:, :2].all() and not real[:, 2:].any()
     assert (children[:, 0] != children[:, 1]).all()
+
+
+@pytest.mark.parametrize("plan", ["mss", "mss without replacement", "k-seq"])
+def test_plans_on_the_support_equal_plans_on_the_vocabulary(plan):
+    """``Support``: a plan over the drafts' ids plus one lumped column for the rest gives the
+    acceptance probabilities and, expanded, the residual of a plan over the whole vocabulary;
+    candidates outside the support (MCSS's draws beyond it) land on the lumped column. Negative
+    control: the same plan without the lumped column (the target's mass outside q dropped)."""
+    gen = torch.Generator().manual_seed(7)
+    run = {"mss": lambda p, q, x: mss_plan(p, q, x, without_replacement=False),
+           "mss without replacement": lambda p, q, x: mss_plan(p, q, x, without_replacement=True),
+           "k-seq": lambda p, q, x: kseq_plan(p, q, x)}[plan]
+    worst_control = 0.0
+    for _ in range(30):
+        p, q = map(torch.stack, zip(*[random_pair(12, gen, zeros=True) for _ in range(3)]))
+        candidates = torch.multinomial(q, 3, replacement=True, generator=gen)
+        if plan == "mss without replacement":  # and a draw beyond q's support (q = 0 there)
+            candidates = torch.cat([candidates, q.argmin(-1, keepdim=True)], -1)
+        mask = q.gt(0).any(0)
+        support = Support.of(mask, int(mask.sum()))
+        accept, rest = run(p, q, candidates)
+        accept_c, rest_c = run(support.compact(p), support.compact(q), support.column[candidates])
+        torch.testing.assert_close(accept_c, accept, rtol=0, atol=1e-12)
+        torch.testing.assert_close(support.expand(rest_c, p), rest, rtol=0, atol=1e-12)
+        dropped = run(p[:, support.ids], q[:, support.ids], support.column[candidates].clamp_max(len(support.ids) - 1))[1]
+        worst_control = max(worst_control, float((torch.zeros_like(p).index_copy(-1, support.ids, dropped) - rest).abs().max()))
+    assert worst_control > 0.05
 
 
 def test_single_step_negative_controls_are_not_p():
@@ -274,12 +301,16 @@ def test_tree_node_logits_equal_path_logits(attn, runner):
 
 
 @pytest.mark.parametrize("runner", RUNNERS)
-def test_kept_path_leaves_caches_consistent(runner):
-    """After a tree step, continuing with plain decoding gives uncached logits (cache crop by path)."""
-    skip_unless(runner, decoder="specinfer")
+@pytest.mark.parametrize("name, sampling", [("specinfer", SamplingConfig()), ("mcss", FILTERED)])
+def test_kept_path_leaves_caches_consistent(runner, name, sampling, monkeypatch):
+    """After a tree step, continuing with plain decoding gives uncached logits (cache crop by path),
+    also when MCSS fed the target only its alive nodes (a pruned tree: other slots than the draft's)."""
+    skip_unless(runner, decoder=name)
     pair = tiny_pair(runner=runner)
-    decoder = build_decoder("specinfer", k_config=[3, 2, 2])
-    ctx = start(pair, [3, 1, 4, 1, 5], SamplingConfig(), seed=3)
+    decoder = build_decoder(name, k_config=[3, 2, 2])
+    fed = []
+    monkeypatch.setattr(baselines.specinfer, "draft_tree", lambda *a: fed.append(draft_tree(*a)) or fed[-1])
+    ctx = start(pair, [3, 1, 4, 1, 5], sampling, seed=3)
     for _ in range(6):
         block = decoder.step(ctx)
         ctx.tokens.extend(block.tokens)
@@ -289,16 +320,22 @@ def test_kept_path_leaves_caches_consistent(runner):
                 plain = runner.model(torch.tensor([ctx.tokens + [7]])).logits[0, -1]
             torch.testing.assert_close(logits, plain, rtol=0, atol=1e-5)
             runner.crop(len(ctx.tokens) - 1)
+    sizes = [len(tree.fed) if tree.fed is not None else len(tree) for tree in fed]
+    assert len(sizes) == 6 and (min(sizes) < 3 + 6 + 12) == (name == "mcss"), sizes
 
 
 @pytest.mark.parametrize("runner", ["eager", "static"])
 @pytest.mark.parametrize("name", ["specinfer", "mcss", "spectr"])
-def test_tree_decoders_read_the_device_once_per_round(name, runner):
-    """Issue 35: a round's one read is its end (row, new token, path tokens); the runners read nothing."""
+def test_tree_decoders_read_the_device_twice_per_round(name, runner):
+    """Issue 35: a round reads at its end (row, new token, path tokens) and, when the drafts are
+    done, how many ids they support (sampling) and, for MCSS, which nodes are alive (to prune
+    its tree before the target call); a greedy SpecInfer or SpecTr round reads only at its end.
+    The runners read nothing."""
     pair = tiny_pair(runner=runner)
     for sampling in (SamplingConfig(), SamplingConfig(temperature=0), UNFILTERED, FILTERED):
         _, counted = measure(pair, build_decoder(name), [1, 2, 3], max_new_tokens=24, sampling=sampling)
-        assert counted.reads + counted.forward_reads == counted.rounds, sampling
+        reads = 1 if sampling.greedy and name != "mcss" else 2
+        assert counted.reads + counted.forward_reads == reads * counted.rounds, sampling
 
 
 def test_mcss_survives_a_single_supported_draft_token():

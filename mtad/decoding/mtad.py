@@ -102,7 +102,7 @@ def accepted_length(log_ratio: torch.Tensor, log_tau: float, rule: str) -> torch
 @dataclass
 class MTAD(Decoder):
     name = "mtad"
-    version = 2  # 2: beams drawn by inverse CDF (with replacement) or an exponential race (without), on the device (issue 35)
+    version = 2  # 2: beams drawn on the device by inverse CDF, with or without replacement (issue 35)
     needs = frozenset({ROW_SELECTION})  # the draft's beams: batched rows, selected each step
     gamma: int = ranged(4, Int(min=1))
     width: int = ranged(4, Int(min=1, note="beam width W"))

@@ -27,7 +27,7 @@ import torch
 
 from mtad.decoding.base import Block, Context
 from mtad.decoding.chain import missing_context
-from mtad.decoding.sampling import draws_without_replacement
+from mtad.decoding.sampling import draw, draws, draws_without_replacement
 from mtad.runners.base import KEPT_POSITIONS, TREE_MASKS
 
 # What a decoder that drafts and verifies trees here asks of the runners (``Decoder.needs``):
@@ -124,11 +124,71 @@ def _verify_layout(t: Topology, uncached: int, device: torch.device) -> tuple[to
     return offsets.to(device), mask.to(device)
 
 
+@functools.lru_cache(maxsize=256)
+def _fed_layout(t: Topology, uncached: int, fed: tuple[int, ...], device: torch.device):
+    """``_verify_layout`` for a call fed only the nodes ``fed`` (a pruned MCSS tree), and those
+    nodes as a long tensor."""
+    offsets, mask = _verify_layout(t, uncached, device)
+    keep = torch.tensor(list(range(uncached)) + [uncached + node for node in fed], device=device)
+    return offsets[keep], mask[keep][:, keep], torch.tensor(fed, device=device)
+
+
+@functools.lru_cache(maxsize=256)
+def _fed_rows(fed: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """Long [1 + len(fed)]: the tree rows of a pruned verification's outputs (the root, 1 + node)."""
+    return torch.tensor([0] + [1 + node for node in fed], device=device)
+
+
+@dataclass(frozen=True)
+class Support:
+    """The vocabulary a sampled round plans on: the ids some draft distribution of the tree gives
+    mass (ascending), plus one last column that stands for every other id.
+
+    Every candidate comes from a draft distribution, and outside those ids q = 0, where MSS and
+    K-SEQ leave the target's mass untouched (a residual max(P - q, 0) keeps P; min(rho q, P) is 0);
+    so lumping the outside into one column with q = 0 changes nothing but the vocabulary's size:
+    with top-k 10 a few dozen columns instead of 151,936 (issue 35: planning every node over the
+    whole vocabulary cost a CPU round 15-20%). Only the new token needs the outside's ids back
+    (``draw``)."""
+
+    ids: torch.Tensor     # long [S]: the ids with draft mass, ascending
+    inside: torch.Tensor  # bool [V]: the same as a mask
+    column: torch.Tensor  # long [V]: each id's column, S (the lumped outside) for the others
+
+    @staticmethod
+    def of(mask: torch.Tensor, size: int) -> Support:
+        """From ``mask`` (bool [V]) with ``size`` Trues (read by the caller): no read here."""
+        ids = torch.nonzero_static(mask, size=size).squeeze(1)
+        column = torch.full_like(mask, size, dtype=torch.long).index_copy_(0, ids, torch.arange(size, device=ids.device))
+        return Support(ids, mask, column)
+
+    def compact(self, probs: torch.Tensor) -> torch.Tensor:
+        """[..., V] -> [..., S + 1]: the ids' values, then the outside's total (summed where it
+        lies, not 1 minus the inside: an outside without mass stays exactly 0)."""
+        outside = probs.masked_fill(self.inside, 0.0).sum(-1, keepdim=True)
+        return torch.cat([probs.index_select(-1, self.ids), outside], -1)
+
+    def expand(self, compact: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+        """[R, S + 1] -> [R, V]: the ids' values back in place, the outside column spread as
+        ``probs`` [R, V] spreads its own outside mass (a residual never changes it there)."""
+        outside = probs.masked_fill(self.inside, 0.0)
+        mass = outside.sum(-1, keepdim=True)
+        scale = torch.where(mass > 0, compact[:, -1:] / mass, 0.0)
+        return (outside * scale).index_copy(-1, self.ids, compact[:, :-1])
+
+    def draw(self, compact: torch.Tensor, probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """One id per row of ``compact`` [R, S + 1] (``expand``), drawn over the vocabulary with
+        ``draw``: the random numbers a plan over the whole vocabulary takes."""
+        return draw(self.expand(compact, probs), generator)
+
+
 @dataclass
 class Tree:
     topology: Topology
     tokens: torch.Tensor           # long [N], on the device, level by level
     q: torch.Tensor | None = None  # [rows, V]: the draft distribution at each internal row (None when greedy)
+    fed: list[int] | None = None   # the nodes the target sees, in order (None: every node; ``draft_tree``)
+    support: Support | None = None  # where a sampled round plans (None when greedy)
 
     def __len__(self) -> int:
         return len(self.topology)
@@ -136,29 +196,44 @@ class Tree:
     def path(self, node: int) -> list[int]:
         return self.topology.path(node)
 
+    def on_all_rows(self, values: torch.Tensor, fill: float) -> torch.Tensor:
+        """The verification's outputs [1 + len(fed), ...] on every row of the tree [1 + N, ...];
+        the rows of nodes never fed (never reached by a walk) hold ``fill``."""
+        if self.fed is None:
+            return values
+        rows = _fed_rows(tuple(self.fed), values.device)
+        return values.new_full((1 + len(self), *values.shape[1:]), fill).index_copy_(0, rows, values)
 
-def draw_children(q: torch.Tensor, k: int, replacement: bool, generator: torch.Generator) -> torch.Tensor:
-    """k children per row of ``q`` [F, V], long [F, k], without reading the device.
 
-    Both ways race exponential clocks, keys q / E with E ~ Exp(1) per entry (``sampling.draw``):
-    with replacement each child takes its own clocks (the argmax of its keys); without replacement
-    the k largest keys of one set of clocks are a sample without replacement, in order
-    (``sampling.draws_without_replacement``, the same clocks MTAD's beams race). A row that supports fewer than k tokens then ends with tokens of q = 0,
-    which verification never accepts. A single child is one ``draw`` either way, so a chain
-    consumes the random stream exactly like SpD."""
-    if not replacement and k > 1:
-        return draws_without_replacement(q, generator, k)[0]
-    clocks = torch.empty((q.shape[0], k, q.shape[-1]), dtype=q.dtype, device=q.device)
-    return (q[:, None, :] / clocks.exponential_(1, generator=generator)).argmax(-1)
+def draw_children(q: torch.Tensor, k: int, replacement: bool,
+                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """k children per row of ``q`` [F, V], long [F, k], and which are real draws (bool [F, k]),
+    without reading the device.
+
+    With replacement every child is real. A level of one child takes ``draw``, so a chain consumes
+    the random stream exactly like SpD; more children take ``draws`` (inverse CDF: one uniform a
+    child, not a clock per vocabulary id). Without replacement (``draws_without_replacement``) a
+    row that supports fewer than k tokens ends with tokens of q = 0, marked not real; verification
+    never accepts them."""
+    if replacement or k == 1:  # one child a row is the same draw either way
+        children = draw(q, generator)[:, None] if q.shape[0] * k == 1 else draws(q, generator, k)
+        return children, torch.ones_like(children, dtype=torch.bool)
+    return draws_without_replacement(q, generator, k)
 
 
 def draft_tree(ctx: Context, k_config, replacement: bool) -> Tree:
     """Grow the tree on the draft. On return the draft cache holds the context and every node
-    except the last level (which is never fed to the draft)."""
+    except the last level (which is never fed to the draft).
+
+    The round's first device read (trees may read twice, issue 35) ends it. Sampling, it gives the
+    ``Support`` the plan works on. Without replacement (MCSS) a node is alive when it and its
+    ancestors are real draws; the others can never be accepted, so the target is fed only the
+    alive ones (``Tree.fed``): on a CPU a verification costs about its number of tokens, and a
+    confident draft leaves most of a [4, 2, 2] tree dead."""
     t = topology(tuple(k_config), ctx.pair.device)
     draft, base = ctx.pair.draft, len(ctx.tokens)
     logits = draft.feed(missing_context(ctx, draft)[None])[0, -1:]  # [1, V]: after the context
-    levels, q = [], []
+    levels, q, alive = [], [], []
     for depth, k in enumerate(t.k_config):
         if depth > 0:
             parents = levels[-1]
@@ -166,24 +241,42 @@ def draft_tree(ctx: Context, k_config, replacement: bool) -> Tree:
             logits = draft.feed(parents[None], positions=positions, tree_mask=t.draft_masks[depth],
                                 keep=len(parents))[0]
         if ctx.sampling.greedy:
-            # q is one-hot: every child is the draft's argmax (MCSS's padding too; a copy of a
-            # rejected child is rejected as well, so copies change nothing at temperature 0)
+            # q is one-hot: every child is the draft's argmax (a copy of a rejected child is
+            # rejected as well, so copies change nothing at temperature 0); without replacement
+            # only the first is a real draw
             children = logits.argmax(-1, keepdim=True).expand(-1, k)
+            real = torch.arange(k, device=children.device).expand_as(children) == 0
         else:
             q.append(ctx.probs(logits))
-            children = draw_children(q[-1], k, replacement, ctx.generator)
+            children, real = draw_children(q[-1], k, replacement, ctx.generator)
         levels.append(children.flatten())
-    return Tree(t, torch.cat(levels), torch.cat(q) if q else None)
+        alive.append(real.flatten() & alive[-1].repeat_interleave(k) if alive else real.flatten())
+    tree = Tree(t, torch.cat(levels), torch.cat(q) if q else None)
+    # the round's first read: how many ids the drafts support and, without replacement, which nodes live
+    mask = tree.q.gt(0).any(0) if q else None
+    if replacement and mask is not None:
+        tree.support = Support.of(mask, int(mask.sum()))
+    elif not replacement:
+        values = torch.cat([torch.cat(alive).long()] + ([mask.sum().view(1)] if q else [])).tolist()
+        tree.fed = [node for node, live in enumerate(values[: len(t)]) if live]
+        tree.support = Support.of(mask, values[-1]) if q else None
+    return tree
 
 
 def verify_tree(ctx: Context, tree: Tree) -> torch.Tensor:
-    """One target call over the uncached committed tokens and every node: raw logits [1 + N, V],
-    row 0 after the context (the root), row 1 + i after node i."""
+    """One target call over the uncached committed tokens and every node the target sees (all, or
+    ``tree.fed``): raw logits [1 + fed, V], row 0 after the context (the root), then one row per
+    fed node, after it (``Tree.on_all_rows`` puts them on the tree's rows)."""
     target = ctx.pair.target
     context = missing_context(ctx, target)
-    offsets, mask = _verify_layout(tree.topology, len(context), target.device)
-    tokens = torch.cat([context, tree.tokens])[None]
-    return target.feed(tokens, positions=(offsets + target.length)[None], tree_mask=mask, keep=len(tree) + 1)[0]
+    if tree.fed is None:
+        offsets, mask = _verify_layout(tree.topology, len(context), target.device)
+        nodes = tree.tokens
+    else:
+        offsets, mask, fed = _fed_layout(tree.topology, len(context), tuple(tree.fed), target.device)
+        nodes = tree.tokens[fed]
+    tokens = torch.cat([context, nodes])[None]
+    return target.feed(tokens, positions=(offsets + target.length)[None], tree_mask=mask, keep=len(nodes) + 1)[0]
 
 
 def next_rows(t: Topology, accepted: torch.Tensor, candidate_rows: torch.Tensor) -> torch.Tensor:
@@ -208,7 +301,7 @@ def greedy_round(ctx: Context, tree: Tree, logits: torch.Tensor) -> Block:
     the target's argmax after its parent (every residual is the target's one-hot), and the new
     token is the argmax after the last accepted node: target greedy decoding."""
     t = tree.topology
-    best = logits.argmax(-1)  # [1 + N]
+    best = tree.on_all_rows(logits.argmax(-1), -1)  # [1 + N]: -1 (no token) on rows never fed
     accepted = (tree.tokens[t.child_nodes] == best[: t.rows, None]) & t.real_child
     row = walk(t, next_rows(t, accepted, t.child_rows))
     return finish_tree_round(ctx, tree, row, best.index_select(0, row))
@@ -222,16 +315,21 @@ def finish_tree_round(ctx: Context, tree: Tree, row: torch.Tensor, y: torch.Tens
     path_tokens = tree.tokens[t.ancestors.index_select(0, row)[0]]
     values = torch.cat([row, y.view(1), path_tokens]).tolist()
     path = t.row_paths[values[0]]
-    commit_path(ctx, t, path)
+    commit_path(ctx, t, path, tree.fed)
     return Block(values[2:2 + len(path)] + [values[1]], accepted=len(path), drafted=t.depth)
 
 
-def commit_path(ctx: Context, t: Topology, path: list[int]) -> None:
-    """Keep the context and the accepted path in both caches (the draft never saw the last level)."""
-    base, target = len(ctx.tokens), ctx.pair.target
-    kept = _to_device(list(range(base)) + [base + node for node in path], target.device)
+def commit_path(ctx: Context, t: Topology, path: list[int], fed: list[int] | None) -> None:
+    """Keep the context and the accepted path in both caches. The draft holds every node but the
+    last level's at slot ``node``; the target holds the ``fed`` nodes in their order (all by default)."""
+    base, target, draft = len(ctx.tokens), ctx.pair.target, ctx.pair.draft
+    slot = {node: i for i, node in enumerate(fed)} if fed is not None else None
+    kept = _to_device(list(range(base)) + [base + (node if slot is None else slot[node]) for node in path],
+                      target.device)
     target.keep_positions(kept)
-    ctx.pair.draft.keep_positions(kept[: base + sum(t.depths[node] < t.depth - 1 for node in path)])
+    drafted = sum(t.depths[node] < t.depth - 1 for node in path)  # a path runs root-down: a prefix
+    draft.keep_positions(kept[: base + drafted] if slot is None else
+                         _to_device(list(range(base)) + [base + node for node in path[:drafted]], draft.device))
 
 
 def _to_device(values: list[int], device: torch.device) -> torch.Tensor:

@@ -8,8 +8,9 @@ per round (one ``Decoder.step``):
 - **host ops**: aten ops issued while no runner forward (``Runner._forward``) runs, counted with
   a ``TorchDispatchMode``: deterministic, device independent;
 - **reads**: of those, the device-to-host reads: ``aten._local_scalar_dense`` (``.item()``,
-  ``int()``, ``float()``, ``bool()`` of a tensor) plus ``Tensor.tolist`` calls (which read
-  without dispatching an op);
+  ``int()``, ``float()``, ``bool()`` of a tensor), the ops whose output shape depends on values
+  (``nonzero``, ``masked_select``, ``unique``: on CUDA they wait for the device as a read does),
+  plus ``Tensor.tolist`` calls (which read without dispatching an op);
 - **host seconds**: the wall time of ``generate`` minus the time inside runner forwards, a separate
   run without the dispatch mode (it would slow the host work it measures). A forward's time is
   the host clock around it: on the CPU that is the forward; on CUDA, where a forward returns
@@ -32,7 +33,9 @@ from mtad.decoding.base import Decoder, Generation, generate
 from mtad.decoding.sampling import SamplingConfig
 from mtad.runners.pair import Pair
 
-READ_OPS = frozenset({torch.ops.aten._local_scalar_dense.default})
+READ_OPS = frozenset({torch.ops.aten._local_scalar_dense.default, torch.ops.aten.nonzero.default,
+                      torch.ops.aten.masked_select.default, torch.ops.aten._unique2.default,
+                      torch.ops.aten.unique_consecutive.default, torch.ops.aten.unique_dim.default})
 
 
 @dataclass
