@@ -33,7 +33,7 @@ class JobConfig:
     judge: dict
     logger: dict
     # The root defaults are conf/config.yaml's; their ranges are here, checked when the config is built.
-    seed: int = ranged(range=SEED)  # example i of a job is generated with seed + i
+    seed: int = ranged(range=SEED)  # each example's turns get seeds hashed from it (harness.stream_seed)
     max_new_tokens: int = ranged(range=Int(min=1))
     warmup: int = ranged(range=Int(min=0, note="untimed generations before measuring"))
     meter: str = ranged(range=OneOf(METERS))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from contextlib import closing
@@ -28,7 +29,7 @@ from tasks.catalogue import build_task
 # What the harness measures (timing, energy, per-generation statistics, perplexity): bump with
 # any change to how these are measured. With the decoder's, the task's, the backend's and those of
 # the shared code that generates (sampling, quantization, matmuls), it is part of the run id.
-HARNESS_VERSION = 1
+HARNESS_VERSION = 2  # 2: each turn's generator seed hashed from (seed, example id, turn), not seed + i (issue 36)
 TIMING = "tokens_per_second = total emitted tokens / total generate() seconds (ratio of sums), after warm-up"
 ENERGY = "joules over the timed generate() calls, idle power included (idle_watts says how much to subtract)"
 
@@ -96,7 +97,7 @@ class Job:
 
     def run(self, pair: Pair, i: int, example, meter) -> None:
         self.recorder.sample(run_example(pair, self.decoder, self.task, example, self.config.sampling,
-                                         self.config.max_new_tokens, self.config.seed + i, meter))
+                                         self.config.max_new_tokens, self.config.seed, meter))
 
     def finish(self, pair: Pair, meter, idle_watts, sitting: str) -> dict:
         """The summary from every example's record; written, logged and graded as configured."""
@@ -180,14 +181,23 @@ def run_job(cfg: DictConfig, out_dir: Path, sweep: str | None = None) -> dict:
     return run_jobs([Job(JobConfig.from_hydra(cfg), out_dir, sweep)])[0]
 
 
+def stream_seed(seed: int, example_id: str, turn: int) -> int:
+    """The generator seed of one turn of one example in a run seeded ``seed``: a hash of all three,
+    so the random streams of different seeds, examples and turns are unrelated (with seed + i,
+    seed 43's stream for example i was seed 42's for example i + 1)."""
+    digest = hashlib.blake2b(f"{seed}\x1f{example_id}\x1f{turn}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1  # 63 bits: any torch.Generator takes it
+
+
 def run_example(pair, decoder, task, example, sampling, max_new_tokens: int, seed: int, meter) -> dict:
-    """Generate every turn of one example, score it, and return its record."""
+    """Generate every turn of one example (turn t with ``stream_seed(seed, example.id, t)``), score
+    it, and return its record."""
     turns = []  # (prompt, generation) per turn
     settled = task.stop_rule(example, pair.info)
 
     def generate_turn(prompt_ids: list[int]) -> list[int]:
-        out = generate(pair, decoder, prompt_ids, max_new_tokens=max_new_tokens, sampling=sampling, seed=seed,
-                       settled=settled)
+        out = generate(pair, decoder, prompt_ids, max_new_tokens=max_new_tokens, sampling=sampling,
+                       seed=stream_seed(seed, example.id, len(turns)), settled=settled)
         turns.append((prompt_ids, out))
         return out.tokens
 
