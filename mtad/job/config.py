@@ -40,6 +40,7 @@ class JobConfig:
     meter_idle_seconds: float = ranged(range=Real(min=0, note="0: skip the idle measurement"))
     results_dir: str
     resume: bool = ranged(range=FLAG)
+    resume_elsewhere: bool = ranged(range=FLAG)  # resume examples another machine recorded (records.fingerprint)
     # the whole config, resolved: what config.yaml, the summaries and the run id hold
     resolved: dict = dataclasses.field(repr=False, compare=False, default_factory=dict)
 
@@ -64,4 +65,4 @@ class JobConfig:
                    judge=dict(resolved["judge"]), logger=dict(resolved["logger"]), seed=resolved["seed"],
                    max_new_tokens=resolved["max_new_tokens"], warmup=resolved["warmup"], meter=resolved["meter"],
                    meter_idle_seconds=resolved["meter_idle_seconds"], results_dir=resolved["results_dir"],
-                   resume=resolved["resume"], resolved=resolved)
+                   resume=resolved["resume"], resume_elsewhere=resolved["resume_elsewhere"], resolved=resolved)

@@ -18,7 +18,7 @@ from mtad.errors import UserError
 from mtad.job.config import JobConfig
 from mtad.job.energy import build_meter
 from mtad.job.metrics import perplexity, target_log_probs
-from mtad.job.records import JobRecorder, update_summary, update_verdicts, write_atomic
+from mtad.job.records import JobRecorder, fingerprint, machine, update_summary, update_verdicts, write_atomic
 from mtad.job.wandb_log import log_job
 from mtad.judging.clients import JudgeUnavailable, build_judge
 from mtad.runners.catalogue import backend
@@ -67,8 +67,20 @@ class Job:
         self.recorder = JobRecorder(Path(out_dir), Path(config.results_dir), config.resolved, versions,
                                     resume=config.resume)
         self.recorder.rescore(self.task.scores, only_missing=True)  # records of a try before scores were kept
+        self.fingerprint = fingerprint(config.pair)
+        self.refuse_other_machines()
         self.examples: list = []
         self.resumed = 0  # examples an earlier try recorded
+
+    def refuse_other_machines(self) -> None:
+        """Stop before any model loads when examples this run recorded came from another
+        fingerprint (another CPU, ISA, GPU or torch: other numerics), unless ``resume_elsewhere``."""
+        other = [r.get("fingerprint") for r in self.recorder.done.values() if r.get("fingerprint") != self.fingerprint]
+        if other and not self.config.resume_elsewhere:
+            raise UserError(
+                f"run {self.recorder.run_id}: {len(other)} of its {len(self.recorder.done)} recorded examples come "
+                f"from another machine ({machine(other[0])}; this one: {machine(self.fingerprint)}), whose numerics "
+                "differ; resume_elsewhere=true resumes anyway (the summary lists both), resume=false starts over")
 
     def finished_before(self) -> dict:
         """The summary of this run as completed before (graded now if a judge was asked for)."""
@@ -96,8 +108,9 @@ class Job:
                      sampling=self.config.sampling, seed=self.config.seed)
 
     def run(self, pair: Pair, i: int, example, meter) -> None:
-        self.recorder.sample(run_example(pair, self.decoder, self.task, example, self.config.sampling,
-                                         self.config.max_new_tokens, self.config.seed, meter))
+        record = run_example(pair, self.decoder, self.task, example, self.config.sampling,
+                             self.config.max_new_tokens, self.config.seed, meter)
+        self.recorder.sample({**record, "fingerprint": self.fingerprint})
 
     def finish(self, pair: Pair, meter, idle_watts, sitting: str) -> dict:
         """The summary from every example's record; written, logged and graded as configured."""
@@ -127,6 +140,7 @@ class Job:
             else None,
             "idle_watts": idle_watts, "quality": quality, "metric": metric_record(self.task),
             "totals": total.as_dict(), "timing": TIMING, "energy": ENERGY, "sitting": sitting,
+            "fingerprints": distinct([record.get("fingerprint") for record in records]),
         })
         if self.judge is not None:
             summary = judge_job(recorder.out_dir, self.judge, self.task)
@@ -179,6 +193,14 @@ def run_jobs(jobs: list[Job]) -> list[dict]:
 def run_job(cfg: DictConfig, out_dir: Path, sweep: str | None = None) -> dict:
     """``run.py``'s job: ``run_jobs`` with one job from the Hydra config."""
     return run_jobs([Job(JobConfig.from_hydra(cfg), out_dir, sweep)])[0]
+
+
+def distinct(values: list) -> list:
+    """``values`` without repeats, in order of first appearance (dicts compared by value)."""
+    seen = {}
+    for value in values:
+        seen.setdefault(json.dumps(value, sort_keys=True), value)
+    return list(seen.values())
 
 
 def stream_seed(seed: int, example_id: str, turn: int) -> int:

@@ -22,12 +22,15 @@ import subprocess
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from mtad.errors import UserError
 from mtad.paths import REPO
+
+if TYPE_CHECKING:
+    from mtad.runners.load import PairConfig
 
 STORE = "runs.jsonl"
 
@@ -54,9 +57,10 @@ def run_id(config: dict, versions: dict[str, int]) -> str:
     """Stable id of a run from its resolved config (seed included) and the versions of the code
     that makes it (harness, decoder, task, ...): the same command with the same code is recognised;
     after a version bump it is a new run, which resumes nothing of the old one. The judge, the
-    logger, the resume switch and where results go are left out: they change nothing that is
+    logger, the resume switches and where results go are left out: they change nothing that is
     generated; so are ``LATE_FIELDS`` at their original values."""
-    generation = {k: v for k, v in config.items() if k not in ("judge", "logger", "resume", "results_dir")}
+    generation = {k: v for k, v in config.items()
+                  if k not in ("judge", "logger", "resume", "resume_elsewhere", "results_dir")}
     identity = json.loads(json.dumps({"config": generation, "versions": versions}, default=str))  # a copy to edit
     for path, original in LATE_FIELDS.items():
         *parents, leaf = path.split(".")
@@ -138,6 +142,45 @@ def environment() -> dict[str, Any]:
         env["gpu"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
         env["cuda"] = torch.version.cuda
     return env
+
+
+# /proc/cpuinfo flags that change which kernels torch runs for our dtypes (bf16, int8 and float32 GEMMs)
+NUMERICS_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_tile", "amx_bf16",
+                  "amx_int8")
+
+
+def fingerprint(pair: PairConfig) -> dict[str, Any]:
+    """What decides a run's numerics besides its config: the CPU model, the ISA torch dispatches on
+    and the flags that change its bf16/int8 kernels, the GPU, torch's version, and the pair's
+    backend, device and dtype as resolved on this machine. The same config on two fingerprints may
+    emit other tokens (issue 36: an AVX2 EPYC and an avx512_bf16 Xeon gave the same MT-Bench
+    config's SpD answers alike on 0 of 10 questions), so every example record carries it and a run
+    does not resume on another one (``Job``)."""
+    import torch
+
+    device = pair.resolved_device()
+    return {"cpu": _cpu_model(), "isa": torch.backends.cpu.get_cpu_capability(),
+            "cpu_flags": [flag for flag in NUMERICS_FLAGS if flag in _cpu_flags()],
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+            "torch": torch.__version__, "backend": pair.backend, "device": device.type,
+            "dtype": str(pair.resolved_dtype()).removeprefix("torch.")}
+
+
+def machine(fp: dict | None) -> str:
+    """A fingerprint in a few words, for errors and tables."""
+    if fp is None:
+        return "unknown machine"
+    return ", ".join(str(v) for v in (fp["gpu"] or fp["cpu"], fp["isa"], f"torch {fp['torch']}", fp["dtype"]))
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
 
 
 def _git_commit() -> str | None:

@@ -24,6 +24,14 @@ def _ratio(value) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
 
+MIXED = "†"  # beside the seeds of a cell whose runs come from more than one machine
+
+
+def mixed(ours: dict) -> bool:
+    """Whether a cell's full runs were generated on more than one machine (other numerics)."""
+    return len(ours.get("machines") or []) > 1
+
+
 def display_frame(table: list[dict]) -> pd.DataFrame:
     """The table as a reader sees it: one string per cell, never blank."""
     rows = []
@@ -40,7 +48,8 @@ def display_frame(table: list[dict]) -> pd.DataFrame:
             energy = "no meter" if ours["joules_per_token"] is None else \
                 _with_ci(ours["joules_per_token"], ours["joules_per_token_ci"], 3)
             full = full_run(ours)
-            cells = [str(ours["seeds"]) if full else NOT_RUN, str(ours["examples"]) if full else NOT_RUN,
+            seeds = str(ours["seeds"]) + (f" {MIXED}" if mixed(ours) else "")
+            cells = [seeds if full else NOT_RUN, str(ours["examples"]) if full else NOT_RUN,
                      _with_ci(ours["tokens_per_s"], ours["tokens_per_s_ci"]), _ratio(ours["vs_ar"]), _ratio(ours["vs_spd"]),
                      "-" if ours["block_efficiency"] is None else f"{ours['block_efficiency']:.2f}", energy,
                      _with_ci(ours["quality"], ours["quality_ci"], 1) if full else NOT_RUN, measure]
@@ -57,11 +66,13 @@ def data_frame(table: list[dict]) -> pd.DataFrame:
         ours = row["ours"]
         record = {k: row[k] or "-" for k in ("task", "pair", "decoder", "params")}
         if ours is None:
-            record.update(seeds=NOT_RUN, examples=NOT_RUN, vs_ar=NOT_RUN, vs_spd=NOT_RUN, block_efficiency=NOT_RUN)
+            record.update(seeds=NOT_RUN, examples=NOT_RUN, vs_ar=NOT_RUN, vs_spd=NOT_RUN, block_efficiency=NOT_RUN,
+                          machines=NOT_RUN)
         else:
             full = full_run(ours)
             record.update(seeds=ours["seeds"] if full else NOT_RUN, examples=ours["examples"] if full else NOT_RUN,
-                          vs_ar=ours["vs_ar"], vs_spd=ours["vs_spd"], block_efficiency=ours["block_efficiency"])
+                          vs_ar=ours["vs_ar"], vs_spd=ours["vs_spd"], block_efficiency=ours["block_efficiency"],
+                          machines=" + ".join(ours["machines"]) if full else NOT_RUN)
         for metric in METRICS:
             ran = ours and (metric != "quality" or full_run(ours))
             lo, hi = (ours[f"{metric}_ci"] or (None, None)) if ran else (NOT_RUN, NOT_RUN)
@@ -89,6 +100,11 @@ def sources_note(sources: list[dict] | None, table: list[dict] = ()) -> str:
                      "from the full runs (`-`: not measured in one):")
         lines += [f"- `{s['sweep']}`: {', '.join(s['tasks'])}, {s['decoders']} decoders x "
                   f"{'/'.join(map(str, s['examples']))} examples, {s['machine']}, {s['dates']}" for s in sources]
+    mixing = {tuple(row["ours"]["machines"]) for row in table if row["ours"] and mixed(row["ours"])}
+    if mixing:
+        lines.append(f"{MIXED} the cell's runs were generated on more than one machine, whose numerics differ, so "
+                     "its seeds are not repeats of one experiment: " + "; ".join(" + ".join(m) for m in sorted(mixing))
+                     + " (runs recorded before machine fingerprints name only the machine that finished them).")
     for metric in dict.fromkeys(row["metric"] for row in table if row["metric"] and row["metric"].note):
         shown = [row["ours"]["labels"] for row in table if row["metric"] == metric and row["ours"]]
         values = {key: ", ".join(sorted({labels[key] for labels in shown if labels.get(key)}))

@@ -128,6 +128,18 @@ def _ratio(examples: pd.DataFrame, numerator: str, denominator: str | None, part
     return value, bootstrap(groups)
 
 
+def machines(runs: list[dict]) -> list[str]:
+    """The machines a cell's runs were generated on: the CPU (or GPU) model of each example's
+    fingerprint, or, for runs recorded before fingerprints (issue 36), of the machine that wrote
+    the summary, which may not be the only one (a run resumed elsewhere)."""
+    names = set()
+    for run in runs:
+        fingerprints = run.get("fingerprints") or [None]
+        for fp in fingerprints:
+            names.add((fp.get("gpu") or fp.get("cpu")) if fp else (run.get("environment") or {}).get("cpu") or "?")
+    return sorted(names)
+
+
 def _labels(runs: list[dict], key: str) -> str | None:
     """The runs' distinct ``quality[key]`` values joined by '+' (None when no run has one)."""
     return "+".join(sorted({r["quality"][key] for r in runs if key in r["quality"]})) or None
@@ -142,7 +154,7 @@ def summarize(cell: pd.DataFrame, examples: pd.DataFrame, runs: list[dict], metr
     run_quality = [r["quality"].get(metric.key) for r in cell_runs] if metric else []
     run_quality = [q * metric.factor for q in run_quality if q is not None]
     ours = {"quality": sum(run_quality) / len(run_quality) if run_quality else None,
-            "seeds": cell["seed"].nunique(), "examples": int(cell["examples"].sum()),
+            "seeds": cell["seed"].nunique(), "examples": int(cell["examples"].sum()), "machines": machines(cell_runs),
             "labels": {key: _labels(cell_runs, key) for key, _ in metric.labels} if metric else {}}
     if mine.empty:  # runs recorded before per-example records were kept: their totals, no intervals
         tokens = sum(r["totals"]["new_tokens"] for r in cell_runs)
@@ -201,7 +213,7 @@ def speed_only(measured: dict) -> dict:
     """The row of a cell only a speed sweep ran: its speed and block efficiency (a count, the same
     on any machine), and no seeds, examples or quality, which only a full run gives."""
     return {**measured, "seeds": None, "examples": None, "quality": None, "quality_ci": None, "labels": {},
-            "speed_examples": measured["examples"]}
+            "machines": [], "speed_examples": measured["examples"]}
 
 
 def speed_sources(runs: list[dict]) -> list[dict]:
