@@ -30,8 +30,10 @@ from tasks.catalogue import build_task
 # any change to how these are measured. With the decoder's, the task's, the backend's and those of
 # the shared code that generates (sampling, quantization, matmuls), it is part of the run id.
 HARNESS_VERSION = 2  # 2: each turn's generator seed hashed from (seed, example id, turn), not seed + i (issue 36)
-TIMING = "tokens_per_second = total emitted tokens / total generate() seconds (ratio of sums), after warm-up"
-ENERGY = "joules over the timed generate() calls, idle power included (idle_watts says how much to subtract)"
+TIMING = ("tokens_per_second = total emitted tokens / total generate() seconds (ratio of sums), after warm-up, "
+          "over the examples whose generation compiled nothing (compiled_examples: the others)")
+ENERGY = ("joules over the timed generate() calls of the same examples, idle power included (idle_watts says how "
+          "much to subtract)")
 
 _PAIRS: dict[str, Pair] = {}
 
@@ -115,10 +117,12 @@ class Job:
     def finish(self, pair: Pair, meter, idle_watts, sitting: str) -> dict:
         """The summary from every example's record; written, logged and graded as configured."""
         records = [self.recorder.done[example.id] for example in self.examples]
-        total = GenerationStats()
+        total, timed = GenerationStats(), GenerationStats()  # every example; those timed without a compile
         for record in records:
             total.add(GenerationStats.from_dict(record["stats"]))
-        joules = [record["energy_joules"] for record in records]
+            if timed_example(record):
+                timed.add(GenerationStats.from_dict(record["stats"]))
+        joules = [record["energy_joules"] for record in records if timed_example(record)]
         energy_joules = None if None in joules else sum(joules)
         quality = self.task.quality([record["verdict"] for record in records])
         mean_log_probs = [r["target_log_prob_mean"] for r in records if r["target_log_prob_mean"] is not None]
@@ -133,10 +137,11 @@ class Job:
             "sampling": self.config.resolved["sampling"],
             "max_new_tokens": self.config.max_new_tokens, "examples": len(self.examples),
             "resumed_examples": self.resumed,
-            "tokens_per_second": total.tokens_per_second, "block_efficiency": total.block_efficiency,
+            "tokens_per_second": timed.tokens_per_second, "block_efficiency": total.block_efficiency,
             "acceptance_rate": total.acceptance_rate, "acceptance_per_position": total.acceptance_per_position,
+            "compiled_examples": len(records) - sum(map(timed_example, records)),
             "energy_source": meter.source if energy_joules is not None else "none", "energy_joules": energy_joules,
-            "joules_per_token": energy_joules / total.new_tokens if energy_joules is not None and total.new_tokens
+            "joules_per_token": energy_joules / timed.new_tokens if energy_joules is not None and timed.new_tokens
             else None,
             "idle_watts": idle_watts, "quality": quality, "metric": metric_record(self.task),
             "totals": total.as_dict(), "timing": TIMING, "energy": ENERGY, "sitting": sitting,
@@ -193,6 +198,13 @@ def run_jobs(jobs: list[Job]) -> list[dict]:
 def run_job(cfg: DictConfig, out_dir: Path, sweep: str | None = None) -> dict:
     """``run.py``'s job: ``run_jobs`` with one job from the Hydra config."""
     return run_jobs([Job(JobConfig.from_hydra(cfg), out_dir, sweep)])[0]
+
+
+def timed_example(record: dict) -> bool:
+    """Whether an example's generation counts for speed and energy: not when a forward in it
+    compiled a shape first met after the warm-up. Its compile seconds leave its wall time, but the
+    energy meter cannot leave them out, and a fresh graph's first replays run cold (issue 36)."""
+    return not record["stats"].get("compile_seconds")
 
 
 def distinct(values: list) -> list:

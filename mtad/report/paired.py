@@ -214,9 +214,9 @@ def compare_cells(quality: dict, speed: dict, a, b, metric: Metric) -> dict:
         (ba, bb), _ = matrices(source, a, b, "tokens", "target_calls")
         out["block_efficiency"] = paired(ba, bb, "ratio")
     if ran_both(speed, a, b):
-        (sa, sb), _ = matrices(speed, a, b, "tokens", "seconds")
+        (sa, sb), _ = matrices(speed, a, b, "timed_tokens", "seconds")  # not examples that compiled a shape
         out["speed"] = paired(sa, sb, "ratio")
-        (ea, eb), _ = matrices(speed, a, b, "joules", "tokens")
+        (ea, eb), _ = matrices(speed, a, b, "joules", "timed_tokens")
         out["energy"] = paired(ea, eb, "ratio") if not np.isnan(ea[0]).all() else None
     return out
 

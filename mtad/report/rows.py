@@ -27,9 +27,10 @@ BOOTSTRAP_SAMPLES = 1000
 
 CELL = ["task", "pair", "decoder", "params", "sampling_key", "max_new_tokens"]  # what one table cell holds
 # per example: its scores (``Task.scores``: per rated unit, None where unrated), their sum over the
-# rated units (NaN when none is) and how many were rated, and its quality (their mean)
-EXAMPLE_COLUMNS = ["run_id", "id", "tokens", "seconds", "target_calls", "joules", "quality", "score_sum", "rated",
-                   "log_prob", "scores"]
+# rated units (NaN when none is) and how many were rated, and its quality (their mean); timed_tokens,
+# seconds and joules are NaN for an example whose generation compiled a shape (harness.timed_example)
+EXAMPLE_COLUMNS = ["run_id", "id", "tokens", "timed_tokens", "seconds", "target_calls", "joules", "quality",
+                   "score_sum", "rated", "log_prob", "scores"]
 
 
 def run_metric(run: dict) -> Metric | None:
@@ -45,9 +46,13 @@ def _example(run: dict, sample: dict) -> dict:
         raise UserError(f"an example record of run {run['run_id']} has no scores; add them with: "
                         "python -m mtad.job.migrate <results dir>")
     rated = [s for s in sample["scores"] if s is not None]
+    # an example whose generation compiled a shape counts for neither speed nor energy (timed_example)
+    timed = not sample["stats"].get("compile_seconds")
     return {"run_id": run["run_id"], "id": sample["id"], "tokens": len(sample["new_tokens"]),
-            "seconds": sample["stats"]["wall_seconds"], "target_calls": sample["stats"].get("target_calls"),
-            "joules": sample.get("energy_joules"), "quality": mean_score(sample["scores"]),
+            "timed_tokens": len(sample["new_tokens"]) if timed else np.nan,
+            "seconds": sample["stats"]["wall_seconds"] if timed else np.nan,
+            "target_calls": sample["stats"].get("target_calls"),
+            "joules": sample.get("energy_joules") if timed else np.nan, "quality": mean_score(sample["scores"]),
             "score_sum": sum(rated) if rated else np.nan, "rated": len(rated),
             "log_prob": sample.get("target_log_prob_mean"), "scores": sample["scores"]}
 
@@ -163,8 +168,9 @@ def summarize(cell: pd.DataFrame, examples: pd.DataFrame, runs: list[dict], metr
                     joules_per_token=None if None in joules else sum(joules) / tokens, joules_per_token_ci=None,
                     quality_ci=None)
     else:
-        ours["tokens_per_s"], ours["tokens_per_s_ci"] = _ratio(mine, "tokens", "seconds")
-        ours["joules_per_token"], ours["joules_per_token_ci"] = _ratio(mine, "joules", "tokens")
+        timed = mine.dropna(subset=["seconds"])  # not the examples that compiled a shape
+        ours["tokens_per_s"], ours["tokens_per_s_ci"] = _ratio(timed, "tokens", "seconds")
+        ours["joules_per_token"], ours["joules_per_token_ci"] = _ratio(timed, "joules", "tokens")
         ours["quality_ci"] = _ratio(mine, "score_sum", "rated", partial=True)[1]  # the mean of rated scores
     calls = [r["totals"].get("target_calls") for r in cell_runs]  # block efficiency: independent of the machine
     ours["block_efficiency"] = sum(r["totals"]["new_tokens"] for r in cell_runs) / sum(calls) \
