@@ -58,7 +58,7 @@ def with_scores(record: dict, task: type[Task]) -> dict:
     return _insert_after(record, "verdict", "scores", task.scores(record.get("verdict", {})))
 
 
-def _rewrite_lines(path: Path, change) -> bool:
+def rewrite_lines(path: Path, change) -> bool:
     """Apply ``change`` to each JSON line of ``path``; rewrite the file if any line changed. Text
     after the last newline (a line a kill cut short) is kept as it was."""
     text = path.read_text()
@@ -88,7 +88,7 @@ def migrate(results_dir: Path) -> list[Path]:
     if not store.is_file():
         raise UserError(f"no results store at {store}")
     rewritten = []
-    if _rewrite_lines(store, with_metric):
+    if rewrite_lines(store, with_metric):
         rewritten.append(store)
     tasks = {}  # run id -> its task class, from the summaries
     for line in store.read_text().splitlines():
@@ -100,7 +100,7 @@ def migrate(results_dir: Path) -> list[Path]:
             tasks[run["run_id"]] = _task(run["task"])
     for path in sorted((results_dir / "samples").glob("*.jsonl")):
         task = tasks.get(path.stem)
-        if task is not None and _rewrite_lines(path, lambda record: with_scores(record, task)):
+        if task is not None and rewrite_lines(path, lambda record: with_scores(record, task)):
             rewritten.append(path)
     for path in sorted((results_dir / "jobs").glob("**/summary.json")):
         summary = json.loads(path.read_text())
