@@ -17,7 +17,7 @@ from mtad.decoding.sampling import SAMPLING_VERSION
 from mtad.errors import UserError
 from mtad.job.config import JobConfig
 from mtad.job.energy import build_meter
-from mtad.job.metrics import perplexity, target_log_probs
+from mtad.job.metrics import hit_max_new_tokens, perplexity, target_log_probs
 from mtad.job.records import JobRecorder, update_summary, update_verdicts, write_atomic
 from mtad.job.wandb_log import log_job
 from mtad.judging.clients import JudgeUnavailable, build_judge
@@ -120,6 +120,7 @@ class Job:
             "sampling": self.config.resolved["sampling"],
             "max_new_tokens": self.config.max_new_tokens, "examples": len(self.examples),
             "resumed_examples": self.resumed,
+            "hit_max_new_tokens": hit_max_new_tokens(records, self.config.max_new_tokens),
             "tokens_per_second": total.tokens_per_second, "block_efficiency": total.block_efficiency,
             "acceptance_rate": total.acceptance_rate, "acceptance_per_position": total.acceptance_per_position,
             "energy_source": meter.source if energy_joules is not None else "none", "energy_joules": energy_joules,
