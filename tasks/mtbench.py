@@ -30,6 +30,12 @@ def example_id(question_id: int) -> str:
     return f"mtbench/{question_id}"
 
 
+def judgment_path(out_dir: Path, judge_name: str) -> Path:
+    """A job's FastChat judgment file for one judge: ``model_judgment/<judge>_single.jsonl``."""
+    safe_name = "".join(c if c.isalnum() or c in "-_." else "_" for c in judge_name)
+    return Path(out_dir) / JUDGMENTS / f"{safe_name}_single.jsonl"
+
+
 @dataclass
 class MTBench(Task):
     name = "mtbench"
@@ -124,10 +130,16 @@ class MTBench(Task):
         unknown = sorted({a["question_id"] for a in answers} - set(self.questions))
         if unknown:
             raise UserError(f"answers for questions {unknown[:5]} that task.limit={self.limit} leaves out")
-        safe_name = "".join(c if c.isalnum() or c in "-_." else "_" for c in judge.name)
-        judgments = judge_answers(answers, self.questions, judge, out_dir / JUDGMENTS / f"{safe_name}_single.jsonl",
+        judgments = judge_answers(answers, self.questions, judge, judgment_path(out_dir, judge.name),
                                   load_prompts(self.files["prompts"]), load_references(self.files["references"]),
                                   self.retries)
-        per_question = {example_id(qid): {"judge": judge.name, "ratings": turns}
+        return self.graded(judgments, self.questions, judge.name)
+
+    @staticmethod
+    def graded(judgments: list[dict], questions: dict[int, dict], judge_name: str) -> tuple[dict, dict[str, dict]]:
+        """From one judge's judgments (sorted by question and turn): the scores for the summary's
+        ``quality``, and per example the judge and its rating of each turn (None: missing).
+        ``questions`` needs only each question's ``category``."""
+        per_question = {example_id(qid): {"judge": judge_name, "ratings": turns}
                         for qid, turns in ratings(judgments).items()}
-        return {**fastchat_scores(judgments, self.questions), "judge": judge.name}, per_question
+        return {**fastchat_scores(judgments, questions), "judge": judge_name}, per_question

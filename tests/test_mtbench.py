@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from mtad.judging.clients import Judge, OpenAIJudge
-from mtad.judging.fastchat import grading_prompt, judge_answers, load_prompts, load_references, parse_rating
+from mtad.judging.fastchat import grading_prompt, judge_answers, load_prompts, load_references, off_scale, parse_rating
+from mtad.judging.fastchat import scores as fastchat_scores
 from mtad.runners.load import load_pair
 from tasks.base import shared_data
 from tasks.mtbench import MTBench
@@ -63,11 +64,27 @@ def task():
     return MTBench(data_dir=str(DATA))
 
 
-def test_ratings_parse():
+def test_ratings_parse_only_from_double_brackets_on_the_1_to_10_scale():
     assert parse_rating("Good. Rating: [[7]]") == 7.0
     assert parse_rating("Rating: [[7.5]]") == 7.5
-    assert parse_rating("Rating: [8]") == 8.0  # FastChat's fallback pattern
-    assert parse_rating("no rating here") is None
+    assert parse_rating("Rating: [[10]]") == 10.0 and parse_rating("[[1]]") == 1.0
+    assert parse_rating("Rating: [[6]], on reflection [[3]]") == 6.0  # the first, as FastChat reads it
+    for text in ("[[0]]", "Rating: [[11]]", "[[10.5]]", "Rating: [7]", "B = [0] * (n + 1); arr[0]", "Rating: 7", ""):
+        assert parse_rating(text) is None, text  # FastChat's fallback [N] read array indices as ratings
+    assert parse_rating("[[0]] out of 10, or rather [[4]]") is None  # the first [[N]] rules, off the scale or not
+    assert off_scale("rated as [[0]] out of 10") and off_scale("[[11]]")
+    assert not off_scale("[[7]]") and not off_scale("arr[0]") and not off_scale("no rating")
+
+
+def test_scores_count_missing_ratings_and_those_off_the_scale():
+    judgments = [{"question_id": 81, "turn": 1, "score": 8.0, "judgment": "[[8]]"},
+                 {"question_id": 81, "turn": 2, "score": -1, "judgment": "worth [[0]]"},
+                 {"question_id": 82, "turn": 1, "score": -1, "judgment": "x = arr[0]"},
+                 {"question_id": 82, "turn": 2, "score": 6.0, "judgment": "[[6]]"}]
+    questions = {81: {"category": "writing"}, 82: {"category": "math"}}
+    out = fastchat_scores(judgments, questions)
+    assert out["mt_bench_score"] == 7.0 and out["judge_missing"] == 2 and out["judge_off_scale"] == 1
+    assert out["mt_bench_writing"] == 8.0 and out["mt_bench_math"] == 6.0
 
 
 def test_math_judge_prompts_carry_the_reference_answer_of_their_question(task):

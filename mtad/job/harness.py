@@ -17,7 +17,7 @@ from mtad.decoding.sampling import SAMPLING_VERSION
 from mtad.errors import UserError
 from mtad.job.config import JobConfig
 from mtad.job.energy import build_meter
-from mtad.job.metrics import perplexity, target_log_probs
+from mtad.job.metrics import hit_max_new_tokens, perplexity, target_log_probs
 from mtad.job.records import JobRecorder, fingerprint, machine, update_summary, update_verdicts, write_atomic
 from mtad.job.wandb_log import log_job
 from mtad.judging.clients import JudgeUnavailable, build_judge
@@ -137,6 +137,7 @@ class Job:
             "sampling": self.config.resolved["sampling"],
             "max_new_tokens": self.config.max_new_tokens, "examples": len(self.examples),
             "resumed_examples": self.resumed,
+            "hit_max_new_tokens": hit_max_new_tokens(records, self.config.max_new_tokens),
             "tokens_per_second": timed.tokens_per_second, "block_efficiency": total.block_efficiency,
             "acceptance_rate": total.acceptance_rate, "acceptance_per_position": total.acceptance_per_position,
             "compiled_examples": len(records) - sum(map(timed_example, records)),

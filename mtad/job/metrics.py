@@ -24,3 +24,19 @@ def target_log_probs(target: Runner, prompt: list[int], tokens: list[int]) -> li
 def perplexity(mean_log_probs: list[float]) -> float:
     """exp(-mean over samples of each sample's mean token log-probability), as the MTAD code."""
     return math.exp(-sum(mean_log_probs) / len(mean_log_probs))
+
+
+def hit_max_new_tokens(records: list[dict], max_new_tokens: int) -> dict[str, int]:
+    """How many of a run's examples, and of their generations (one per turn; one per example on a
+    single-turn task), stopped at ``max_new_tokens``: their answers are cut short. An example's last
+    generation hit it when its ``stop_reason`` says so (a stop token or a settled answer falling
+    exactly on the cap is no hit); an earlier turn, whose reason is not recorded, when it emitted
+    ``max_new_tokens`` tokens (``turn_tokens``)."""
+    examples = generations = total = 0
+    for record in records:
+        turns = record.get("turn_tokens") or [len(record["new_tokens"])]
+        hits = sum(n >= max_new_tokens for n in turns[:-1]) + (record["stop_reason"] == "max_new_tokens")
+        examples += hits > 0
+        generations += hits
+        total += len(turns)
+    return {"examples": examples, "of_examples": len(records), "generations": generations, "of_generations": total}

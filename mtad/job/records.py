@@ -255,14 +255,15 @@ class JobRecorder:
         return summary
 
 
-def update_verdicts(job_dir: Path, changes: dict[str, dict], scores=None) -> None:
+def update_verdicts(job_dir: Path, changes: dict[str, dict], scores=None, results_dir: Path | None = None) -> None:
     """Merge ``changes[example id]`` into those examples' verdicts, in the job folder's
     ``samples.jsonl`` and in the results store's records of its run (each file rewritten
     atomically): a judge grading saved answers later puts its per-example ratings where the
-    tables read them. ``scores`` (the task's ``Task.scores``) rescores each changed verdict."""
+    tables read them. ``scores`` (the task's ``Task.scores``) rescores each changed verdict.
+    ``results_dir``: the store (default: the one the job's config names)."""
     job_dir = Path(job_dir)
     summary = json.loads((job_dir / "summary.json").read_text())
-    store = Path(summary["config"]["results_dir"]) / "samples" / f"{summary['run_id']}.jsonl"
+    store = Path(results_dir or summary["config"]["results_dir"]) / "samples" / f"{summary['run_id']}.jsonl"
     for path in (job_dir / "samples.jsonl", store):
         if not path.is_file():  # a store moved away, a job folder from before per-example records
             continue
@@ -274,12 +275,13 @@ def update_verdicts(job_dir: Path, changes: dict[str, dict], scores=None) -> Non
         write_atomic(path, "".join(json.dumps(r, default=str) + "\n" for r in records))
 
 
-def update_summary(job_dir: Path, changes: dict) -> dict:
+def update_summary(job_dir: Path, changes: dict, results_dir: Path | None = None) -> dict:
     """Rewrite a job's summary with ``changes`` (atomically) and append the new version to the
-    results store: the last record of a run id is the current one."""
+    results store (``results_dir``, default: the one the job's config names): the last record
+    of a run id is the current one."""
     job_dir = Path(job_dir)
     summary = {**json.loads((job_dir / "summary.json").read_text()), **changes,
                "updated": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     write_atomic(job_dir / "summary.json", json.dumps(summary, indent=2, default=str))
-    append_line(Path(summary["config"]["results_dir"]) / STORE, summary)
+    append_line(Path(results_dir or summary["config"]["results_dir"]) / STORE, summary)
     return summary

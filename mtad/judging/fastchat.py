@@ -3,8 +3,9 @@ answers, with any judge of ``mtad/judging/clients.py``.
 
 Turn 1 is graded with ``single-v1`` (or ``single-math-v1`` and the reference answer for math,
 reasoning and coding), turn 2 with the ``-multi-turn`` prompts over the whole conversation; the
-rating is the number in ``[[N]]``. Grading is resumable: judgments are appended one per line to
-a FastChat ``model_judgment`` file, and ratings already there are not asked for again.
+rating is the number in the reply's first ``[[N]]``, read only when 1 <= N <= 10 (``parse_rating``).
+Grading is resumable: judgments are appended one per line to a FastChat ``model_judgment`` file,
+and ratings already there are not asked for again.
 """
 
 from __future__ import annotations
@@ -21,14 +22,28 @@ from mtad.errors import UserError
 from mtad.judging.clients import Judge
 
 NEEDS_REFERENCE = ("math", "reasoning", "coding")
-RATING = re.compile(r"\[\[(\d+\.?\d*)\]\]")
-RATING_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")
+RATING = re.compile(r"\[\[(\d+\.?\d*)\]\]")  # FastChat's pattern: [[7]], [[7.5]]
+SCALE = (1.0, 10.0)  # the judge prompts' scale
+
+
+def _first_rating(text: str) -> float | None:
+    match = RATING.search(text)
+    return float(match.group(1)) if match else None
 
 
 def parse_rating(text: str) -> float | None:
-    """The rating in ``[[N]]`` (or FastChat's fallback ``[N]``); None when there is none."""
-    match = RATING.search(text) or RATING_BACKUP.search(text)
-    return float(match.group(1)) if match else None
+    """The number in the reply's first ``[[N]]`` (FastChat's rule: the first match), when it lies on
+    the 1-10 scale; None otherwise (no ``[[N]]``, or a first one off the scale: ``[[0]]``, ``[[11]]``).
+    FastChat's fallback ``[N]`` is not read: it took array indices (``arr[0]``) in quoted code for
+    ratings."""
+    rating = _first_rating(text)
+    return rating if rating is not None and SCALE[0] <= rating <= SCALE[1] else None
+
+
+def off_scale(text: str) -> bool:
+    """Whether a reply's first ``[[N]]`` lies off the 1-10 scale (a rating given, but not one)."""
+    rating = _first_rating(text)
+    return rating is not None and not SCALE[0] <= rating <= SCALE[1]
 
 
 def load_prompts(path: Path) -> dict[str, dict]:
@@ -67,8 +82,9 @@ def judge_answers(answers: list[dict], questions: dict[int, dict], judge: Judge,
     """Rate every turn of every answer (FastChat ``model_answer`` records) not yet rated in
     ``out_path``; append each judgment as it comes. Returns all judgments in the file.
 
-    A reply without a rating is asked again up to ``retries`` times (never by a deterministic
-    judge), then recorded with ``score: -1`` (FastChat's marker) and counted as missing.
+    A reply without a rating on the 1-10 scale (``parse_rating``) is asked again up to ``retries``
+    times (never by a deterministic judge), then recorded with ``score: -1`` (FastChat's marker)
+    and counted as missing.
     """
     out_path.parent.mkdir(parents=True, exist_ok=True)
     done = {}
@@ -114,10 +130,12 @@ def ratings(judgments: list[dict]) -> dict[int, list[float | None]]:
 
 
 def scores(judgments: list[dict], questions: dict[int, dict]) -> dict:
-    """Mean rating over turns and questions, per turn and per category; missing ratings counted."""
+    """Mean rating over turns and questions, per turn and per category; missing ratings counted
+    (``judge_missing``), and of those the replies whose ``[[N]]`` lay off the scale (``judge_off_scale``)."""
     rated = [j for j in judgments if j["score"] >= 0]
     mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
-    out = {"mt_bench_score": mean([j["score"] for j in rated]), "judge_missing": len(judgments) - len(rated)}
+    out = {"mt_bench_score": mean([j["score"] for j in rated]), "judge_missing": len(judgments) - len(rated),
+           "judge_off_scale": sum(j["score"] < 0 and off_scale(j.get("judgment", "")) for j in judgments)}
     for turn in (1, 2):
         out[f"mt_bench_turn{turn}"] = mean([j["score"] for j in rated if j["turn"] == turn])
     categories = sorted({questions[j["question_id"]]["category"] for j in rated})

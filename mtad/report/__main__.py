@@ -32,10 +32,10 @@ def main() -> None:
     paper = Path(args.paper) if args.paper else results / "paper_table.csv"
     table = build_rows(store, paper, speed)
     sources = table.speed_sources if speed else None
-    write_tables(results, table.rows, sources)
+    write_tables(results, table.rows, sources, table.runs)
     plots = write_plots(results, table.rows, table.runs) + agreement_plots(store, results / "plots")
     comparisons = write_comparisons(results, store, speed, load_paper(paper))
-    report = write_report(results, table.rows, plots, sources_note(sources, table.rows), max(s.newest() for s in (store, speed) if s))
+    report = write_report(results, table.rows, plots, sources_note(sources, table.rows, table.runs), max(s.newest() for s in (store, speed) if s))
     print((results / "table.md").read_text())
     if table.ignored:
         print(f"left out {table.ignored} run(s) made by older versions of the code (a cell shows only its newest version)")

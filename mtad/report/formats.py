@@ -87,9 +87,34 @@ def data_frame(table: list[dict]) -> pd.DataFrame:
     return frame.astype(object).where(frame.notna(), "-")
 
 
-def sources_note(sources: list[dict] | None, table: list[dict] = ()) -> str:
-    """Where each column group comes from, under the Markdown table, and the notes of the metrics
-    of ``table`` (its rows)."""
+CAPPED_NOTE_ABOVE = 0.10  # a task's share of answers cut at max_new_tokens worth a line under the table
+
+
+def capped_note(runs: list[dict]) -> list[str]:
+    """One line per task whose runs (summaries) cut more than ``CAPPED_NOTE_ABOVE`` of their
+    examples at ``max_new_tokens`` (``hit_max_new_tokens``; runs without the count are left out)."""
+    tasks: dict[str, list[dict]] = {}
+    for run in runs:
+        if run.get("hit_max_new_tokens"):
+            tasks.setdefault(run["task"], []).append(run)
+    lines = []
+    for task, group in sorted(tasks.items()):
+        n = {k: sum(r["hit_max_new_tokens"][k] for r in group) for k in group[0]["hit_max_new_tokens"]}
+        if not n["of_examples"] or n["examples"] / n["of_examples"] <= CAPPED_NOTE_ABOVE:
+            continue
+        caps = "/".join(map(str, sorted({r["max_new_tokens"] for r in group})))
+        line = (f"Cut at max_new_tokens ({caps}): {task}, {n['examples'] / n['of_examples']:.0%} of examples "
+                f"({n['examples']}/{n['of_examples']} over {len(group)} run{'s' * (len(group) > 1)})")
+        if n["of_generations"] != n["of_examples"]:
+            line += (f" in at least one turn, {n['generations'] / n['of_generations']:.0%} of turns "
+                     f"({n['generations']}/{n['of_generations']})")
+        lines.append(line + "; those answers are scored as cut.")
+    return lines
+
+
+def sources_note(sources: list[dict] | None, table: list[dict] = (), runs: list[dict] = ()) -> str:
+    """Where each column group comes from, under the Markdown table, the notes of the metrics
+    of ``table`` (its rows), and the tasks whose ``runs`` cut many answers at max_new_tokens."""
     lines = ["", "Columns: seeds, examples, block eff. and quality come from the full runs (95% bootstrap "
              "intervals over examples, and seeds), block eff. from the speed sweep where no full run exists yet "
              "(quality `not run`); the paper's columns are its Llama-3 pairs on its hardware."]
@@ -111,13 +136,16 @@ def sources_note(sources: list[dict] | None, table: list[dict] = ()) -> str:
                   for key, _ in metric.labels}
         if all(values.values()):  # a legend about its labels only once some row has them
             lines.append(metric.note.format(**values))
+    lines += capped_note(runs)
     return "\n".join(lines) + "\n"
 
 
-def write_tables(results_dir: Path, table: list[dict], sources: list[dict] | None = None) -> None:
-    """``sources``: the speed sweeps the speed columns come from (None: from the runs themselves)."""
+def write_tables(results_dir: Path, table: list[dict], sources: list[dict] | None = None,
+                 runs: list[dict] = ()) -> None:
+    """``sources``: the speed sweeps the speed columns come from (None: from the runs themselves);
+    ``runs``: the full runs behind the table (for the note on answers cut at max_new_tokens)."""
     shown = display_frame(table)
     write_atomic(results_dir / "table.md", shown.to_markdown(index=False, tablefmt="pipe", disable_numparse=True)
-                 + "\n" + sources_note(sources, table))
+                 + "\n" + sources_note(sources, table, runs))
     write_atomic(results_dir / "table.tex", shown.to_latex(index=False, escape=True))
     write_atomic(results_dir / "table.csv", data_frame(table).to_csv(index=False))
