@@ -27,6 +27,12 @@ def test_the_last_generation_is_read_from_its_stop_reason_and_earlier_turns_from
         {"new_tokens": [1] * 5, "turn_tokens": [1, 4], "stop_reason": "settled"},           # settled at the cap
     ]
     assert hit_max_new_tokens(records, 4) == {"examples": 3, "of_examples": 6, "generations": 4, "of_generations": 9}
+    # records since issue 36 say why each turn stopped: a first turn ended by a stop token right at
+    # the cap is no hit (negative control: read from its length, it would be)
+    told = {"new_tokens": [1] * 8, "turn_tokens": [4, 4], "turn_stop_reasons": ["stop_token", "max_new_tokens"],
+            "stop_reason": "max_new_tokens"}
+    assert hit_max_new_tokens([told], 4)["generations"] == 1
+    assert hit_max_new_tokens([{k: v for k, v in told.items() if k != "turn_stop_reasons"}], 4)["generations"] == 2
     assert hit_max_new_tokens([], 4) == {"examples": 0, "of_examples": 0, "generations": 0, "of_generations": 0}
 
 
@@ -34,8 +40,10 @@ def _counted(results: Path, summary: dict) -> dict:
     """The count recomputed here from the run's stored records, turn by turn."""
     records = read_lines(results / "samples" / f"{summary['run_id']}.jsonl")
     turns = [r.get("turn_tokens") or [len(r["new_tokens"])] for r in records]
-    hits = [sum(n == summary["max_new_tokens"] for n in t[:-1]) + (r["stop_reason"] == "max_new_tokens")
+    hits = [sum(reason == "max_new_tokens" for reason in r["turn_stop_reasons"]) if "turn_stop_reasons" in r
+            else sum(n == summary["max_new_tokens"] for n in t[:-1]) + (r["stop_reason"] == "max_new_tokens")
             for r, t in zip(records, turns)]
+    assert all("turn_stop_reasons" in r for r, t in zip(records, turns) if len(t) > 1)
     return {"examples": sum(h > 0 for h in hits), "of_examples": len(records), "generations": sum(hits),
             "of_generations": sum(map(len, turns))}
 

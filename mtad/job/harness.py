@@ -251,6 +251,7 @@ def run_example(pair, decoder, task, example, sampling, max_new_tokens: int, see
               "target_log_prob_mean": sum(log_probs) / len(log_probs) if log_probs else None}
     if len(turns) > 1:
         record["turn_tokens"] = [len(out.tokens) for _, out in turns]
+        record["turn_stop_reasons"] = [out.stop_reason for _, out in turns]
     return record
 
 

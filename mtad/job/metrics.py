@@ -30,12 +30,16 @@ def hit_max_new_tokens(records: list[dict], max_new_tokens: int) -> dict[str, in
     """How many of a run's examples, and of their generations (one per turn; one per example on a
     single-turn task), stopped at ``max_new_tokens``: their answers are cut short. An example's last
     generation hit it when its ``stop_reason`` says so (a stop token or a settled answer falling
-    exactly on the cap is no hit); an earlier turn, whose reason is not recorded, when it emitted
-    ``max_new_tokens`` tokens (``turn_tokens``)."""
+    exactly on the cap is no hit), and so did each turn of a record with ``turn_stop_reasons``;
+    an earlier turn of a record without them (before issue 36) when it emitted ``max_new_tokens``
+    tokens (``turn_tokens``)."""
     examples = generations = total = 0
     for record in records:
         turns = record.get("turn_tokens") or [len(record["new_tokens"])]
-        hits = sum(n >= max_new_tokens for n in turns[:-1]) + (record["stop_reason"] == "max_new_tokens")
+        if "turn_stop_reasons" in record:
+            hits = sum(reason == "max_new_tokens" for reason in record["turn_stop_reasons"])
+        else:
+            hits = sum(n >= max_new_tokens for n in turns[:-1]) + (record["stop_reason"] == "max_new_tokens")
         examples += hits > 0
         generations += hits
         total += len(turns)
