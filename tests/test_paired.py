@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from mtad.report.paired import (Estimate, beside_paper, comparisons, frames_of, matrices, mcnemar_exact, paired,
-                               to_markdown)
+from mtad.report.paired import (Estimate, adjust, beside_paper, comparisons, frames_of, holm, matrices, mcnemar_exact,
+                               paired, permutation_p, to_markdown)
 from mtad.report.rows import collect, load_paper
 from tasks.catalogue import TASKS
 
@@ -58,8 +58,11 @@ def test_comparisons_of_a_store(store):  # noqa: F811
     assert mtad_ar["quality"].value == pytest.approx(37.5) and mtad_ar["seeds_a"] == [1, 2]
     assert mtad_ar["mcnemar"] == {"seed": 1, "a_only": 2, "b_only": 0, "p": pytest.approx(0.5)}
     assert mtad_ar["examples"] == 4 and "speed" not in mtad_ar
+    assert mtad_ar["p"] == pytest.approx(0.5) and mtad_ar["p_test"] == "McNemar" and mtad_ar["family"] == 3
     text = to_markdown(rows, collect(store).metrics)
-    assert "| mtad | ar | 1,2 / 1 | 4 | 62.5 | 25.0 | +37.5 [" in text and "2 / 0, p = 0.500 (seed 1)" in text
+    assert "| mtad | ar | 1,2 / 1 | 4 | 62.5 | 25.0 | +37.5 [" in text
+    assert "| 2 / 0 (seed 1) | 0.500 (McNemar) | 1.000 | cannot tell |" in text
+    assert "the family of all 3 quality comparisons in this file" in text
 
 
 def test_a_decoder_only_the_speed_sweep_ran_is_compared_on_speed_alone(store):  # noqa: F811
@@ -70,7 +73,8 @@ def test_a_decoder_only_the_speed_sweep_ran_is_compared_on_speed_alone(store):  
     assert not any(r["a"] == "bild" and r["b"] == "spd" for r in rows)  # the sweep ran no SpD to compare with
     metrics = {"humaneval": TASKS["humaneval"].metric}
     line = next(line for line in to_markdown(rows, metrics).splitlines() if line.startswith("| bild | ar |"))
-    assert line.startswith("| bild | ar | - / 1 | - | - | - | - | - | - |") and "| 4.00 [4.00, 4.00] higher |" in line
+    assert line.startswith("| bild | ar | - / 1 | - | - | - | - | - | - | - | - |") and "| 4.00 [4.00, 4.00] higher |" in line
+    assert "p" not in bild and bild["verdict"] == "-"  # no quality: outside the family
     mtad = next(r for r in rows if (r["a"], r["b"]) == ("mtad", "ar"))
     assert mtad["quality"].value == pytest.approx(37.5) and "speed" not in mtad  # quality as before, no sweep of MTAD
 
@@ -115,8 +119,11 @@ def test_judged_mt_bench_is_paired_over_questions_on_the_turns_both_were_rated_o
     (spd,) = comparisons(collect(tmp_path), None)
     assert spd["quality_b"].value == pytest.approx(46 / 7)
     assert spd["quality"].value == pytest.approx(-0.5) and spd["quality"].ci == pytest.approx((-0.5, -0.5))
-    assert "mcnemar" not in spd
-    assert "| spd | ar | 1 / 1 | 4 | 6.07 | 6.57 | -0.50 [-0.50, -0.50] | lower | - |" in to_markdown([spd], {"mtbench": TASKS["mtbench"].metric})
+    assert "mcnemar" not in spd and spd["p_test"] == "permutation" and spd["p"] == pytest.approx(2 / 16, abs=0.01)
+    # 4 questions, each decoder 1 run: 2^4 equally likely label swaps, 2 of them as far from 0 as the data
+    # (all or none swapped), so 4 questions cannot tell, however consistent
+    assert "| spd | ar | 1 / 1 | 4 | 6.07 | 6.57 | -0.50 [-0.50, -0.50] | - | 0.126 (permutation) | 0.126 | cannot tell |" \
+        in to_markdown([spd], {"mtbench": TASKS["mtbench"].metric})
 
 
 def test_a_turn_rated_for_one_decoder_only_drops_out_of_both(tmp_path):
@@ -154,3 +161,80 @@ def test_every_variant_of_a_decoder_stands_beside_the_papers_decoder(store):  # 
     expected = paper[("humaneval", "llama3", "mtad")]["quality"] - paper[("humaneval", "llama3", "spd")]["quality"]
     line = next(line for line in beside_paper(rows, paper).splitlines() if line.startswith("| mtad (tau=0.3) |"))
     assert f"| {expected:+.1f} |" in line
+
+
+def test_holm_on_a_textbook_family():
+    """Four p-values (hand-computed): sorted .005, .01, .03, .04 times 4, 3, 2, 1 is .02, .03, .06,
+    .04, made non-decreasing: .02, .03, .06, .06; back in the input order."""
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0]) and holm([0.02]) == [0.02] and holm([]) == []
+
+
+def test_holm_keeps_the_order_of_the_raw_p_values():
+    raw = np.random.default_rng(4).random(25) ** 3
+    adjusted = np.array(holm(raw))
+    order = np.argsort(raw)
+    assert np.all(np.diff(adjusted[order]) >= 0) and np.all(adjusted >= raw) and np.all(adjusted <= 1)
+    assert adjusted[order[0]] == pytest.approx(25 * raw[order[0]])
+
+
+def quality_row(p, value=8.0, ci=(2.5, 13.5)):
+    return {"quality": Estimate(value, ci), "p": p}
+
+
+def test_a_raw_p_below_005_that_holm_lifts_above_it_cannot_tell():
+    """Spider's MTAD - AR: interval above 0, McNemar p = 0.009; in a family of 25 (the other 24
+    far from significant) Holm makes it 0.225: cannot tell. Alone (no adjustment, the negative
+    control) the same row would say higher."""
+    family = adjust([quality_row(0.009)] + [quality_row(0.5, 1.0, (-4.0, 6.0)) for _ in range(24)])
+    assert family[0]["p_holm"] == pytest.approx(0.225) and family[0]["verdict"] == "cannot tell"
+    assert adjust([quality_row(0.009)])[0]["verdict"] == "higher"
+    assert adjust([quality_row(0.001, -8.0, (-13.5, -2.5)), *[quality_row(0.5)] * 24])[0]["verdict"] == "lower"
+    # a small adjusted p is not enough: the interval must exclude 0 too
+    assert adjust([quality_row(0.001, 3.0, (-1.0, 7.0))])[0]["verdict"] == "cannot tell"
+
+
+def test_holm_over_a_stores_comparisons(tmp_path):
+    """200 problems, one seed each; SpD solves what AR solves; MTAD solves 21 more and misses 8
+    (McNemar p = 0.024, interval above 0). The family is SpD - AR, MTAD - AR, MTAD - SpD: Holm
+    makes both MTAD p-values 0.072, so neither says higher; the interval alone would."""
+    (tmp_path / "samples").mkdir()
+    base = [i % 3 == 0 for i in range(200)]
+    mtad = list(base)
+    for i in [i for i in range(200) if not base[i]][:21]:
+        mtad[i] = True
+    for i in [i for i in range(200) if base[i]][:8]:
+        mtad[i] = False
+    add_run(tmp_path, "ar1", "ar", 1, 1.0, base)
+    add_run(tmp_path, "spd1", "spd", 1, 1.0, base)
+    add_run(tmp_path, "mtad1", "mtad", 1, 1.0, mtad)
+    rows = {(r["a"], r["b"]): r for r in comparisons(collect(tmp_path), None)}
+    for pair in (("mtad", "ar"), ("mtad", "spd")):
+        row = rows[pair]
+        assert row["p"] == pytest.approx(mcnemar_exact(21, 8)) and 0.02 < row["p"] < 0.025
+        assert row["p_holm"] == pytest.approx(3 * row["p"]) and row["verdict"] == "cannot tell"
+        assert row["quality"].verdict(0.0) == "higher"  # negative control: the unadjusted reading
+    assert rows[("spd", "ar")]["p_holm"] == 1.0 and rows[("spd", "ar")]["family"] == 3
+
+
+def test_the_permutation_test_on_solved_or_not_at_one_seed_is_mcnemars():
+    """One seed a side, scores 0/1: shuffling labels within each problem is the sign test on the
+    discordant problems, i.e. McNemar's exact test (up to Monte Carlo error)."""
+    a = np.zeros(120)
+    b = np.zeros(120)
+    a[:30], b[30:42] = 1, 1  # 30 A only, 12 B only, the rest solved by neither
+    a[60:90] = b[60:90] = 1  # 30 by both
+    assert permutation_p(as_matrix(a), as_matrix(b)) == pytest.approx(mcnemar_exact(30, 12), abs=0.004)
+    assert permutation_p(as_matrix(a), as_matrix(a)) == 1.0
+
+
+def test_the_permutation_test_pools_a_problems_runs_of_both_decoders():
+    """A ran three seeds, B one: each problem's four runs are dealt again, three to A. A shift of
+    every problem by a constant is found, equal outcomes are not, and one problem cannot decide."""
+    rng = np.random.default_rng(6)
+    hardness = rng.random((60, 1))
+    a, b = hardness + rng.normal(0, 0.05, (60, 3)), hardness + rng.normal(0, 0.05, (60, 1))
+    assert permutation_p(as_matrix(*(a + 0.2).T), as_matrix(b[:, 0])) < 0.001
+    assert permutation_p(as_matrix(*a.T), as_matrix(b[:, 0])) > 0.05
+    assert permutation_p(as_matrix([1.0], [1.0], [1.0]), as_matrix([0.0])) == pytest.approx(0.25, abs=0.02)
+    assert permutation_p(as_matrix([np.nan]), as_matrix([1.0])) is None

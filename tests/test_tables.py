@@ -85,14 +85,78 @@ def test_table_values_speedups_intervals_and_paper_numbers(store):
 
 
 def test_bootstrap_interval():
-    ones = lambda n: [1.0] * n  # noqa: E731 (a mean is a ratio over denominators of one)
-    assert bootstrap([([3.0] * 20, ones(20))]) == (3.0, 3.0)
-    low, high = bootstrap([(list(range(100)), ones(100))])
+    assert bootstrap([3.0] * 20, [1.0] * 20) == (3.0, 3.0)
+    low, high = bootstrap(range(100), np.ones(100))
     assert 40 < low < 49.5 < high < 59  # about 49.5 +- 1.96 * 2.9
-    two_seeds = [([0.0] * 10, ones(10)), ([10.0] * 10, ones(10))]  # only seed-to-seed variation
-    assert bootstrap(two_seeds) == (0.0, 10.0)
-    low, high = bootstrap([([10.0, 30.0], [1.0, 1.0])])  # a ratio of sums: 10, 20 or 30
+    low, high = bootstrap([10.0, 30.0], [1.0, 1.0])  # a ratio of sums: 10, 20 or 30
     assert (low, high) == (10.0, 30.0)
+    assert bootstrap([], []) is None and bootstrap([1.0], [0.0]) is None
+
+
+def per_example_bootstrap(num, den, samples=1000, seed=0):
+    """The textbook one-level bootstrap of sum(num) / sum(den): examples drawn with replacement."""
+    num, den = np.asarray(num, float), np.asarray(den, float)
+    drawn = np.random.default_rng(seed).integers(len(num), size=(samples, len(num)))
+    return tuple(np.percentile(num[drawn].sum(axis=1) / den[drawn].sum(axis=1), [2.5, 97.5]))
+
+
+def two_level_bootstrap(groups, samples=1000, seed=0):
+    """The cell interval before issue 36 (kept as the negative control): seeds resampled, then
+    examples independently within each chosen seed, as if a problem's seeds were unrelated."""
+    rng = np.random.default_rng(seed)
+    chosen = rng.integers(len(groups), size=(samples, len(groups)))
+    numerator, denominator = np.zeros(samples), np.zeros(samples)
+    for slot in range(len(groups)):
+        for g, (n, d) in enumerate(groups):
+            picked = chosen[:, slot] == g
+            index = rng.integers(len(n), size=(int(picked.sum()), len(n)))
+            numerator[picked] += n[index].sum(axis=1)
+            denominator[picked] += d[index].sum(axis=1)
+    return tuple(np.percentile(numerator / denominator, [2.5, 97.5]))
+
+
+def test_one_seed_resamples_its_examples_one_by_one():
+    """One seed: every example is its own problem, so the interval is the per-example bootstrap."""
+    rng = np.random.default_rng(5)
+    num, den = rng.integers(0, 4, 120).astype(float), rng.integers(1, 4, 120).astype(float)
+    ids = [f"HumanEval/{i:03d}" for i in range(120)]
+    direct = per_example_bootstrap(num, den)
+    assert bootstrap(num, den, ids) == pytest.approx(direct) == bootstrap(num, den)
+    assert direct[0] < num.sum() / den.sum() < direct[1]
+
+
+def test_seeds_that_agree_on_every_problem_add_no_information(tmp_path):
+    """Three seeds with the same outcome on every problem: the cell's interval is one seed's
+    interval (the draws are the same problems), where the old two-level bootstrap, treating the
+    three seeds' examples as independent, gives one about sqrt(3) times narrower."""
+    (tmp_path / "samples").mkdir()
+    passed = list(np.random.default_rng(3).random(150) < 0.45)
+    for seed in (1, 2, 3):
+        add_run(tmp_path, f"ar{seed}", "ar", seed, 1.0, passed)
+    add_run(tmp_path, "spd1", "spd", 1, 1.0, passed)
+    rows = build_rows(collect(tmp_path), PAPER).rows
+    three, one = (row(rows, "humaneval", "llama3", d)["ours"]["quality_ci"] for d in ("ar", "spd"))
+    assert three == pytest.approx(one)
+    outcomes = np.array(passed, float) * 100
+    old = two_level_bootstrap([(outcomes, np.ones(150))] * 3)  # negative control
+    width = three[1] - three[0]
+    assert 12 < width < 20 and width > 1.5 * (old[1] - old[0])  # one seed: 2 * 1.96 * sqrt(.45 * .55 / 150)
+
+
+def test_problems_with_unequal_numbers_of_seeds():
+    """A problem brings all its seeds' values: two problems, one solved at three seeds, one
+    failed at its one seed, give ratios 1 (drawn twice), 3/4 (once each) or 0 (twice)."""
+    low, high = bootstrap([1.0, 1.0, 1.0, 0.0], np.ones(4), ["p1", "p1", "p1", "p2"], samples=4000)
+    assert (low, high) == (0.0, 1.0)
+    rng = np.random.default_rng(7)  # 40 problems x 1 to 3 seeds, rows shuffled: the definition, draw by draw
+    seeds = rng.integers(1, 4, 40)
+    ids = np.repeat(np.arange(40), seeds)
+    num, order = rng.random(len(ids)), rng.permutation(len(ids))
+    drawn = np.random.default_rng(0).integers(40, size=(1000, 40))
+    ratios = [np.concatenate([num[ids == p] for p in draw]).sum() / seeds[draw].sum() for draw in drawn]
+    expected = np.percentile(ratios, [2.5, 97.5])
+    assert bootstrap(num[order], np.ones(len(ids)), ids[order]) == pytest.approx(expected)
+    assert bootstrap(num, np.ones(len(ids))) != pytest.approx(expected)  # rows as problems: another interval
 
 
 def markdown_row(text: str, *first: str) -> list[str]:
@@ -176,8 +240,8 @@ def test_the_mt_bench_interval_is_over_rated_turns_like_fastchats_score(tmp_path
             verdicts=[{"ratings": r} for r in ratings])
     ci = row(build_rows(collect(tmp_path), PAPER).rows, "mtbench", "llama3", "mtad")["ours"]["quality_ci"]
     sums, counts = [2, 17, 3, 16, 1, 16], [1, 2, 1, 2, 1, 2]
-    assert ci == pytest.approx(bootstrap([(np.array(sums), np.array(counts))]))
-    assert ci != pytest.approx(bootstrap([(np.array(sums) / np.array(counts), np.ones(6))]))  # negative control
+    assert ci == pytest.approx(bootstrap(sums, counts))
+    assert ci != pytest.approx(bootstrap(np.array(sums) / np.array(counts), np.ones(6)))  # negative control
 
 
 def test_runs_without_per_example_records_use_their_totals(store):

@@ -116,8 +116,8 @@ def sources_note(sources: list[dict] | None, table: list[dict] = (), runs: list[
     """Where each column group comes from, under the Markdown table, the notes of the metrics
     of ``table`` (its rows), and the tasks whose ``runs`` cut many answers at max_new_tokens."""
     lines = ["", "Columns: seeds, examples, block eff. and quality come from the full runs (95% bootstrap "
-             "intervals over examples, and seeds), block eff. from the speed sweep where no full run exists yet "
-             "(quality `not run`); the paper's columns are its Llama-3 pairs on its hardware."]
+             "intervals over problems, each drawn with all its seeds), block eff. from the speed sweep where no "
+             "full run exists yet (quality `not run`); the paper's columns are its Llama-3 pairs on its hardware."]
     if sources is None:
         lines.append("tok/s, vs AR, vs SpD and J/token: the same runs; speed-ups only between runs of one sweep.")
     else:

@@ -31,10 +31,10 @@ def write_report(results_dir: Path, table: list[dict], plots: list[Path], note: 
     dated = f", records up to {html.escape(newest[:16].replace('T', ' '))} UTC" if newest else ""
     body = [f"<h1>mtad results</h1><p>From <code>{html.escape(str(Path(results_dir) / 'runs.jsonl'))}</code>"
             f"{dated}. tokens/s is a ratio of sums over "
-            "examples; intervals are 95% bootstrap intervals over examples (and seeds); speed-ups compare with "
-            "AR and SpD runs of the same sweep. Bold rows are ours; the last three columns (blue, italic) are "
-            "the paper's published numbers for its Llama-3 pairs, on its hardware: compare within a column group, "
-            "not across.</p>",
+            "examples; intervals are 95% bootstrap intervals over problems (each with all its seeds); speed-ups "
+            "compare with AR and SpD runs of the same sweep. Bold rows are ours; the last three columns (blue, "
+            "italic) are the paper's published numbers for its Llama-3 pairs, on its hardware: compare within a "
+            "column group, not across.</p>",
             "<table><tr>" + cells(header, "th") + "</tr>"]
     body += [("<tr class=ours>" if ran["ours"] else "<tr>") + cells(row, "td") + "</tr>" for ran, row in zip(table, rows)]
     body.append("</table>")

@@ -6,14 +6,18 @@ so their difference is measured problem by problem, which is far tighter than tw
 intervals. For each comparison A vs B:
 - quality (the task's declared metric, ``tasks.base.Metric``, once its examples are rated): A - B
   in points, with a 95% paired bootstrap interval: problems resampled, and within each problem
-  each decoder's seeds resampled; plus, for the solved-or-not metrics, McNemar's exact test on the
-  discordant problems of the first seed both ran. Each problem is compared on the units of its
-  scores (e.g. turns) that both sides rated (``rated_units``);
+  each decoder's seeds resampled; and one p-value: McNemar's exact test on the discordant
+  problems of the first seed both ran for the solved-or-not metrics, else a permutation test over
+  problems (``permutation_p``). Each problem is compared on the units of its scores (e.g. turns)
+  that both sides rated (``rated_units``). The p-values are Holm-adjusted over the family of every
+  quality comparison the file reports (``holm``);
 - target perplexity (the target's mean log-probability of what was emitted): A - B, same bootstrap;
 - block efficiency (tokens per target call; independent of the machine): A / B, same bootstrap;
 - tokens/s and J/token: A / B from the interleaved speed sweep (one sitting), bootstrap over its
   examples; absent when no sweep measured both.
-A verdict says whether the interval is above 1 (0 for differences), below, or straddles it.
+A speed verdict says whether the interval is above 1, below, or straddles it. A quality verdict
+is 'higher' or 'lower' only when the Holm-adjusted p is below ``ALPHA`` and the interval excludes
+0 on that side (``quality_verdict``), else 'cannot tell'.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from mtad.report.rows import CELL, DECODER_ORDER, Store, metrics_of
 from tasks.base import Metric
 
 SAMPLES = 2000
+PERMUTATIONS = 10000  # a permutation p is at least 1 / 10001: Holm over ~25 tests still resolves 0.05
+ALPHA = 0.05  # the family-wise error rate of the quality verdicts
 GROUP = ["task", "pair", "sampling_key", "max_new_tokens"]  # cells in one group ran the same examples
 
 
@@ -107,6 +113,79 @@ def paired(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], c
         return Estimate(point if math.isfinite(point) else None, None)
     low, high = np.percentile(replicates, [2.5, 97.5])
     return Estimate(point, (float(low), float(high)))
+
+
+def permutation_p(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray],
+                  samples: int = PERMUTATIONS, seed: int = 0, chunk: int = 1000) -> float | None:
+    """Two-sided p-value of A - B on the statistic of ``paired`` (sum(num) / sum(den) over problems,
+    each problem's seeds averaged first), same (num, den) [problems x seeds] matrices: within each
+    problem, the decoder labels of its runs are shuffled (A keeps as many runs as it ran), and p is
+    the share of shuffles whose |A - B| reaches the observed one, counting the observed labelling
+    ((1 + hits) / (1 + samples)). None: no problem both ran.
+
+    Why this test where McNemar does not apply (e.g. ratings on a scale): its null is exactly "the
+    two decoders' runs of a problem are exchangeable", which is what "cannot tell A from B" means
+    and what a lossless decoder satisfies by construction; it needs no normal approximation and no
+    bootstrap tail (a bootstrap p read off 2000 percentiles is coarse and optimistic exactly where
+    Holm looks, near 0.05 / 25); and on one seed a side it is the sign-flip test over problems,
+    which on solved-or-not scores is McNemar's exact test (by Monte Carlo), so the family's
+    p-values all answer the same question. It pairs like the interval (problems, never pooled
+    examples)."""
+    counts = [np.sum(~np.isnan(num) & ~np.isnan(den), axis=1) for num, den in (a, b)]
+    keep = (counts[0] > 0) & (counts[1] > 0)
+    if not keep.any():
+        return None
+    num, den = (np.concatenate([a[i][keep], b[i][keep]], axis=1) for i in (0, 1))
+    ran = ~np.isnan(num) & ~np.isnan(den)
+    num, den, mine = np.nan_to_num(num), np.nan_to_num(den), counts[0][keep]
+    theirs = counts[1][keep]
+
+    def statistic(to_a: np.ndarray) -> np.ndarray:  # [..., problems, runs] labels: True for A
+        sides = [(to_a & ran, mine), (~to_a & ran, theirs)]
+        means = [[np.where(side, m, 0.0).sum(-1) / count for m in (num, den)] for side, count in sides]
+        return np.abs(means[0][0].sum(-1) / means[0][1].sum(-1) - means[1][0].sum(-1) / means[1][1].sum(-1))
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        observed = statistic(np.arange(num.shape[1]) < a[0].shape[1])  # A's runs come first
+    if not math.isfinite(observed):
+        return None
+    rng, hits = np.random.default_rng(seed), 0
+    for start in range(0, samples, chunk):
+        keys = np.where(ran, rng.random((min(chunk, samples - start), *num.shape)), np.inf)
+        cut = np.take_along_axis(np.sort(keys, axis=-1), (mine - 1)[None, :, None], axis=-1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            hits += int(np.sum(statistic(keys <= cut) >= observed * (1 - 1e-9)))
+    return (1 + hits) / (1 + samples)
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment (Holm 1979): the i-th smallest of m p-values times (m - i + 1),
+    made non-decreasing in that order, capped at 1. Rejecting where the adjusted p < alpha keeps
+    the chance of any false rejection in the family at alpha or less, whatever the dependence."""
+    p = np.asarray(p_values, float)
+    order = np.argsort(p, kind="stable")
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate(p[order] * (len(p) - np.arange(len(p)))))
+    return adjusted.tolist()
+
+
+def quality_verdict(row: dict) -> str:
+    """'higher' / 'lower' when the Holm-adjusted p is below ``ALPHA`` and the interval excludes 0
+    on that side, else 'cannot tell' ('-': no paired quality)."""
+    if row["quality"].value is None:
+        return "-"
+    return row["quality"].verdict(0.0) if row.get("p_holm") is not None and row["p_holm"] < ALPHA else "cannot tell"
+
+
+def adjust(rows: list[dict]) -> list[dict]:
+    """Holm over the family of every quality comparison in ``rows`` (those with a p-value): each
+    row gets ``p_holm``, ``family`` (the family's size) and its ``verdict``."""
+    tested = [row for row in rows if row.get("p") is not None]
+    for row, adjusted in zip(tested, holm([row["p"] for row in tested])):
+        row.update(p_holm=adjusted, family=len(tested))
+    for row in rows:
+        row["verdict"] = quality_verdict(row)
+    return rows
 
 
 def mcnemar_exact(a_only: int, b_only: int) -> float:
@@ -205,6 +284,9 @@ def compare_cells(quality: dict, speed: dict, a, b, metric: Metric) -> dict:
             both = ~np.isnan(x) & ~np.isnan(y)
             a_only, b_only = int(((x > 0) & (y == 0) & both).sum()), int(((x == 0) & (y > 0) & both).sum())
             out["mcnemar"] = {"seed": int(s), "a_only": a_only, "b_only": b_only, "p": mcnemar_exact(a_only, b_only)}
+            out["p"], out["p_test"] = out["mcnemar"]["p"], "McNemar"
+        elif out["quality"].value is not None:
+            out["p"], out["p_test"] = permutation_p(qa, qb), "permutation"
     if ran_both(quality, a, b):
         (la, lb), ids = matrices(quality, a, b, "log_prob", None)
         out["examples"] = len(ids)
@@ -231,8 +313,9 @@ def frames_of(store: Store) -> tuple[dict, dict]:
 
 
 def comparisons(store: Store, speed_store: Store | None) -> list[dict]:
-    """Per task group: each decoder against AR and SpD, as dicts. A cell only the speed sweep ran
-    (its quality run not there yet) is compared on speed alone."""
+    """Per task group: each decoder against AR and SpD, as dicts, their quality p-values
+    Holm-adjusted over all of them (``adjust``). A cell only the speed sweep ran (its quality run
+    not there yet) is compared on speed alone."""
     quality, params = frames_of(store)
     speed, speed_params = frames_of(speed_store) if speed_store is not None else ({}, {})
     metrics = metrics_of(store, speed_store)
@@ -260,7 +343,7 @@ def comparisons(store: Store, speed_store: Store | None) -> list[dict]:
                     out.append({"task": task, "pair": group[1], "a": label(cell, params[cell]), "b": reference,
                                 "seeds_a": seeds_of(quality, cell), "seeds_b": seeds_of(quality, ref),
                                 **compare_cells(quality, speed, cell, ref, metric)})
-    return out
+    return adjust(out)
 
 
 def seeds_of(frames: dict, cell) -> list[int]:
@@ -275,33 +358,45 @@ def _p(p: float) -> str:
     return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
 
 
+def family_note(rows: list[dict]) -> str:
+    """The legend's line on the quality p-values and their family."""
+    family = max((row.get("family") or 0 for row in rows), default=0)
+    return (f"Quality p: one per comparison, McNemar's exact where the task scores solved-or-not, else a "
+            f"permutation test over problems ({PERMUTATIONS} shuffles of the decoder labels within each problem); "
+            f"Holm p: adjusted over the family of all {family} quality comparisons in this file (every task, every "
+            f"decoder against AR and against SpD), so the chance of any false quality `higher` / `lower` here is at "
+            f"most {ALPHA:g}.")
+
+
 def to_markdown(rows: list[dict], metrics: dict[str, Metric | None]) -> str:
     """``metrics``: task -> its declared metric (digits and the legend's notes)."""
     notes = [metrics[task].paired_note for task in dict.fromkeys(r["task"] for r in rows) if metrics[task].paired_note]
     lines = ["# Paired comparisons", "", "Written by `make table` (`mtad/report/paired.py`). A vs B over the problems "
              "both ran: differences (A - B, points) and ratios (A / B) with 95% paired bootstrap intervals "
              f"({SAMPLES} resamples of problems, seeds resampled within each problem); McNemar: problems solved "
-             "by A only / by B only at the first seed both ran, exact two-sided p. tok/s and J/token ratios come "
-             "from the interleaved speed sweep (`-`: no sweep measured both). `higher` / `lower`: the interval "
-             "excludes no difference; `cannot tell`: it does not." + "".join(" " + note for note in notes), ""]
+             "by A only / by B only at the first seed both ran. tok/s and J/token ratios come "
+             "from the interleaved speed sweep (`-`: no sweep measured both). Quality verdict: `higher` / `lower` "
+             f"when the Holm p < {ALPHA:g} and the interval excludes no difference, else `cannot tell`; tok/s "
+             "verdict: the interval alone." + "".join(" " + note for note in notes), "", family_note(rows), ""]
     for (task, pair), group in pd.DataFrame(rows).groupby(["task", "pair"], sort=False) if rows else []:
         lines += [f"## {task}, {pair}", "", "| A | B | seeds A / B | problems | quality A | quality B | A - B [95% CI] "
-                  "| verdict | McNemar A only / B only, p | target ppl A - B | block eff. A / B | tok/s A / B | "
-                  "J/token A / B |", "|" + "---|" * 13]
+                  "| McNemar A only / B only | p (test) | Holm p | verdict | target ppl A - B | block eff. A / B | "
+                  "tok/s A / B | J/token A / B |", "|" + "---|" * 15]
         digits = metrics[task].paired_digits
         for row in group.to_dict("records"):
             mc = row.get("mcnemar")
-            mc = f"{mc['a_only']} / {mc['b_only']}, p = {_p(mc['p'])} (seed {mc['seed']})" if isinstance(mc, dict) \
-                else "-"
+            mc = f"{mc['a_only']} / {mc['b_only']} (seed {mc['seed']})" if isinstance(mc, dict) else "-"
+            raw, adjusted = row.get("p"), row.get("p_holm")
+            raw = f"{_p(raw)} ({row['p_test']})" if isinstance(raw, float) and not math.isnan(raw) else "-"
+            adjusted = _p(adjusted) if isinstance(adjusted, float) and not math.isnan(adjusted) else "-"
             speed, energy = row.get("speed"), row.get("energy")
             speed_text = speed.text(2) + " " + speed.verdict(1.0) if isinstance(speed, Estimate) else "-"
             energy_text = energy.text(2) if isinstance(energy, Estimate) else "no meter" if speed_text != "-" else "-"
-            verdict = row["quality"].verdict(0.0) if row["quality"].value is not None else "-"
             lines.append(
                 f"| {row['a']} | {row['b']} | {seeds(row['seeds_a'])} / {seeds(row['seeds_b'])} | "
                 f"{row['examples'] or '-'} | "
                 f"{row['quality_a'].text(digits)} | {row['quality_b'].text(digits)} | "
-                f"{row['quality'].text(digits, signed=True)} | {verdict} | {mc} | "
+                f"{row['quality'].text(digits, signed=True)} | {mc} | {raw} | {adjusted} | {row['verdict']} | "
                 f"{row['ppl'].text(3, signed=True)} | {row['block_efficiency'].text(2)} | "
                 f"{speed_text} | {energy_text} |")
         lines.append("")

@@ -1,9 +1,9 @@
 """The rows of the paper's main table, rebuilt from the results store (``make table``).
 
 One row per task x model pair x decoder (x decoder parameters, when several were run): tokens/s,
-J/token and the task's quality, each with a 95% bootstrap confidence interval (over examples,
-and over seeds when a cell holds several runs), the speed-ups against AR and SpD measured in the
-same sweep, and the paper's own numbers beside ours. A cell we did not run says "not run". A
+J/token and the task's quality, each with a 95% bootstrap confidence interval over problems (a
+drawn problem brings all the cell's runs of it: every seed), the speed-ups against AR and SpD
+measured in the same sweep, and the paper's own numbers beside ours. A cell we did not run says "not run". A
 cell holds the runs of the newest code versions only (``mtad/job/comparison.py``).
 """
 
@@ -98,39 +98,42 @@ def metrics_of(store: Store, speed_store: Store | None = None) -> dict[str, Metr
     return {**(speed_store.metrics if speed_store is not None else {}), **store.metrics}
 
 
-def bootstrap(groups: list[tuple], samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> tuple[float, float] | None:
-    """95% percentile interval of the ratio sum(numerator) / sum(denominator) over resampled
-    examples; ``groups`` holds one (numerators, denominators) pair of arrays per seed. With several
-    seeds, seeds are resampled first, then examples within each chosen seed. (scipy's bootstrap
-    resamples one level only, so this two-level one is ours.)"""
-    groups = [(np.asarray(n, float), np.asarray(d, float)) for n, d in groups if len(n)]
-    if not groups or sum(d.sum() for _, d in groups) == 0:
+def bootstrap(numerators, denominators, clusters=None, samples: int = BOOTSTRAP_SAMPLES,
+              seed: int = 0) -> tuple[float, float] | None:
+    """95% percentile interval of the ratio sum(numerators) / sum(denominators) over resampled
+    clusters: ``clusters`` labels each value's cluster (a cell's example id: a problem, with the
+    values of every seed that ran it; None: each value its own cluster). Each replicate draws as
+    many clusters as there are, with replacement, and takes the ratio of their summed totals.
+
+    The problem is the unit because outcomes cluster by problem: most coding problems pass at
+    every seed or fail at every seed, so seeds of one problem are far from independent. Seeds
+    are not resampled again within a drawn problem: a problem's total over its seeds already
+    carries its seed-to-seed spread, and a second stage would count that spread twice (Davison &
+    Hinkley 1997, section 3.8). A problem with fewer seeds than another weighs less, as in the
+    point estimate (a ratio of sums)."""
+    numerators, denominators = np.asarray(numerators, float), np.asarray(denominators, float)
+    if not len(numerators) or denominators.sum() == 0:
         return None
-    rng = np.random.default_rng(seed)
-    chosen = rng.integers(len(groups), size=(samples, len(groups)))
-    numerator, denominator = np.zeros(samples), np.zeros(samples)
-    for slot in range(len(groups)):
-        for g, (n, d) in enumerate(groups):
-            picked = chosen[:, slot] == g
-            index = rng.integers(len(n), size=(int(picked.sum()), len(n)))
-            numerator[picked] += n[index].sum(axis=1)
-            denominator[picked] += d[index].sum(axis=1)
+    labels = np.arange(len(numerators)) if clusters is None else np.unique(np.asarray(clusters), return_inverse=True)[1]
+    num, den = np.bincount(labels, numerators), np.bincount(labels, denominators)  # per cluster, in label order
+    drawn = np.random.default_rng(seed).integers(len(num), size=(samples, len(num)))
+    numerator, denominator = num[drawn].sum(axis=1), den[drawn].sum(axis=1)
     valid = denominator > 0
     low, high = np.percentile(numerator[valid] / denominator[valid], [2.5, 97.5])
     return float(low), float(high)
 
 
 def _ratio(examples: pd.DataFrame, numerator: str, denominator: str | None, partial: bool = False) -> tuple:
-    """(value, 95% interval) of sum(numerator) / sum(denominator) over a cell's examples, seeds
-    (runs) as bootstrap groups (``denominator`` None: a mean). Examples lacking the numerator are
-    left out with ``partial`` (quality: ungraded examples), else they make it (None, None)."""
+    """(value, 95% interval) of sum(numerator) / sum(denominator) over a cell's examples, the
+    interval resampling problems (example ids, each with all the cell's runs of it; ``bootstrap``)
+    (``denominator`` None: a mean). Examples lacking the numerator are left out with ``partial``
+    (quality: ungraded examples), else they make it (None, None)."""
     rows = examples.dropna(subset=[numerator])
     if rows.empty or (len(rows) < len(examples) and not partial):
         return None, None
     den = rows[denominator] if denominator else pd.Series(1.0, index=rows.index)
     value = rows[numerator].sum() / den.sum() if den.sum() else None
-    groups = [(g[numerator].to_numpy(), den.loc[g.index].to_numpy()) for _, g in rows.groupby("run_id")]
-    return value, bootstrap(groups)
+    return value, bootstrap(rows[numerator].to_numpy(), den.to_numpy(), rows["id"].to_numpy())
 
 
 def machines(runs: list[dict]) -> list[str]:
@@ -153,7 +156,7 @@ def _labels(runs: list[dict], key: str) -> str | None:
 def summarize(cell: pd.DataFrame, examples: pd.DataFrame, runs: list[dict], metric: Metric | None) -> dict:
     """The row of one cell (its current runs): values, intervals, speed-ups, seeds. Quality: the
     mean over runs of the summary's ``metric.key`` in the paper's unit; its interval is over the
-    examples' rated scores."""
+    rated scores, problems resampled."""
     cell_runs = cell.to_dict("records")
     mine = examples[examples["run_id"].isin(cell["run_id"])]
     run_quality = [r["quality"].get(metric.key) for r in cell_runs] if metric else []
