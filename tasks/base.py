@@ -50,6 +50,24 @@ def mean_score(scores: list[float | None]) -> float | None:
     return sum(rated) / len(rated) if rated else None
 
 
+def spread(items: list, n: int | None, stratum: Callable[[Any], Any] | None = None) -> list:
+    """``n`` of ``items`` spread over them, in their order (all of them when ``n`` is None or not
+    smaller): round-robin over strata (``stratum(item)``: a task's databases or categories, each
+    taken in its order), or, without strata, evenly spaced (item i * len // n: every fourth of 164
+    for n = 41). A speed sitting on the first n examples measures one corner of a task (issue 36:
+    Spider's first 40 questions all ask one database)."""
+    if n is None or n >= len(items):
+        return list(items)
+    if stratum is None:
+        return [items[i * len(items) // n] for i in range(n)]
+    groups: dict[Any, list[int]] = {}
+    for i, item in enumerate(items):
+        groups.setdefault(stratum(item), []).append(i)
+    rounds = (group[rank] for rank in range(max(map(len, groups.values()))) for group in groups.values()
+              if rank < len(group))
+    return [items[i] for i in sorted(list(rounds)[:n])]
+
+
 @dataclass
 class Example:
     id: str

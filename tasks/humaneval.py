@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from mtad.errors import UserError
 from mtad.ranges import Each, Int, OneOf, Real, ranged
 from mtad.runners.pair import PairInfo
-from tasks.base import Example, Metric, Task
+from tasks.base import Example, Metric, Task, spread
 from tasks.sandbox import SANDBOXES, Limits, run_program, sandbox_error
 
 CHAT_INSTRUCTION = ("Complete the following Python function. Reply with the complete function in one "
@@ -75,6 +75,7 @@ class HumanEval(Task):
     name = "humaneval"
     version = 2  # 2: generation stops where the body ends (stop_rule)
     limit: int | None = ranged(None, Int(min=1, none="all 164"))  # the first N problems
+    sample: int | None = ranged(None, Int(min=1, none="all of limit"))  # N of those, evenly spaced (tasks.base.spread)
     num_samples: int = ranged(1, Int(min=1))  # samples per problem (n of pass@k)
     k: tuple[int, ...] = ranged((1,), Each(Int(min=1, note="and <= num_samples")))
     extraction: str = ranged("body", OneOf(("body", "paper")))
@@ -104,7 +105,7 @@ class HumanEval(Task):
 
         if pair.tokenizer is None:
             raise UserError(f"humaneval needs a model pair with a tokenizer; {pair.name!r} has none")
-        problems = list(read_problems().values())[: self.limit]
+        problems = spread(list(read_problems().values())[: self.limit], self.sample)
         out = []
         for problem in problems:
             prompt_ids = self._prompt_ids(problem["prompt"], pair)

@@ -19,7 +19,7 @@ from mtad.judging.fastchat import judge_answers, load_prompts, load_references, 
 from mtad.judging.fastchat import scores as fastchat_scores
 from mtad.ranges import Int, ranged
 from mtad.runners.pair import PairInfo
-from tasks.base import Example, Metric, Task, shared_data
+from tasks.base import Example, Metric, Task, shared_data, spread
 
 ANSWERS = "model_answer"
 JUDGMENTS = "model_judgment"
@@ -43,6 +43,7 @@ class MTBench(Task):
     graded_by_judge = True
     data_dir: str = field(default_factory=lambda: shared_data("mt_bench"))
     limit: int | None = ranged(None, Int(min=1, none="all 80"))  # the first N questions
+    sample: int | None = ranged(None, Int(min=1, none="all of limit"))  # N of those, round-robin over categories
     # judge replies without a rating asked again, then counted missing
     retries: int = ranged(2, Int(min=0))
     metric = Metric(
@@ -72,7 +73,8 @@ class MTBench(Task):
         if missing:
             raise UserError(f"mtbench: missing {', '.join(missing)} (task.data_dir={root})")
         questions = [json.loads(line) for line in self.files["questions"].read_text().splitlines() if line.strip()]
-        self.questions = {q["question_id"]: q for q in questions[: self.limit]}
+        chosen = spread(questions[: self.limit], self.sample, lambda question: question["category"])
+        self.questions = {q["question_id"]: q for q in chosen}
 
     def examples(self, pair: PairInfo) -> list[Example]:
         if pair.tokenizer is None or not getattr(pair.tokenizer, "chat_template", None):
@@ -129,7 +131,8 @@ class MTBench(Task):
         answers = [json.loads(line) for f in files for line in f.read_text().splitlines() if line.strip()]
         unknown = sorted({a["question_id"] for a in answers} - set(self.questions))
         if unknown:
-            raise UserError(f"answers for questions {unknown[:5]} that task.limit={self.limit} leaves out")
+            raise UserError(f"answers for questions {unknown[:5]} that task.limit={self.limit} "
+                            f"task.sample={self.sample} leave out")
         judgments = judge_answers(answers, self.questions, judge, judgment_path(out_dir, judge.name),
                                   load_prompts(self.files["prompts"]), load_references(self.files["references"]),
                                   self.retries)

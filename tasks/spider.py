@@ -23,7 +23,7 @@ from mtad.errors import UserError
 from mtad.ranges import SEED, Int, OneOf, Real, ranged
 from mtad.runners.prepare import mtad_home
 from mtad.runners.pair import PairInfo
-from tasks.base import Example, Metric, Task, shared_data
+from tasks.base import Example, Metric, Task, shared_data, spread
 from tasks.spider_synth import SchemaDatabases, gold_literals
 from tasks.sqlexec import QueryError, execute, has_order_by, results_match
 
@@ -90,6 +90,7 @@ class Spider(Task):
     version = 2  # 2: generation stops where the SQL ends (stop_rule); a fence after the first ';' is not read
     data_dir: str = field(default_factory=lambda: shared_data("spider"))
     limit: int | None = ranged(100, Int(min=1, none="all 1034"))  # the first N dev questions (the paper: 100)
+    sample: int | None = ranged(None, Int(min=1, none="all of limit"))  # N of those, round-robin over databases
     mode: str = ranged("auto", OneOf(MODES))
     # paper (raw one-shot text) | chat (the same text through the chat template)
     prompt: str = ranged("paper", OneOf(("paper", "chat")))
@@ -112,7 +113,7 @@ class Spider(Task):
         if missing:
             raise UserError(f"spider: {', '.join(missing)} not found in task.data_dir={root}")
         self.dev = json.loads((root / "dev.json").read_text())  # all of it: synthetic data plants every literal
-        self.questions = self.dev[: self.limit]
+        self.questions = spread(self.dev[: self.limit], self.sample, lambda question: question["db_id"])
         self.schemas = {s["db_id"]: s for s in json.loads((root / "tables.json").read_text())}
         self._paths: dict[str, list[Path]] = {}
         self.resolved_mode = self._resolve_mode()

@@ -44,6 +44,8 @@ LATE_FIELDS: dict[str, object] = {
     # absent (the dataclass defaults: the whole draft head, tiny weights seed 0)
     "config.pair.draft_head_rows": None,
     "config.pair.seed": 0,
+    # task.sample (issue 36): every committed run took all of its task.limit
+    "config.task.sample": None,
     # versions of the backend and of the shared code that generates (mtad/runners/catalogue.py,
     # mtad/job/harness.py): every committed run was made at version 1 of each
     "versions.backend": 1,
