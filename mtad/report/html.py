@@ -28,6 +28,7 @@ STYLE = ("body{font-family:sans-serif;font-size:14px;margin:12px 24px;line-heigh
          "figure{margin:1em 0}figcaption{font-size:13px;max-width:1300px}"
          "img{max-width:100%;border:1px solid #ddd}details{margin:.3em 0 1em}summary{cursor:pointer}"
          ".note{white-space:pre-wrap;font-size:12px;color:#333}")
+WORDS = ("pair", "decoder", "params", "quality measure")  # the full table's columns of words, left-aligned
 MISSING = ("not run", "not in paper", "-", "no meter", "no speed sitting", "not rated")
 
 
@@ -37,9 +38,9 @@ def _cell(text: str, tag: str = "td", classes: list[str] = (), span: int = 1) ->
     return f"<{tag}{attributes}>{html.escape(text)}</{tag}>"
 
 
-def table(header: list[str], lines: list[list[str]], left: int = 1, paper: tuple[int, ...] = ()) -> str:
-    """A table: its first ``left`` columns left-aligned (names), those in ``paper`` shaded (the paper's)."""
-    style = lambda i: (["l"] if i < left else []) + (["paper"] if i in paper else [])  # noqa: E731
+def table(header: list[str], lines: list[list[str]], left: tuple[int, ...] = (0,), paper: tuple[int, ...] = ()) -> str:
+    """A table: the columns in ``left`` left-aligned (names, words), those in ``paper`` shaded (the paper's)."""
+    style = lambda i: (["l"] if i in left else []) + (["paper"] if i in paper else [])  # noqa: E731
     rows = ["<tr>" + "".join(_cell(h, "th", ["paper"] if i in paper else []) for i, h in enumerate(header)) + "</tr>"]
     rows += ["<tr>" + "".join(_cell(c, classes=style(i)) for i, c in enumerate(line)) + "</tr>" for line in lines]
     return "<table>" + "".join(rows) + "</table>"
@@ -86,14 +87,15 @@ def claims_section(comparisons: list[dict], paper: dict[tuple, dict], metrics: d
 
 def comparisons_section(comparisons: list[dict], paper: dict[tuple, dict], metrics: dict) -> str:
     if not comparisons:
-        return "<section id=comparisons><h2>Paired comparisons</h2><p>No two decoders ran the same problems yet.</p></section>"
+        return ("<section id=comparisons><h2>Paired comparisons</h2><p>No two decoders ran the same problems yet.</p>"
+                "</section>")
     body = ["<section id=comparisons><h2>Paired comparisons</h2>"]
     body += [f"<p>{inline(text)}</p>" for text in legend(comparisons, metrics)]
     beside = {key: (header, lines) for key, header, lines in beside_rows(comparisons, paper)}
     for (task, pair), group in by_task(comparisons):
         header, lines = beside[(task, pair)]
         body += [f"<h3>{html.escape(task)}, {html.escape(pair)}</h3>",
-                 table(COLUMNS, [cells(row, metrics[task].paired_digits) for row in group], left=2),
+                 table(COLUMNS, [cells(row, metrics[task].paired_digits) for row in group], left=(0, 1)),
                  f"<p>{html.escape(task)}: every decoder against AR and SpD, beside the paper's decoders against "
                  "its SpD (shaded):</p>", table(header, lines, paper=tuple(range(5, len(header))))]
     return "".join(body) + "</section>"
@@ -134,13 +136,14 @@ def table_section(rows: list[dict], note: str) -> str:
             keep = keep[1:]
         body.append(f"<h3>{html.escape(task)}{html.escape(f', {pairs[0]}') if len(pairs) == 1 else ''}</h3>")
         if ours:
-            body.append(table([header[i + 1] for i in keep], [[line[i] for i in keep] for line in ours],
-                              left=3 - (len(pairs) == 1),
+            names = [header[i + 1] for i in keep]
+            body.append(table(names, [[line[i] for i in keep] for line in ours],
+                              left=tuple(j for j, name in enumerate(names) if name in WORDS),
                               paper=tuple(j for j, i in enumerate(keep) if i + 1 in paper_columns)))
         if theirs:
             body += [f"<details><summary>the paper's {len(theirs)} rows for {html.escape(task)} (its pairs, its "
                      "hardware; not run here)</summary>",
-                     table([header[i] for i in (1, 2, *paper_columns)], theirs, left=2,
+                     table([header[i] for i in (1, 2, *paper_columns)], theirs, left=(0, 1),
                            paper=tuple(range(2, 2 + len(paper_columns)))), "</details>"]
     if note:
         body.append(f"<div class=note>{inline(note.strip())}</div>")
