@@ -7,10 +7,10 @@ from pathlib import Path
 
 from mtad.errors import one_line_errors
 from mtad.report.formats import sources_note, write_tables
-from mtad.report.paired import agreement_plots, write_comparisons
+from mtad.report.paired import agreement_plots, comparisons, write_comparisons
 from mtad.report.plots import write_plots
 from mtad.report.html import write_report
-from mtad.report.rows import build_rows, collect, load_paper
+from mtad.report.rows import build_rows, collect, load_paper, metrics_of
 
 
 def main() -> None:
@@ -29,17 +29,20 @@ def main() -> None:
     with one_line_errors():  # e.g. a store written before tasks declared their metric
         speed = collect(speed) if (speed / "runs.jsonl").exists() else None
         store = collect(results)
-    paper = Path(args.paper) if args.paper else results / "paper_table.csv"
-    table = build_rows(store, paper, speed)
+    paper_csv = Path(args.paper) if args.paper else results / "paper_table.csv"
+    table = build_rows(store, paper_csv, speed)
     sources = table.speed_sources if speed else None
     write_tables(results, table.rows, sources, table.runs)
     plots = write_plots(results, table.rows, table.runs) + agreement_plots(store, results / "plots")
-    comparisons = write_comparisons(results, store, speed, load_paper(paper))
-    report = write_report(results, table.rows, plots, sources_note(sources, table.rows, table.runs), max(s.newest() for s in (store, speed) if s))
+    paired, paper = comparisons(store, speed), load_paper(paper_csv)
+    written = write_comparisons(results, paired, metrics_of(store, speed), paper)
+    report = write_report(results, table.rows, plots, sources_note(sources, table.rows, table.runs),
+                          max(s.newest() for s in (store, speed) if s), paired, paper,
+                          list(dict.fromkeys(s["machine"] for s in sources or [])))
     print((results / "table.md").read_text())
     if table.ignored:
         print(f"left out {table.ignored} run(s) made by older versions of the code (a cell shows only its newest version)")
-    print(f"wrote {results / 'table.md'}, table.tex, table.csv, {comparisons}, {len(plots)} plots under "
+    print(f"wrote {results / 'table.md'}, table.tex, table.csv, {written}, {len(plots)} plots under "
           f"{results / 'plots'}, {report}")
 
 

@@ -354,7 +354,10 @@ def seeds(values: list[int]) -> str:
     return ",".join(map(str, values)) or "-"
 
 
-def _p(p: float) -> str:
+def p_text(p) -> str:
+    """A p-value as the tables show it ('-': none)."""
+    if not isinstance(p, float) or math.isnan(p):
+        return "-"
     return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
 
 
@@ -368,78 +371,102 @@ def family_note(rows: list[dict]) -> str:
             f"most {ALPHA:g}.")
 
 
+def legend(rows: list[dict], metrics: dict[str, Metric | None]) -> list[str]:
+    """The paragraphs above the comparison tables (Markdown inline code in backticks)."""
+    notes = [metrics[task].paired_note for task in dict.fromkeys(r["task"] for r in rows) if metrics[task].paired_note]
+    return ["A vs B over the problems both ran: differences (A - B, points) and ratios (A / B) with 95% paired "
+            f"bootstrap intervals ({SAMPLES} resamples of problems, seeds resampled within each problem); McNemar: "
+            "problems solved by A only / by B only at the first seed both ran. tok/s and J/token ratios come "
+            "from the interleaved speed sweep (`-`: no sweep measured both). Quality verdict: `higher` / `lower` "
+            f"when the Holm p < {ALPHA:g} and the interval excludes no difference, else `cannot tell`; tok/s "
+            "verdict: the interval alone." + "".join(" " + note for note in notes), family_note(rows)]
+
+
+COLUMNS = ["A", "B", "seeds A / B", "problems", "quality A", "quality B", "A - B [95% CI]", "McNemar A only / B only",
+           "p (test)", "Holm p", "verdict", "target ppl A - B", "block eff. A / B", "tok/s A / B", "J/token A / B"]
+
+
+def by_task(rows: list[dict]) -> list[tuple[tuple[str, str], list[dict]]]:
+    """The rows per (task, pair), in their order."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["task"], row["pair"]), []).append(row)
+    return list(groups.items())
+
+
+def cells(row: dict, digits: int) -> list[str]:
+    """One comparison as the table's ``COLUMNS`` show it (``digits``: the task's quality decimals)."""
+    mc = row.get("mcnemar")
+    mc = f"{mc['a_only']} / {mc['b_only']} (seed {mc['seed']})" if isinstance(mc, dict) else "-"
+    raw = p_text(row.get("p"))
+    raw = f"{raw} ({row['p_test']})" if raw != "-" else raw
+    speed, energy = row.get("speed"), row.get("energy")
+    speed_text = speed.text(2) + " " + speed.verdict(1.0) if isinstance(speed, Estimate) else "-"
+    energy_text = energy.text(2) if isinstance(energy, Estimate) else "no meter" if speed_text != "-" else "-"
+    return [row["a"], row["b"], f"{seeds(row['seeds_a'])} / {seeds(row['seeds_b'])}", str(row["examples"] or "-"),
+            row["quality_a"].text(digits), row["quality_b"].text(digits), row["quality"].text(digits, signed=True),
+            mc, raw, p_text(row.get("p_holm")), row["verdict"], row["ppl"].text(3, signed=True),
+            row["block_efficiency"].text(2), speed_text, energy_text]
+
+
+def markdown_table(header: list[str], lines: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(c) + " |" for c in lines]
+
+
 def to_markdown(rows: list[dict], metrics: dict[str, Metric | None]) -> str:
     """``metrics``: task -> its declared metric (digits and the legend's notes)."""
-    notes = [metrics[task].paired_note for task in dict.fromkeys(r["task"] for r in rows) if metrics[task].paired_note]
-    lines = ["# Paired comparisons", "", "Written by `make table` (`mtad/report/paired.py`). A vs B over the problems "
-             "both ran: differences (A - B, points) and ratios (A / B) with 95% paired bootstrap intervals "
-             f"({SAMPLES} resamples of problems, seeds resampled within each problem); McNemar: problems solved "
-             "by A only / by B only at the first seed both ran. tok/s and J/token ratios come "
-             "from the interleaved speed sweep (`-`: no sweep measured both). Quality verdict: `higher` / `lower` "
-             f"when the Holm p < {ALPHA:g} and the interval excludes no difference, else `cannot tell`; tok/s "
-             "verdict: the interval alone." + "".join(" " + note for note in notes), "", family_note(rows), ""]
-    for (task, pair), group in pd.DataFrame(rows).groupby(["task", "pair"], sort=False) if rows else []:
-        lines += [f"## {task}, {pair}", "", "| A | B | seeds A / B | problems | quality A | quality B | A - B [95% CI] "
-                  "| McNemar A only / B only | p (test) | Holm p | verdict | target ppl A - B | block eff. A / B | "
-                  "tok/s A / B | J/token A / B |", "|" + "---|" * 15]
+    intro, family = legend(rows, metrics)
+    lines = ["# Paired comparisons", "", "Written by `make table` (`mtad/report/paired.py`). " + intro, "", family, ""]
+    for (task, pair), group in by_task(rows):
         digits = metrics[task].paired_digits
-        for row in group.to_dict("records"):
-            mc = row.get("mcnemar")
-            mc = f"{mc['a_only']} / {mc['b_only']} (seed {mc['seed']})" if isinstance(mc, dict) else "-"
-            raw, adjusted = row.get("p"), row.get("p_holm")
-            raw = f"{_p(raw)} ({row['p_test']})" if isinstance(raw, float) and not math.isnan(raw) else "-"
-            adjusted = _p(adjusted) if isinstance(adjusted, float) and not math.isnan(adjusted) else "-"
-            speed, energy = row.get("speed"), row.get("energy")
-            speed_text = speed.text(2) + " " + speed.verdict(1.0) if isinstance(speed, Estimate) else "-"
-            energy_text = energy.text(2) if isinstance(energy, Estimate) else "no meter" if speed_text != "-" else "-"
-            lines.append(
-                f"| {row['a']} | {row['b']} | {seeds(row['seeds_a'])} / {seeds(row['seeds_b'])} | "
-                f"{row['examples'] or '-'} | "
-                f"{row['quality_a'].text(digits)} | {row['quality_b'].text(digits)} | "
-                f"{row['quality'].text(digits, signed=True)} | {mc} | {raw} | {adjusted} | {row['verdict']} | "
-                f"{row['ppl'].text(3, signed=True)} | {row['block_efficiency'].text(2)} | "
-                f"{speed_text} | {energy_text} |")
-        lines.append("")
+        lines += [f"## {task}, {pair}", "", *markdown_table(COLUMNS, [cells(row, digits) for row in group]), ""]
     return "\n".join(lines)
 
 
-def beside_paper(rows: list[dict], paper: dict[tuple, dict]) -> str:
-    """Per task and pair: each decoder against AR and SpD (ours), and the paper's decoders against
-    its SpD on the Llama-3 pairs (the paper ran no AR)."""
+def beside_rows(rows: list[dict], paper: dict[tuple, dict]) -> list[tuple[tuple[str, str], list[str], list[list[str]]]]:
+    """Per task and pair: (its key, the header, the lines) of each decoder against AR and SpD
+    (ours), and the paper's decoders against its SpD on the Llama-3 pairs (the paper ran no AR)."""
     paper_pairs = sorted({pair for _, pair, _ in paper})
-    lines = []
-    for (task, pair), group in pd.DataFrame(rows).groupby(["task", "pair"], sort=False) if rows else []:
-        found = {(r["a"], r["b"]): r for r in group.to_dict("records")}
-        decoders = list(dict.fromkeys(r["a"] for r in group.to_dict("records")))
-        lines += [f"## {task}, {pair}: every decoder, beside the paper", "",
-                  "| decoder | quality - AR | speed-up vs AR | quality - SpD | speed-up vs SpD | "
-                  + " | ".join(f"paper {p}: quality - SpD | paper {p}: speed-up vs SpD" for p in paper_pairs) + " |",
-                  "|" + "---|" * (5 + 2 * len(paper_pairs))]
+    header = (["decoder", "quality - AR", "speed-up vs AR", "quality - SpD", "speed-up vs SpD"]
+              + [f"paper {p}: {what}" for p in paper_pairs for what in ("quality - SpD", "speed-up vs SpD")])
+    out = []
+    for (task, pair), group in by_task(rows):
+        found = {(r["a"], r["b"]): r for r in group}
+        decoders = list(dict.fromkeys(r["a"] for r in group))
+        lines = []
         for decoder in ["spd"] + [d for d in decoders if d != "spd"]:
-            cells = [decoder]
+            line = [decoder]
             for reference in ("ar", "spd"):
                 row = found.get((decoder, reference))
                 speed = row.get("speed") if row else None
-                cells += ["-" if row is None else row["quality"].text(signed=True),
-                          speed.text(2) if isinstance(speed, Estimate) else "-"]
+                line += ["-" if row is None else row["quality"].text(signed=True),
+                         speed.text(2) if isinstance(speed, Estimate) else "-"]
             name = decoder.split(" ")[0]
             for p in paper_pairs:
                 mine, spd = paper.get((task, p, name)), paper.get((task, p, "spd"))
                 if mine and spd:  # every variant of a decoder beside the paper's (tuned) one
-                    cells += [f"{mine['quality'] - spd['quality']:+.1f}",
-                              f"{mine['tokens_per_s'] / spd['tokens_per_s']:.2f}"]
+                    line += [f"{mine['quality'] - spd['quality']:+.1f}",
+                             f"{mine['tokens_per_s'] / spd['tokens_per_s']:.2f}"]
                 else:
-                    cells += ["-", "-"]
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
+                    line += ["-", "-"]
+            lines.append(line)
+        out.append(((task, pair), header, lines))
+    return out
+
+
+def beside_paper(rows: list[dict], paper: dict[tuple, dict]) -> str:
+    """``beside_rows`` in Markdown, a section per task and pair."""
+    lines = []
+    for (task, pair), header, table in beside_rows(rows, paper):
+        lines += [f"## {task}, {pair}: every decoder, beside the paper", "", *markdown_table(header, table), ""]
     return "\n".join(lines)
 
 
-def write_comparisons(results_dir: Path, store: Store, speed_store: Store | None,
+def write_comparisons(results_dir: Path, rows: list[dict], metrics: dict[str, Metric | None],
                       paper: dict[tuple, dict] | None = None) -> Path:
-    rows = comparisons(store, speed_store)
+    """``rows``: ``comparisons(store, speed_store)``; ``metrics``: ``metrics_of`` the same stores."""
     path = Path(results_dir) / "comparisons.md"
-    text = to_markdown(rows, metrics_of(store, speed_store)) + "\n" + beside_paper(rows, paper or {}) + "\n"
+    text = to_markdown(rows, metrics) + "\n" + beside_paper(rows, paper or {}) + "\n"
     write_atomic(path, text)
     serialisable = [{k: (v.__dict__ if isinstance(v, Estimate) else v) for k, v in row.items()} for row in rows]
     write_atomic(Path(results_dir) / "comparisons.json", json.dumps(serialisable, indent=1, default=str) + "\n")
