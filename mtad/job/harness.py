@@ -18,7 +18,8 @@ from mtad.errors import UserError
 from mtad.job.config import JobConfig
 from mtad.job.energy import build_meter
 from mtad.job.metrics import hit_max_new_tokens, perplexity, target_log_probs
-from mtad.job.records import JobRecorder, fingerprint, machine, update_summary, update_verdicts, write_atomic
+from mtad.job.records import (JobRecorder, fingerprint, machine, timed_example, update_summary, update_verdicts,
+                              write_atomic)
 from mtad.job.wandb_log import log_job
 from mtad.judging.clients import JudgeUnavailable, build_judge
 from mtad.runners.catalogue import backend
@@ -117,12 +118,13 @@ class Job:
     def finish(self, pair: Pair, meter, idle_watts, sitting: str) -> dict:
         """The summary from every example's record; written, logged and graded as configured."""
         records = [self.recorder.done[example.id] for example in self.examples]
-        total, timed = GenerationStats(), GenerationStats()  # every example; those timed without a compile
+        timed_records = [record for record in records if timed_example(record)]  # no compile inside
+        total, timed = GenerationStats(), GenerationStats()
         for record in records:
             total.add(GenerationStats.from_dict(record["stats"]))
-            if timed_example(record):
-                timed.add(GenerationStats.from_dict(record["stats"]))
-        joules = [record["energy_joules"] for record in records if timed_example(record)]
+        for record in timed_records:
+            timed.add(GenerationStats.from_dict(record["stats"]))
+        joules = [record["energy_joules"] for record in timed_records]
         energy_joules = None if None in joules else sum(joules)
         quality = self.task.quality([record["verdict"] for record in records])
         mean_log_probs = [r["target_log_prob_mean"] for r in records if r["target_log_prob_mean"] is not None]
@@ -140,7 +142,7 @@ class Job:
             "hit_max_new_tokens": hit_max_new_tokens(records, self.config.max_new_tokens),
             "tokens_per_second": timed.tokens_per_second, "block_efficiency": total.block_efficiency,
             "acceptance_rate": total.acceptance_rate, "acceptance_per_position": total.acceptance_per_position,
-            "compiled_examples": len(records) - sum(map(timed_example, records)),
+            "compiled_examples": len(records) - len(timed_records),
             "energy_source": meter.source if energy_joules is not None else "none", "energy_joules": energy_joules,
             "joules_per_token": energy_joules / timed.new_tokens if energy_joules is not None and timed.new_tokens
             else None,
@@ -199,13 +201,6 @@ def run_jobs(jobs: list[Job]) -> list[dict]:
 def run_job(cfg: DictConfig, out_dir: Path, sweep: str | None = None) -> dict:
     """``run.py``'s job: ``run_jobs`` with one job from the Hydra config."""
     return run_jobs([Job(JobConfig.from_hydra(cfg), out_dir, sweep)])[0]
-
-
-def timed_example(record: dict) -> bool:
-    """Whether an example's generation counts for speed and energy: not when a forward in it
-    compiled a shape first met after the warm-up. Its compile seconds leave its wall time, but the
-    energy meter cannot leave them out, and a fresh graph's first replays run cold (issue 36)."""
-    return not record["stats"].get("compile_seconds")
 
 
 def distinct(values: list) -> list:

@@ -162,7 +162,7 @@ def fingerprint(pair: PairConfig) -> dict[str, Any]:
 
     device = pair.resolved_device()
     return {"cpu": _cpu_model(), "isa": torch.backends.cpu.get_cpu_capability(),
-            "cpu_flags": [flag for flag in NUMERICS_FLAGS if flag in _cpu_flags()],
+            "cpu_flags": [flag for flag in NUMERICS_FLAGS if flag in (_cpuinfo("flags") or "").split()],
             "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
             "torch": torch.__version__, "backend": pair.backend, "device": device.type,
             "dtype": str(pair.resolved_dtype()).removeprefix("torch.")}
@@ -173,16 +173,6 @@ def machine(fp: dict | None) -> str:
     if fp is None:
         return "unknown machine"
     return ", ".join(str(v) for v in (fp["gpu"] or fp["cpu"], fp["isa"], f"torch {fp['torch']}", fp["dtype"]))
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def _git_commit() -> str | None:
@@ -198,13 +188,25 @@ def _git_commit() -> str | None:
 
 
 def _cpu_model() -> str:
+    return _cpuinfo("model name") or platform.processor() or "unknown"
+
+
+def _cpuinfo(key: str) -> str | None:
+    """The first ``key`` line of /proc/cpuinfo (its value), None where there is none."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith(key):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    return None
+
+
+def timed_example(record: dict) -> bool:
+    """Whether an example's generation counts for speed and energy: not when a forward in it
+    compiled a shape first met after the warm-up. Its compile seconds leave its wall time, but the
+    energy meter cannot leave them out, and a fresh graph's first replays run cold (issue 36)."""
+    return not record["stats"].get("compile_seconds")
 
 
 class JobRecorder:

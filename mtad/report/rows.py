@@ -18,7 +18,7 @@ import pandas as pd
 
 from mtad.job.comparison import current_versions, params_label, speedup, varying_params
 from mtad.errors import UserError
-from mtad.job.records import latest_runs, read_lines
+from mtad.job.records import latest_runs, read_lines, timed_example
 from tasks.base import Metric, mean_score
 
 DECODER_ORDER = ["ar", "bild", "typical", "spd", "hf_assisted", "spectr", "specinfer", "mcss", "mtjd", "mtad"]
@@ -28,7 +28,7 @@ BOOTSTRAP_SAMPLES = 1000
 CELL = ["task", "pair", "decoder", "params", "sampling_key", "max_new_tokens"]  # what one table cell holds
 # per example: its scores (``Task.scores``: per rated unit, None where unrated), their sum over the
 # rated units (NaN when none is) and how many were rated, and its quality (their mean); timed_tokens,
-# seconds and joules are NaN for an example whose generation compiled a shape (harness.timed_example)
+# seconds and joules are NaN for an example whose generation compiled a shape (records.timed_example)
 EXAMPLE_COLUMNS = ["run_id", "id", "tokens", "timed_tokens", "seconds", "target_calls", "joules", "quality",
                    "score_sum", "rated", "log_prob", "scores"]
 
@@ -46,8 +46,7 @@ def _example(run: dict, sample: dict) -> dict:
         raise UserError(f"an example record of run {run['run_id']} has no scores; add them with: "
                         "python -m mtad.job.migrate <results dir>")
     rated = [s for s in sample["scores"] if s is not None]
-    # an example whose generation compiled a shape counts for neither speed nor energy (timed_example)
-    timed = not sample["stats"].get("compile_seconds")
+    timed = timed_example(sample)  # one whose generation compiled a shape counts for neither speed nor energy
     return {"run_id": run["run_id"], "id": sample["id"], "tokens": len(sample["new_tokens"]),
             "timed_tokens": len(sample["new_tokens"]) if timed else np.nan,
             "seconds": sample["stats"]["wall_seconds"] if timed else np.nan,
