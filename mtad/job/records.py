@@ -46,6 +46,8 @@ LATE_FIELDS: dict[str, object] = {
     "config.pair.seed": 0,
     # task.sample (issue 36): every committed run took all of its task.limit
     "config.task.sample": None,
+    # pair.threads (issue 38): llama.cpp's threads; no committed run set it
+    "config.pair.threads": None,
     # versions of the backend and of the shared code that generates (mtad/runners/catalogue.py,
     # mtad/job/harness.py): every committed run was made at version 1 of each
     "versions.backend": 1,
@@ -161,8 +163,14 @@ def fingerprint(pair: PairConfig) -> dict[str, Any]:
     import torch
 
     device = pair.resolved_device()
-    return {"cpu": _cpu_model(), "isa": torch.backends.cpu.get_cpu_capability(),
-            "cpu_flags": [flag for flag in NUMERICS_FLAGS if flag in (_cpuinfo("flags") or "").split()],
+    if pair.backend == "llamacpp":  # llama.cpp's build and CPU variant decide its numerics, not torch's
+        from mtad.runners.llamacpp import build_tag
+
+        extra = {"llama_cpp": build_tag()}
+    else:
+        extra = {}
+    return {**extra, "cpu": _cpu_model(), "isa": torch.backends.cpu.get_cpu_capability(),
+            "cpu_flags": [flag for flag in NUMERICS_FLAGS if flag in cpu_flags()],
             "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
             "torch": torch.__version__, "backend": pair.backend, "device": device.type,
             "dtype": str(pair.resolved_dtype()).removeprefix("torch.")}
@@ -173,6 +181,11 @@ def machine(fp: dict | None) -> str:
     if fp is None:
         return "unknown machine"
     return ", ".join(str(v) for v in (fp["gpu"] or fp["cpu"], fp["isa"], f"torch {fp['torch']}", fp["dtype"]))
+
+
+def cpu_flags() -> set[str]:
+    """This CPU's /proc/cpuinfo flags (empty where there is no /proc/cpuinfo)."""
+    return set((_cpuinfo("flags") or "").split())
 
 
 def _git_commit() -> str | None:

