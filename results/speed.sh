@@ -5,20 +5,31 @@
 # ever mixes two sittings. Each sitting spans its task (task.sample, tasks/base.py: spread): every
 # fourth HumanEval problem (41 of 164), 40 Spider dev questions round-robin over its 20 databases
 # (the 200 quality questions hold only 4), two MT-Bench questions of each of the 8 categories.
+# Two backends, two regimes (BACKEND=...): static (default; the torch loop, compiled, bf16 target
+# dequantized from the GGUF files, int8 draft) and llamacpp (the Q4_K_M GGUF files in llama.cpp, as
+# CPU users run them; llama.cpp's own generation, llamacpp_plain, takes its turn beside ar).
 #   results/speed.sh [task ...]      default: humaneval spider mtbench
+#   BACKEND=llamacpp results/speed.sh humaneval
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-COMMON=(pair.backend=static pair.draft_quant=int8 "results_dir=${MTAD_SPEED:-results/speed}" resume=false)
+case ${BACKEND:=static} in
+  static)   PAIR=(pair.backend=static pair.draft_quant=int8); SUFFIX=""; YARDSTICK=hf_assisted ;;
+  llamacpp) PAIR=(pair.backend=llamacpp); SUFFIX="-llamacpp"; YARDSTICK=llamacpp_plain ;;
+  *) echo "unknown BACKEND $BACKEND (static or llamacpp)" >&2; exit 2 ;;
+esac
+COMMON=("${PAIR[@]}" "results_dir=${MTAD_SPEED:-results/speed}" resume=false)
 for task in "${@:-humaneval spider mtbench}"; do
   for t in $task; do
     case $t in
-      humaneval) "$PY" -m mtad.job.interleave --sweep speed-humaneval \
-                   --decoders ar,bild,typical,spd,hf_assisted,spectr,specinfer,mcss,mtad \
+      humaneval) "$PY" -m mtad.job.interleave --sweep "speed-humaneval$SUFFIX" \
+                   --decoders "ar,bild,typical,spd,$YARDSTICK,spectr,specinfer,mcss,mtad" \
                    "${COMMON[@]}" task=humaneval task.sample=41 ;;
-      spider)    "$PY" -m mtad.job.interleave --sweep speed-spider --decoders ar,spd,specinfer,mtad,mtad:tau=0.3 \
+      spider)    "$PY" -m mtad.job.interleave --sweep "speed-spider$SUFFIX" \
+                   --decoders "ar,spd,specinfer,mtad,mtad:tau=0.3${SUFFIX:+,$YARDSTICK}" \
                    "${COMMON[@]}" task=spider task.limit=null task.sample=40 ;;
-      mtbench)   "$PY" -m mtad.job.interleave --sweep speed-mtbench --decoders ar,spd,mtad \
+      mtbench)   "$PY" -m mtad.job.interleave --sweep "speed-mtbench$SUFFIX" \
+                   --decoders "ar,spd,mtad${SUFFIX:+,$YARDSTICK}" \
                    "${COMMON[@]}" task=mtbench task.sample=16 ;;
       *) echo "unknown task $t" >&2; exit 2 ;;
     esac

@@ -16,7 +16,7 @@ from mtad.job.config import JobConfig
 from mtad.job.comparison import current_versions, version_key
 from mtad.job.records import run_id
 from mtad.paths import CONF_DIR
-from mtad.runners.base import CAPABILITIES, KEPT_POSITIONS, ROW_SELECTION, TRANSFORMERS_MODEL, Runner
+from mtad.runners.base import CAPABILITIES, GGUF_FILE, KEPT_POSITIONS, ROW_SELECTION, TRANSFORMERS_MODEL, Runner
 from mtad.runners.catalogue import BACKENDS, Eager, backend, register_backend
 from mtad.runners.load import PairConfig, load_pair
 from mtad.runners.toy_models import tiny_llama
@@ -27,11 +27,12 @@ GREEDY = SamplingConfig(temperature=0)
 PROMPTS = [[1, 2, 3, 4, 5], [40, 41, 9, 60, 2, 33, 8, 8]]
 NEW_TOKENS = 30
 # the method each capability's runners override (tree masks are read by ``_forward`` itself)
-METHODS = {ROW_SELECTION: "select_rows", KEPT_POSITIONS: "keep_positions", TRANSFORMERS_MODEL: "transformers_model"}
+METHODS = {ROW_SELECTION: "select_rows", KEPT_POSITIONS: "keep_positions", TRANSFORMERS_MODEL: "transformers_model",
+           GGUF_FILE: "gguf_file"}
 
 
 def test_every_backend_has_a_version_and_declares_what_its_runners_do():
-    assert {"eager", "static", "recompute"} <= set(BACKENDS)
+    assert {"eager", "static", "llamacpp", "recompute"} <= set(BACKENDS)
     for name, cls in BACKENDS.items():
         assert cls.name == name and isinstance(cls.__dict__["version"], int) and cls.version >= 1
         runner = cls.runner_class
@@ -87,12 +88,14 @@ def test_the_toy_backend_runs_ar_and_spd_greedy_identical_to_transformers_genera
     assert name == "ar" or accepted > 0, "the draft never contributed: the identity would hold trivially"
 
 
-@pytest.mark.parametrize("name, lacking", [
-    ("mtad", "row_selection"), ("mtjd", "row_selection"), ("specinfer", "tree_masks, kept_positions"),
-    ("mcss", "tree_masks, kept_positions"), ("spectr", "tree_masks, kept_positions"),
-    ("hf_assisted", "transformers_model"),
+@pytest.mark.parametrize("name, lacking, able", [
+    ("mtad", "row_selection", "eager, static, llamacpp"), ("mtjd", "row_selection", "eager, static, llamacpp"),
+    ("specinfer", "tree_masks, kept_positions", "eager, static, llamacpp"),
+    ("mcss", "tree_masks, kept_positions", "eager, static, llamacpp"),
+    ("spectr", "tree_masks, kept_positions", "eager, static, llamacpp"),
+    ("hf_assisted", "transformers_model", "eager, static"), ("llamacpp_plain", "gguf_file", "llamacpp"),
 ])
-def test_the_toy_backend_refuses_a_decoder_that_needs_what_it_lacks(recompute, name, lacking):
+def test_the_toy_backend_refuses_a_decoder_that_needs_what_it_lacks(recompute, name, lacking, able):
     decoder = build_decoder(name)
     recompute.reset()
     with pytest.raises(UserError) as err:
@@ -102,7 +105,7 @@ def test_the_toy_backend_refuses_a_decoder_that_needs_what_it_lacks(recompute, n
     with pytest.raises(UserError) as err:
         Recompute.require(decoder.needs, f"decoder {name!r}")
     assert str(err.value) == (f"decoder {name!r} needs {lacking}, which pair.backend=recompute lacks "
-                              "(backends that have it: eager, static)")
+                              f"(backends that have it: {able})")
 
 
 def hydra_config(tmp_path, *overrides):
@@ -125,7 +128,7 @@ def test_a_job_is_refused_in_one_error_line_before_any_model_loads(tmp_path, mon
         harness.run_job(cfg, tmp_path / "job")
     assert exit_code.value.code == 2
     assert capsys.readouterr().err == ("error: decoder 'mtad' needs row_selection, which pair.backend=recompute lacks "
-                                       "(backends that have it: eager, static)\n")
+                                       "(backends that have it: eager, static, llamacpp)\n")
     harness.Job(job_config(tmp_path, "pair.backend=recompute", "decoder=spd"), tmp_path / "spd")  # spd: accepted
 
 
