@@ -28,6 +28,7 @@ import yaml
 
 from mtad.errors import UserError
 from mtad.paths import REPO
+from mtad.runners.cpu import cpu_flags, cpu_model
 
 if TYPE_CHECKING:
     from mtad.runners.load import PairConfig
@@ -138,7 +139,7 @@ def environment() -> dict[str, Any]:
     env = {
         "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
         "mtad": __version__, "git_commit": _git_commit(), "platform": platform.platform(),
-        "cpu": _cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "gpu": None,
     }
@@ -166,14 +167,14 @@ def fingerprint(pair: PairConfig) -> dict[str, Any]:
     if pair.backend == "llamacpp":  # llama.cpp's build and CPU variant decide its numerics, not torch's
         from mtad.runners.llamacpp import build_tag
 
-        extra = {"llama_cpp": build_tag()}
+        extra = {"llama_cpp": build_tag(), "dtype": "gguf"}  # the file's own types
     else:
         extra = {}
-    return {**extra, "cpu": _cpu_model(), "isa": torch.backends.cpu.get_cpu_capability(),
+    return {"cpu": cpu_model(), "isa": torch.backends.cpu.get_cpu_capability(),
             "cpu_flags": [flag for flag in NUMERICS_FLAGS if flag in cpu_flags()],
             "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
             "torch": torch.__version__, "backend": pair.backend, "device": device.type,
-            "dtype": str(pair.resolved_dtype()).removeprefix("torch.")}
+            "dtype": str(pair.resolved_dtype()).removeprefix("torch."), **extra}
 
 
 def machine(fp: dict | None) -> str:
@@ -181,11 +182,6 @@ def machine(fp: dict | None) -> str:
     if fp is None:
         return "unknown machine"
     return ", ".join(str(v) for v in (fp["gpu"] or fp["cpu"], fp["isa"], f"torch {fp['torch']}", fp["dtype"]))
-
-
-def cpu_flags() -> set[str]:
-    """This CPU's /proc/cpuinfo flags (empty where there is no /proc/cpuinfo)."""
-    return set((_cpuinfo("flags") or "").split())
 
 
 def _git_commit() -> str | None:
@@ -198,21 +194,6 @@ def _git_commit() -> str | None:
     if commit.returncode != 0:
         return None
     return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-
-
-def _cpu_model() -> str:
-    return _cpuinfo("model name") or platform.processor() or "unknown"
-
-
-def _cpuinfo(key: str) -> str | None:
-    """The first ``key`` line of /proc/cpuinfo (its value), None where there is none."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(key):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
 
 
 def timed_example(record: dict) -> bool:

@@ -39,6 +39,7 @@ import torch
 
 from mtad.errors import UserError
 from mtad.runners.base import GGUF_FILE, KEPT_POSITIONS, ROW_SELECTION, TREE_MASKS, ForwardCounter, Runner
+from mtad.runners.cpu import cpu_flags
 
 LLAMA_CPP_PYTHON = "0.3.36"  # the llama-cpp-python release scripts/build_llamacpp.sh builds
 SEQUENCES = 128  # sequence ids a runner holds: its rows plus the tree nodes in its cache at once
@@ -117,8 +118,6 @@ def llama_cpp_module():
     libggml = ctypes.CDLL(str(package / "lib" / "libggml.so"))  # the instance llama_cpp loaded
     libggml.ggml_backend_reg_count.restype = ctypes.c_size_t
     if libggml.ggml_backend_reg_count() == 0:  # no CPU backend linked in: load a variant
-        from mtad.job.records import cpu_flags
-
         path = cpu_variant(cpu_flags(), _variant_libraries(package))
         _variant = path.name[len("libggml-cpu-"):-len(".so")]
         libggml.ggml_backend_load.restype = ctypes.c_void_p
