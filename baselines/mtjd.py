@@ -27,6 +27,9 @@ class MTJD(Decoder):
     gamma: int = ranged(4, Int(min=1))
     width: int = ranged(4, Int(min=1, note="beams"))
 
+    def sequences(self) -> int:
+        return self.width
+
     def step(self, ctx: Context) -> Block:
         target = ctx.pair.target
         scores = ctx.probs(target.feed(missing_context(ctx, target)[None])[0, -1:]).log()  # [1, V] block log-probabilities

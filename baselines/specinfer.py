@@ -12,6 +12,7 @@ at once; one uniform per (depth, child) decides, and the walk down the tree foll
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -72,6 +73,10 @@ class SpecInfer(Decoder):
     def __post_init__(self):
         self.k_config = list(self.k_config) if isinstance(self.k_config, (list, tuple)) else self.k_config
         super().__post_init__()
+
+    def sequences(self) -> int:
+        # the row and every node: k_1 + k_1 k_2 + ...
+        return 1 + sum(math.prod(self.k_config[: depth + 1]) for depth in range(len(self.k_config)))
 
     def step(self, ctx: Context) -> Block:
         tree = draft_tree(ctx, self.k_config, self.replacement)

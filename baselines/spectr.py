@@ -93,6 +93,9 @@ class SpecTr(Decoder):
     k: int = ranged(4, Int(min=1, note="drafts"))
     gamma: int = ranged(4, Int(min=1))
 
+    def sequences(self) -> int:
+        return 1 + self.k * self.gamma  # the row and every draft's node
+
     def step(self, ctx: Context) -> Block:
         tree = draft_tree(ctx, [self.k] + [1] * (self.gamma - 1), replacement=True)
         logits = verify_tree(ctx, tree)

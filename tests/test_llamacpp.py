@@ -212,3 +212,12 @@ def test_llamacpp_plain_greedy_equals_our_ar():
         cut = generate(pair, build_decoder("llamacpp_plain"), prompt, max_new_tokens=24, sampling=greedy,
                        stop_ids=(ar.tokens[5],))
         assert cut.tokens == ar.tokens[: ar.tokens.index(ar.tokens[5]) + 1] and cut.stop_reason == "stop_token"
+
+
+def test_a_decoder_holding_more_sequences_than_the_backend_is_refused_before_loading():
+    assert build_decoder("specinfer", k_config=[4, 2, 2]).sequences() == 1 + 4 + 8 + 16
+    assert build_decoder("spectr", k=4, gamma=4).sequences() == 17 and build_decoder("mtad", width=4).sequences() == 4
+    LlamaCpp.check_sequences(build_decoder("specinfer").sequences(), "decoder 'specinfer'")
+    with pytest.raises(UserError, match=r"decoder 'specinfer' holds 585 rows and tree nodes at once; "
+                                        r"pair.backend=llamacpp gives each a llama.cpp sequence and has 128"):
+        LlamaCpp.check_sequences(build_decoder("specinfer", k_config=[8, 8, 8]).sequences(), "decoder 'specinfer'")

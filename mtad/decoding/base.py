@@ -74,6 +74,13 @@ class Decoder(ABC):
         # with checks of its own calls this first
         check_ranges(self, "decoder")
 
+    def sequences(self) -> int:
+        """The most rows and tree nodes a round holds in one model's cache at once besides the
+        committed row (1: a chain). A backend that gives each its own slot (llama.cpp's sequence
+        ids) refuses a decoder that needs more than it has before any model loads
+        (``Backend.check_sequences``)."""
+        return 1
+
     @abstractmethod
     def step(self, ctx: Context) -> Block:
         """One round. On entry the target cache holds at most ``ctx.tokens[:-1]`` and the draft

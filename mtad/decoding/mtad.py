@@ -111,6 +111,9 @@ class MTAD(Decoder):
     accept_rule: str = ranged("longest", OneOf(ACCEPT_RULES))
     beam_norm: str = ranged("joint", OneOf(BEAM_NORMS))
 
+    def sequences(self) -> int:
+        return self.width
+
     def step(self, ctx: Context) -> Block:
         draft = beam_sample(ctx, self.gamma, self.width, self.replacement, self.beam_norm)
         x = draft.tokens

@@ -65,6 +65,7 @@ class Job:
         # (the pair config itself, backend name, device and quantizations, was checked when built).
         pair_backend = backend(config.pair.backend)
         pair_backend.require(self.decoder.needs, f"decoder {self.decoder.name!r}")
+        pair_backend.check_sequences(self.decoder.sequences(), f"decoder {self.decoder.name!r}")
         versions = {"harness": HARNESS_VERSION, "decoder": self.decoder.version, "task": self.task.version,
                     "sampling": SAMPLING_VERSION, **pair_backend.code_versions()}
         self.recorder = JobRecorder(Path(out_dir), Path(config.results_dir), config.resolved, versions,

@@ -19,7 +19,7 @@ from mtad.registry import by_name, register
 from mtad.runners.base import Runner, require_capabilities
 from mtad.runners.eager import EagerRunner
 from mtad.runners.hf import load_models
-from mtad.runners.llamacpp import LlamaCppRunner, gguf_pair, machine_cores
+from mtad.runners.llamacpp import SEQUENCES, LlamaCppRunner, gguf_pair, machine_cores
 from mtad.runners.matmul import MATMUL_VERSION
 from mtad.runners.pair import Pair
 from mtad.runners.quant import QUANT_VERSION
@@ -63,6 +63,11 @@ class Backend(ABC):
         able = [name for name, backend in BACKENDS.items() if set(needs) <= backend.capabilities()]
         require_capabilities(needs, cls.capabilities(), user, f"pair.backend={cls.name}",
                              f" (backends that have it: {', '.join(able)})" if able else "")
+
+    @classmethod
+    def check_sequences(cls, sequences: int, user: str) -> None:
+        """One ``UserError`` if ``user`` (a decoder) holds more rows and tree nodes at once than
+        this backend's runners can (``Decoder.sequences``); most have no such limit."""
 
     @classmethod
     def code_versions(cls) -> dict[str, int]:
@@ -146,6 +151,12 @@ class LlamaCpp(Backend):
                             "(auto; the tiny pair is written in float32)")
         if cfg.threads is not None and cfg.threads > machine_cores():
             raise UserError(f"pair.threads={cfg.threads} exceeds this machine's {machine_cores()} cores")
+
+    @classmethod
+    def check_sequences(cls, sequences: int, user: str) -> None:
+        if sequences > SEQUENCES:
+            raise UserError(f"{user} holds {sequences} rows and tree nodes at once; pair.backend=llamacpp gives "
+                            f"each a llama.cpp sequence and has {SEQUENCES}: use a smaller tree or width")
 
     @classmethod
     def load(cls, cfg: PairConfig) -> Pair:
