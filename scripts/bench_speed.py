@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -167,12 +168,61 @@ def report(mode: str, specs: list[str], summaries: list[dict]) -> dict:
     return rows
 
 
+def llamacpp_speculative(tools: Path, configs, pair, mode: str, gamma: int) -> dict:
+    """llama.cpp's own speculative decoding of the pair's GGUF files (its ``llama-speculative``,
+    built from the same source by scripts/build_llamacpp_tools.sh) on the sitting's prompts, one
+    process per prompt, same threads, draft length ``gamma``, ``max_new_tokens`` and sampling.
+    Tokens/s counts its prompt pass, as ours does; the prompt goes in as text (its tokenizer is
+    the same vocabulary)."""
+    import re
+    import subprocess
+    import tempfile
+
+    from tasks.catalogue import build_task
+
+    config = configs[0]
+    task_params = dict(config.task)
+    task = build_task(task_params.pop("name"), **task_params)
+    sampling = config.sampling
+    options = ["--temp", "0"] if sampling.temperature == 0 else [
+        "--temp", str(sampling.temperature), "--top-k", str(sampling.top_k), "--top-p", str(sampling.top_p),
+        "--min-p", "0"]
+    env = {**os.environ, "LD_LIBRARY_PATH": str(tools)}
+    tokens = seconds = drafted = accepted = 0
+    for example in task.examples(pair.info):
+        with tempfile.NamedTemporaryFile("w", suffix=".txt") as prompt:
+            prompt.write(pair.tokenizer.decode(example.prompt_ids))
+            prompt.flush()
+            proc = subprocess.run([str(tools / "llama-speculative"), "-m", str(pair.target.gguf_file()),
+                                   "-md", str(pair.draft.gguf_file()), "-f", prompt.name, "-n", str(config.max_new_tokens),
+                                   "--draft-max", str(gamma), "-t", str(pair.target.threads), "-c", str(pair.target.cells),
+                                   "--seed", str(config.seed), *options],
+                                  capture_output=True, text=True, env=env, timeout=600)
+        log = proc.stdout + proc.stderr
+        found = {key: re.search(pattern, log) for key, pattern in {
+            "encoded": r"encoded\s+(\d+) tokens in\s+([\d.]+) seconds", "decoded": r"decoded\s+(\d+) tokens in\s+([\d.]+) seconds",
+            "drafted": r"n_drafted\s*=\s*(\d+)", "accept": r"n_accept\s*=\s*(\d+)"}.items()}
+        if proc.returncode != 0 or not all(found.values()):
+            raise RuntimeError(f"llama-speculative failed on {example.id} (exit {proc.returncode}): {log[-500:]}")
+        tokens += int(found["decoded"][1])
+        seconds += float(found["encoded"][2]) + float(found["decoded"][2])
+        drafted, accepted = drafted + int(found["drafted"][1]), accepted + int(found["accept"][1])
+    row = {"tokens": tokens, "seconds": seconds, "tokens_per_second": tokens / seconds,
+           "acceptance_rate": accepted / drafted if drafted else None}
+    print(f"[{mode}] llama-speculative tokens={tokens} seconds={seconds:.2f} tok/s={row['tokens_per_second']:.2f} "
+          f"accept={row['acceptance_rate']}", flush=True)
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--decoders", default="ar,spd,mtad,hf_assisted", help="comma-separated name[:key=value...]")
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated: greedy, sampling")
     parser.add_argument("--skip-roofline", action="store_true", help="decoders only")
     parser.add_argument("--out", default="results/bench/speed.json")
+    parser.add_argument("--llamacpp-tools", type=Path, default=None,
+                        help="with pair.backend=llamacpp: the folder of llama-speculative "
+                             "(scripts/build_llamacpp_tools.sh prints it); its speculative decoding runs after each sitting")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides shared by every decoder (pair, task, budget)")
     args = parser.parse_args()
     specs, overrides = args.decoders.split(","), with_defaults(args.overrides)
@@ -191,6 +241,13 @@ def main() -> None:
             results["roofline"] = roofline({"target": pair.target, "draft": pair.draft}, gamma)
         for mode in modes:
             results["modes"][mode] = report(mode, specs, sitting(specs, overrides, mode))
+            if args.llamacpp_tools is not None:
+                mode_configs = job_configs(specs[:1], overrides + MODES[mode])
+                row = llamacpp_speculative(args.llamacpp_tools, mode_configs, pair, mode, gamma)
+                ar = results["modes"][mode].get("ar")
+                if ar is not None:
+                    row["speedup_vs_ar"] = row["tokens_per_second"] / ar["tokens_per_second"]
+                results["modes"][mode]["llama-speculative"] = row
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, json.dumps(results, indent=2))
