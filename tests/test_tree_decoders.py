@@ -18,6 +18,7 @@ from mtad.decoding.base import generate, start
 from mtad.decoding.sampling import SamplingConfig
 from mtad.decoding.tree import TREE_NEEDS, Support, draft_tree, draw_children, verify_tree
 from mtad.job.overhead import measure
+from mtad.runners.toy_models import tiny_llama_pair
 
 from helpers import (DISTRIBUTION_RUNS, RUNNERS, exact_ar, g_test, sample_sequences, skip_unless, table_pair,
                      tiny_pair)
@@ -283,7 +284,7 @@ def test_tree_node_logits_equal_path_logits(attn, runner):
     assert len(tree) == 28 and tree.q.shape[0] == tree.topology.rows == 1 + 4 + 8
     p = ctx.probs(verify_tree(ctx, tree))  # row 0 the root, row 1 + i node i
     tokens = tree.tokens.tolist()
-    model, draft_model = pair.target.model, pair.draft.model
+    model, draft_model = tiny_llama_pair(0, attn_implementation=attn)  # the pair's weights, uncached
     with torch.no_grad():
         plain = model(torch.tensor([ctx.tokens])).logits[0, -1]
         torch.testing.assert_close(p[0], plain.softmax(-1), rtol=0, atol=1e-6)
@@ -311,13 +312,14 @@ def test_kept_path_leaves_caches_consistent(runner, name, sampling, monkeypatch)
     fed = []
     monkeypatch.setattr(baselines.specinfer, "draft_tree", lambda *a: fed.append(draft_tree(*a)) or fed[-1])
     ctx = start(pair, [3, 1, 4, 1, 5], sampling, seed=3)
+    models = tiny_llama_pair(0)  # the pair's weights, run uncached
     for _ in range(6):
         block = decoder.step(ctx)
         ctx.tokens.extend(block.tokens)
-        for runner in (pair.target, pair.draft):
+        for runner, model in zip((pair.target, pair.draft), models):
             logits = runner.feed_uncached(ctx.tokens + [7], keep=1)[-1]
             with torch.no_grad():
-                plain = runner.model(torch.tensor([ctx.tokens + [7]])).logits[0, -1]
+                plain = model(torch.tensor([ctx.tokens + [7]])).logits[0, -1]
             torch.testing.assert_close(logits, plain, rtol=0, atol=1e-5)
             runner.crop(len(ctx.tokens) - 1)
     sizes = [len(tree.fed) if tree.fed is not None else len(tree) for tree in fed]

@@ -161,12 +161,10 @@ class LlamaCpp(Backend):
     @classmethod
     def load(cls, cfg: PairConfig) -> Pair:
         files = gguf_pair(cfg)
-        try:
-            options = {"max_length": cfg.max_length, "threads": cfg.threads}
-            target = LlamaCppRunner(files.target, **options)
-            draft = LlamaCppRunner(files.draft, head_rows=cfg.draft_head_rows, **options)
-        finally:
-            files.cleanup()  # llama.cpp maps the files; a removed temporary one stays mapped
+        options = {"max_length": cfg.max_length, "threads": cfg.threads}
+        target = LlamaCppRunner(files.target, **options)
+        draft = LlamaCppRunner(files.draft, head_rows=cfg.draft_head_rows, **options)
+        target.temporary = draft.temporary = files.folder  # llamacpp_plain opens the target's file again
         return Pair(target, draft, name=cfg.label, stop_ids=files.stop_ids, tokenizer=files.tokenizer,
                     chat_template=cfg.chat_template)
 
@@ -175,8 +173,10 @@ class LlamaCpp(Backend):
         """A runner of ``model`` (a transformers Llama or Qwen2), written to a float32 GGUF first."""
         from mtad.runners.gguf_export import write_gguf
 
-        with tempfile.TemporaryDirectory(prefix="mtad-gguf-") as folder:
-            return LlamaCppRunner(write_gguf(model, Path(folder) / "model.gguf"), head_rows=head_rows, **options)
+        folder = tempfile.TemporaryDirectory(prefix="mtad-gguf-")
+        runner = LlamaCppRunner(write_gguf(model, Path(folder.name) / "model.gguf"), head_rows=head_rows, **options)
+        runner.temporary = folder  # removed with the runner; llamacpp_plain opens the file again
+        return runner
 
 
 BACKENDS: dict[str, type[Backend]] = by_name("backend", [Eager, Static, LlamaCpp])

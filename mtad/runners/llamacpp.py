@@ -28,7 +28,6 @@ from __future__ import annotations
 import collections
 import ctypes
 import os
-import shutil
 import tempfile
 import weakref
 from dataclasses import dataclass
@@ -103,6 +102,20 @@ def last_error() -> str:
     return f" (llama.cpp: {' '.join(_errors)})" if _errors else ""
 
 
+def _mapped(name: str) -> Path | None:
+    """The file of shared library ``name`` (``libggml.so``, any version suffix) this process has
+    mapped: the wheel holds libggml.so and libggml.so.0 as two copies, and only the one libllama
+    linked (by its soname) holds the backend registry llama.cpp reads."""
+    try:
+        for line in Path("/proc/self/maps").read_text().splitlines():
+            path = line.split(maxsplit=5)[-1]
+            if Path(path).name == name or Path(path).name.startswith(name + "."):
+                return Path(path)
+    except OSError:
+        pass
+    return None
+
+
 def llama_cpp_module():
     """llama-cpp-python, imported once, with its log silenced and, in a build of ggml's runtime
     CPU variants, the variant for this CPU loaded (never AMX: see CPU_VARIANTS)."""
@@ -115,7 +128,7 @@ def llama_cpp_module():
         raise UserError("pair.backend=llamacpp needs llama-cpp-python: `make setup` builds it for this CPU "
                         "(scripts/build_llamacpp.sh)") from None
     package = Path(llama_cpp.__file__).parent
-    libggml = ctypes.CDLL(str(package / "lib" / "libggml.so"))  # the instance llama_cpp loaded
+    libggml = ctypes.CDLL(str(_mapped("libggml.so") or package / "lib" / "libggml.so"))
     libggml.ggml_backend_reg_count.restype = ctypes.c_size_t
     if libggml.ggml_backend_reg_count() == 0:  # no CPU backend linked in: load a variant
         path = cpu_variant(cpu_flags(), _variant_libraries(package))
@@ -184,6 +197,7 @@ class LlamaCppRunner(Runner):
         if not 1 <= sequences <= 256:
             raise UserError(f"a llama.cpp context holds 1 to 256 sequences, not {sequences}")
         self.path, self.threads, self.sequences, self.flash_attn = Path(path), threads, sequences, flash_attn
+        self.temporary = None  # a temporary folder holding the file (a written test model), kept while the runner is
         self.kv_type = kv_type
         self.device = torch.device("cpu")
         self.capacity = max_length
@@ -445,18 +459,14 @@ def build_tag() -> str:
 
 @dataclass
 class GGUFPair:
-    """A pair's two GGUF files, its tokenizer and stop ids; ``folder`` is a temporary folder
-    (the tiny pair's files) that ``cleanup`` removes once the runners have loaded them."""
+    """A pair's two GGUF files, its tokenizer and stop ids; ``folder``, the temporary folder of
+    files written for it (the tiny pair), goes when the runners that hold it do."""
 
     target: Path
     draft: Path
     tokenizer: object
     stop_ids: tuple[int, ...]
-    folder: Path | None = None
-
-    def cleanup(self) -> None:
-        if self.folder is not None:
-            shutil.rmtree(self.folder, ignore_errors=True)
+    folder: tempfile.TemporaryDirectory | None = None
 
 
 def gguf_pair(cfg) -> GGUFPair:
@@ -469,9 +479,9 @@ def gguf_pair(cfg) -> GGUFPair:
 
     if cfg.target.startswith(TINY_PREFIX) and cfg.draft.startswith(TINY_PREFIX):
         models = load_models(cfg)
-        folder = Path(tempfile.mkdtemp(prefix="mtad-gguf-"))
-        target, draft = (write_gguf(m, folder / f"{role}.gguf") for m, role in ((models.target, "target"),
-                                                                                (models.draft, "draft")))
+        folder = tempfile.TemporaryDirectory(prefix="mtad-gguf-")
+        target, draft = (write_gguf(m, Path(folder.name) / f"{role}.gguf")
+                         for m, role in ((models.target, "target"), (models.draft, "draft")))
         return GGUFPair(target, draft, models.tokenizer, models.stop_ids, folder)
     from transformers import AutoConfig, GenerationConfig
 
