@@ -75,10 +75,10 @@ class Decoder(ABC):
         check_ranges(self, "decoder")
 
     def sequences(self) -> int:
-        """The most rows and tree nodes a round holds in one model's cache at once besides the
-        committed row (1: a chain). A backend that gives each its own slot (llama.cpp's sequence
-        ids) refuses a decoder that needs more than it has before any model loads
-        (``Backend.check_sequences``)."""
+        """The most branches a round holds in one model's cache at once: its batch rows (beams),
+        or the committed row plus every tree node; 1 for a chain. A backend that gives each its
+        own slot (llama.cpp's sequence ids) refuses a decoder that needs more than it has, before
+        any model loads (``Backend.check_sequences``)."""
         return 1
 
     @abstractmethod
