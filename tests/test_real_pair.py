@@ -50,29 +50,38 @@ def test_a_task_stop_rule_cuts_ar_and_spd_at_the_same_token_and_only_shortens(pa
 
 @pytest.fixture(scope="module")
 def gguf_pair():
-    """The same pair's Q4_K_M GGUF files run by llama.cpp (pair.backend=llamacpp), as a CPU user runs them."""
+    """The same pair's Q4_K_M GGUF files run by llama.cpp (pair.backend=llamacpp), as a CPU user
+    runs them; one thread, since the tests run two workers on two cores."""
     from mtad.runners.catalogue import LlamaCpp
     from mtad.runners.load import pair_config
 
-    pair = LlamaCpp.load(pair_config("qwen2.5-coder", backend="llamacpp"))
+    pair = LlamaCpp.load(pair_config("qwen2.5-coder", backend="llamacpp", threads=1))
     for runner in (pair.target, pair.draft):
-        assert runner.path.name == "model.gguf"
+        assert runner.path.name == "model.gguf" and runner.vocab_size == 151936
     return pair
+
+
+@pytest.fixture(scope="module")
+def gguf_greedy_ar(gguf_pair):
+    """llama.cpp's greedy AR (our loop on the llamacpp runners) on the first five HumanEval prompts."""
+    from tasks.catalogue import build_task
+
+    greedy = SamplingConfig(temperature=0)
+    examples = build_task("humaneval", limit=5).examples(gguf_pair.info)
+    return [(example, generate(gguf_pair, build_decoder("ar"), example.prompt_ids, max_new_tokens=32,
+                               sampling=greedy).tokens) for example in examples]
 
 
 @pytest.mark.parametrize("name, params", [("spd", {"gamma": 4}), ("mtad", {"tau": float("inf")}),
                                           ("specinfer", {})], ids=["spd", "mtad-inf", "specinfer"])
-def test_llamacpp_decoders_equal_its_own_greedy_ar_on_humaneval(gguf_pair, name, params):
-    """On the GGUF files every exact decoder emits llama.cpp's own greedy AR tokens, on the first
+def test_llamacpp_decoders_equal_its_own_greedy_ar_on_humaneval(gguf_pair, gguf_greedy_ar, name, params):
+    """On the GGUF files every exact decoder emits llama.cpp's own greedy AR tokens on the first
     five HumanEval prompts, and the draft contributes."""
-    from tasks.catalogue import build_task
-
     greedy = SamplingConfig(temperature=0)
     accepted = 0
-    for example in build_task("humaneval", limit=5).examples(gguf_pair.info):
-        ar = generate(gguf_pair, build_decoder("ar"), example.prompt_ids, max_new_tokens=32, sampling=greedy)
+    for example, ar in gguf_greedy_ar:
         out = generate(gguf_pair, build_decoder(name, **params), example.prompt_ids, max_new_tokens=32,
                        sampling=greedy)
-        assert out.tokens == ar.tokens, f"{name} diverged from llama.cpp's greedy AR on {example.id}"
+        assert out.tokens == ar, f"{name} diverged from llama.cpp's greedy AR on {example.id}"
         accepted += out.stats.draft_accepted
     assert accepted > 0
