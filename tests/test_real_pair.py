@@ -85,3 +85,12 @@ def test_llamacpp_decoders_equal_its_own_greedy_ar_on_humaneval(gguf_pair, gguf_
         assert out.tokens == ar, f"{name} diverged from llama.cpp's greedy AR on {example.id}"
         accepted += out.stats.draft_accepted
     assert accepted > 0
+
+
+def test_llamacpp_plain_equals_our_greedy_ar_on_humaneval(gguf_pair, gguf_greedy_ar):
+    """llama.cpp's own generation (its loop, its sampler) of the target file emits our AR's tokens."""
+    greedy = SamplingConfig(temperature=0)
+    for example, ar in gguf_greedy_ar:
+        plain = generate(gguf_pair, build_decoder("llamacpp_plain"), example.prompt_ids, max_new_tokens=32,
+                         sampling=greedy)
+        assert plain.tokens == ar, f"llama.cpp's own generation differs from our AR on {example.id}"
