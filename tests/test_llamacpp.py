@@ -16,7 +16,7 @@ from mtad.decoding.base import generate
 from mtad.decoding.sampling import SamplingConfig, process
 from mtad.errors import UserError
 from mtad.runners.catalogue import LlamaCpp
-from mtad.runners.llamacpp import CPU_VARIANTS, LlamaCppRunner, check_gguf, cpu_variant, machine_cores
+from mtad.runners.llamacpp import CPU_VARIANTS, LlamaCppRunner, build_tag, check_gguf, cpu_variant, machine_cores
 from mtad.runners.load import PairConfig, load_pair
 from mtad.runners.toy_models import tiny_llama
 
@@ -223,3 +223,24 @@ def test_a_decoder_holding_more_sequences_than_the_backend_is_refused_before_loa
     with pytest.raises(UserError, match=r"decoder 'specinfer' holds 585 rows and tree nodes at once; "
                                         r"pair.backend=llamacpp gives each a llama.cpp sequence and has 128"):
         LlamaCpp.check_sequences(build_decoder("specinfer", k_config=[8, 8, 8]).sequences(), "decoder 'specinfer'")
+
+
+def test_a_job_on_llamacpp_records_the_build_in_its_fingerprint(tmp_path):
+    """Through the harness: the pair's name says the backend, and every record's fingerprint names
+    llama-cpp-python's version and the CPU variant loaded (they decide its numerics, not torch)."""
+    from hydra import compose, initialize_config_dir
+
+    from mtad.job.config import JobConfig
+    from mtad.job.harness import Job, run_jobs
+    from mtad.job.records import read_lines
+    from mtad.paths import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        cfg = JobConfig.from_hydra(compose("config", overrides=[
+            "pair=tiny", "pair.backend=llamacpp", "pair.threads=1", "task=synthetic", "task.limit=2",
+            "max_new_tokens=8", "decoder=spd", "meter=none", f"results_dir={tmp_path / 'results'}"]))
+    summary = run_jobs([Job(cfg, tmp_path / "job")])[0]
+    assert summary["pair"] == "tiny+llamacpp" and summary["examples"] == 2
+    records = read_lines(tmp_path / "job" / "samples.jsonl")
+    assert {r["fingerprint"]["llama_cpp"] for r in records} == {build_tag()} and "ggml-cpu-" in build_tag()
+    assert records[0]["fingerprint"]["dtype"] == "gguf"
