@@ -75,7 +75,7 @@ from mtad.runners.pair import DRAFT_ROOM, Pair
 from mtad.runners.toy_models import LLAMA3_SHAPES, random_llama
 
 SAMPLING = SamplingConfig(temperature=1.0, top_k=10, top_p=0.9)
-DEFAULT_SKIPPED = ("hf_assisted",)  # transformers' own loop, not ours: only when asked for
+DEFAULT_SKIPPED = ("hf_assisted", "llamacpp_plain")  # transformers' and llama.cpp's own loops, not ours: only when asked for
 TOP1 = 0.5           # mean top-1 probability of the processed bigram distributions (sets tau)
 BISECTIONS = 10
 SPD_GAMMA = DECODERS["spd"]().gamma  # the draft length of the SpD whose acceptance is calibrated

@@ -92,7 +92,7 @@ def test_same_seed_same_output_different_seed_different_output():
 
 
 @pytest.mark.parametrize("name, params, message", [
-    ("nope", {}, "unknown decoder 'nope' \\(known: ar, bild, hf_assisted, mcss, mtad, mtjd, spd, specinfer, spectr, typical\\)"),
+    ("nope", {}, "unknown decoder 'nope' \\(known: ar, bild, hf_assisted, llamacpp_plain, mcss, mtad, mtjd, spd, specinfer, spectr, typical\\)"),
     ("spd", {"gamma": 0}, "^decoder.gamma must be an integer >= 1, got 0$"),
     ("mtad", {"gamma": 0}, "decoder.gamma must be an integer >= 1"),
     ("mtad", {"width": 0}, "decoder.width must be an integer >= 1 \\(beam width W\\)"),

@@ -20,6 +20,7 @@ from mtad.job.config import JobConfig
 from mtad.job.wandb_log import WandbSettings
 from mtad.judging.clients import JUDGES
 from mtad.ranges import Each, Flag, Number, OneOf, Range, check_ranges, range_of
+from mtad.runners.llamacpp import machine_cores
 from mtad.runners.load import PairConfig
 from tasks.catalogue import TASKS
 
@@ -147,6 +148,8 @@ def job_path(tmp_path, monkeypatch):
             chosen["task"] = "mtbench"  # the task a judge grades
             overrides = ["judge.model=m", *overrides]
         base = [f"{g}={o}" for g, o in chosen.items()] + [f"results_dir={tmp_path / 'results'}"]
+        if any(o.startswith("pair.threads=") for o in overrides):
+            base.append("pair.backend=llamacpp")  # the backend that takes pair.threads (others refuse it)
         with initialize_config_dir(str(CONF), version_base=None):
             cfg = compose("config", overrides=base + overrides)
         harness.Job(JobConfig.from_hydra(cfg), tmp_path / "job")
@@ -179,7 +182,8 @@ def extra_refusals(key: str) -> list:
     """Values a field's range admits that another check refuses, with its own message: one across
     fields, or what this machine lacks."""
     return {"task.k": [[3], [2]],  # k > num_samples (1)
-            "task.mode": ["official"]}.get(key, [])  # the official Spider databases are not here
+            "task.mode": ["official"],  # the official Spider databases are not here
+            "pair.threads": [n for n in range(machine_cores() + 1, 64)]}.get(key, [])  # above this machine's cores
 
 
 def test_the_ranges_hold_the_obviously_bad_values():

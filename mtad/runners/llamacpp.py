@@ -127,6 +127,7 @@ def llama_cpp_module():
     except ImportError:
         raise UserError("pair.backend=llamacpp needs llama-cpp-python: `make setup` builds it for this CPU "
                         "(scripts/build_llamacpp.sh)") from None
+    llama_cpp.llama_log_set(_log, None)  # first: loading a CPU variant logs too
     package = Path(llama_cpp.__file__).parent
     libggml = ctypes.CDLL(str(_mapped("libggml.so") or package / "lib" / "libggml.so"))
     libggml.ggml_backend_reg_count.restype = ctypes.c_size_t
@@ -137,7 +138,6 @@ def llama_cpp_module():
         libggml.ggml_backend_load.argtypes = [ctypes.c_char_p]
         if not libggml.ggml_backend_load(str(path).encode()):
             raise UserError(f"llama.cpp could not load its CPU backend {path}")
-    llama_cpp.llama_log_set(_log, None)
     llama_cpp.llama_backend_init()
     _loaded = llama_cpp
     return llama_cpp
