@@ -158,6 +158,19 @@ def sample_sequences(pair: Pair, decoder, prompt: list[int], length: int, runs: 
     return counts
 
 
+# The SpD G-test on a transformer pair (an int8 draft, the llamacpp backend): three tokens after a
+# two-token prompt, top-3 sampling so the support can be enumerated, gamma 2 so rounds end inside
+SPD_PROMPT, SPD_LENGTH, SPD_RUNS = [5, 6], 3, 1500
+TOP3 = SamplingConfig(temperature=1.0, top_k=3, top_p=1.0)
+
+
+def spd_g_test(pair: Pair, expected: dict[tuple, float]) -> tuple[float, float]:
+    """(p-value, total variation) of SpD's outputs on ``pair`` against ``expected`` (the target's
+    exact AR probabilities of the three tokens after ``SPD_PROMPT`` under ``TOP3``)."""
+    counts = sample_sequences(pair, SpD(gamma=2), SPD_PROMPT, SPD_LENGTH, SPD_RUNS, TOP3)
+    return g_test(counts, expected)
+
+
 def g_test(counts: Counter, expected_probs: dict[tuple, float]) -> tuple[float, float]:
     """(p-value, total variation) of observed counts against exact cell probabilities.
 

@@ -20,7 +20,7 @@ from mtad.runners.llamacpp import CPU_VARIANTS, LlamaCppRunner, build_tag, check
 from mtad.runners.load import PairConfig, load_pair
 from mtad.runners.toy_models import tiny_llama
 
-from helpers import exact_sequences, g_test, runner_of, sample_sequences, tiny_pair
+from helpers import SPD_LENGTH, SPD_PROMPT, TOP3, exact_sequences, runner_of, spd_g_test, tiny_pair
 
 XEON = {"sse4_2", "avx", "f16c", "fma", "avx2", "bmi2", "avx512f", "avx512cd", "avx512vl", "avx512dq", "avx512bw",
         "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16"}
@@ -164,10 +164,6 @@ def test_the_tiny_pair_loads_from_its_config():
     assert len(out.tokens) == 12 and out.stats.draft_accepted > 0
 
 
-PROMPT, LENGTH, RUNS = [5, 6], 3, 1500
-TOP3 = SamplingConfig(temperature=1.0, top_k=3, top_p=1.0)
-
-
 @pytest.fixture(scope="module")
 def noisy():
     """A llamacpp pair whose draft is far enough from the target that the residual matters, and
@@ -178,21 +174,17 @@ def noisy():
         pair.target.reset()
         return process(pair.target.feed_uncached(context)[-1], TOP3)
 
-    return pair, exact_sequences(next_probs, PROMPT, LENGTH)
+    return pair, exact_sequences(next_probs, SPD_PROMPT, SPD_LENGTH)
 
 
 def test_spd_on_llamacpp_reproduces_its_target(noisy):
-    pair, expected = noisy
-    counts = sample_sequences(pair, build_decoder("spd", gamma=2), PROMPT, LENGTH, RUNS, TOP3)
-    pvalue, tv = g_test(counts, expected)
+    pvalue, tv = spd_g_test(*noisy)
     assert pvalue > 1e-4, f"p={pvalue:.2e}, TV={tv:.3f}"
 
 
 def test_spd_on_llamacpp_with_p_instead_of_the_residual_fails(noisy, monkeypatch):
-    pair, expected = noisy
     monkeypatch.setattr(baselines.spd, "residual", lambda p, q: p)
-    counts = sample_sequences(pair, build_decoder("spd", gamma=2), PROMPT, LENGTH, RUNS, TOP3)
-    pvalue, tv = g_test(counts, expected)
+    pvalue, tv = spd_g_test(*noisy)
     assert pvalue < 1e-4, f"negative control passed: p={pvalue:.2e}, TV={tv:.3f}"
 
 

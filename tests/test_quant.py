@@ -17,7 +17,7 @@ from mtad.runners.quant import Int8Linear, quantize, streamed_bytes
 from mtad.decoding.sampling import SamplingConfig
 from mtad.runners.toy_models import tiny_llama_pair
 
-from helpers import RUNNERS, exact_target_ar, g_test, sample_sequences, runner_of, skip_unless
+from helpers import RUNNERS, SPD_LENGTH, SPD_PROMPT, TOP3, exact_target_ar, runner_of, skip_unless, spd_g_test
 
 
 def test_int8_linear_is_the_dequantized_matmul_and_close_to_float():
@@ -81,8 +81,6 @@ def test_greedy_identity_with_an_int8_draft(params, runner):
     assert accepted > 0, "the int8 draft never contributed: the identity would hold trivially"
 
 
-PROMPT, LENGTH, RUNS = [5, 6], 3, 1500
-TOP3 = SamplingConfig(temperature=1.0, top_k=3, top_p=1.0)
 
 
 @pytest.fixture(scope="module", params=RUNNERS)
@@ -91,19 +89,15 @@ def noisy_int8(request):
     top-3, about a fifth of the output mass per step moves if p replaces the residual)."""
     skip_unless(request.param, quant="int8")
     pair = int8_draft_pair(draft_noise=0.1, runner=request.param)
-    return pair, exact_target_ar(pair, TOP3, PROMPT, LENGTH)
+    return pair, exact_target_ar(pair, TOP3, SPD_PROMPT, SPD_LENGTH)
 
 
 def test_spd_with_an_int8_draft_reproduces_the_target(noisy_int8):
-    pair, expected = noisy_int8
-    counts = sample_sequences(pair, build_decoder("spd", gamma=2), PROMPT, LENGTH, RUNS, TOP3)
-    pvalue, tv = g_test(counts, expected)
+    pvalue, tv = spd_g_test(*noisy_int8)
     assert pvalue > 1e-4, f"p={pvalue:.2e}, TV={tv:.3f}"
 
 
 def test_spd_with_an_int8_draft_and_p_instead_of_the_residual_fails(noisy_int8, monkeypatch):
-    pair, expected = noisy_int8
     monkeypatch.setattr(baselines.spd, "residual", lambda p, q: p)
-    counts = sample_sequences(pair, build_decoder("spd", gamma=2), PROMPT, LENGTH, RUNS, TOP3)
-    pvalue, tv = g_test(counts, expected)
+    pvalue, tv = spd_g_test(*noisy_int8)
     assert pvalue < 1e-4, f"negative control passed: p={pvalue:.2e}, TV={tv:.3f}"
