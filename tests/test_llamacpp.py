@@ -16,7 +16,8 @@ from mtad.decoding.base import generate
 from mtad.decoding.sampling import SamplingConfig, process
 from mtad.errors import UserError
 from mtad.runners.catalogue import LlamaCpp
-from mtad.runners.llamacpp import CPU_VARIANTS, LlamaCppRunner, build_tag, check_gguf, cpu_variant, machine_cores
+from mtad.runners.cpu import machine_cores
+from mtad.runners.llamacpp import CPU_VARIANTS, LlamaCppRunner, build_tag, check_gguf, cpu_variant
 from mtad.runners.load import PairConfig, load_pair
 from mtad.runners.toy_models import tiny_llama
 

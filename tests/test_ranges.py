@@ -20,7 +20,7 @@ from mtad.job.config import JobConfig
 from mtad.job.wandb_log import WandbSettings
 from mtad.judging.clients import JUDGES
 from mtad.ranges import Each, Flag, Number, OneOf, Range, check_ranges, range_of
-from mtad.runners.llamacpp import machine_cores
+from mtad.runners.cpu import machine_cores
 from mtad.runners.load import PairConfig
 from tasks.catalogue import TASKS
 

@@ -19,7 +19,8 @@ from mtad.registry import by_name, register
 from mtad.runners.base import Runner, require_capabilities
 from mtad.runners.eager import EagerRunner
 from mtad.runners.hf import load_models
-from mtad.runners.llamacpp import SEQUENCES, LlamaCppRunner, gguf_pair, machine_cores
+from mtad.runners.cpu import machine_cores
+from mtad.runners.llamacpp import SEQUENCES, LlamaCppRunner, gguf_pair
 from mtad.runners.matmul import MATMUL_VERSION
 from mtad.runners.pair import Pair
 from mtad.runners.quant import QUANT_VERSION
@@ -162,9 +163,10 @@ class LlamaCpp(Backend):
     def load(cls, cfg: PairConfig) -> Pair:
         files = gguf_pair(cfg)
         options = {"max_length": cfg.max_length, "threads": cfg.threads}
+        # the tiny pair's written files live as long as the runners: llamacpp_plain opens the target's again
+        options = {**options, "temporary": files.folder}
         target = LlamaCppRunner(files.target, **options)
         draft = LlamaCppRunner(files.draft, head_rows=cfg.draft_head_rows, **options)
-        target.temporary = draft.temporary = files.folder  # llamacpp_plain opens the target's file again
         return Pair(target, draft, name=cfg.label, stop_ids=files.stop_ids, tokenizer=files.tokenizer,
                     chat_template=cfg.chat_template)
 
@@ -173,10 +175,9 @@ class LlamaCpp(Backend):
         """A runner of ``model`` (a transformers Llama or Qwen2), written to a float32 GGUF first."""
         from mtad.runners.gguf_export import write_gguf
 
-        folder = tempfile.TemporaryDirectory(prefix="mtad-gguf-")
-        runner = LlamaCppRunner(write_gguf(model, Path(folder.name) / "model.gguf"), head_rows=head_rows, **options)
-        runner.temporary = folder  # removed with the runner; llamacpp_plain opens the file again
-        return runner
+        folder = tempfile.TemporaryDirectory(prefix="mtad-gguf-")  # removed with the runner
+        return LlamaCppRunner(write_gguf(model, Path(folder.name) / "model.gguf"), head_rows=head_rows,
+                              temporary=folder, **options)
 
 
 BACKENDS: dict[str, type[Backend]] = by_name("backend", [Eager, Static, LlamaCpp])

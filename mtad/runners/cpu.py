@@ -3,6 +3,7 @@ depend on them (a record's fingerprint, mtad/job/records.py; ggml's CPU variant,
 
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
 
@@ -25,3 +26,8 @@ def cpu_model() -> str:
 def cpu_flags() -> set[str]:
     """This CPU's flags (empty where there is no /proc/cpuinfo)."""
     return set((cpuinfo("flags") or "").split())
+
+
+def machine_cores() -> int:
+    """The cores this process may run on (its affinity; a container may hold fewer than the CPU has)."""
+    return len(os.sched_getaffinity(0))

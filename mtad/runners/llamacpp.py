@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import collections
 import ctypes
-import os
 import tempfile
 import weakref
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ import torch
 
 from mtad.errors import UserError
 from mtad.runners.base import GGUF_FILE, KEPT_POSITIONS, ROW_SELECTION, TREE_MASKS, ForwardCounter, Runner
-from mtad.runners.cpu import cpu_flags
+from mtad.runners.cpu import cpu_flags, machine_cores
 
 LLAMA_CPP_PYTHON = "0.3.36"  # the llama-cpp-python release scripts/build_llamacpp.sh builds
 SEQUENCES = 128  # sequence ids a runner holds: its rows plus the tree nodes in its cache at once
@@ -160,10 +159,6 @@ def gguf_weight_bytes(path: str | Path) -> int:
     return sum(int(tensor.n_bytes) for tensor in gguf.GGUFReader(str(path)).tensors)
 
 
-def machine_cores() -> int:
-    return len(os.sched_getaffinity(0))
-
-
 @dataclass(frozen=True)
 class _Node:
     """A tree node in the cache: its own sequence id, its position, and what it sees: the first
@@ -187,7 +182,7 @@ class LlamaCppRunner(Runner):
 
     def __init__(self, path: str | Path, head_rows: int | None = None, max_length: int = 2048,
                  threads: int | None = None, sequences: int = SEQUENCES, kv_type: str = "f16",
-                 flash_attn: bool = False):
+                 flash_attn: bool = False, temporary: tempfile.TemporaryDirectory | None = None):
         super().__init__()
         lib = self._lib = llama_cpp_module()
         check_gguf(path)
@@ -197,7 +192,7 @@ class LlamaCppRunner(Runner):
         if not 1 <= sequences <= 256:
             raise UserError(f"a llama.cpp context holds 1 to 256 sequences, not {sequences}")
         self.path, self.threads, self.sequences, self.flash_attn = Path(path), threads, sequences, flash_attn
-        self.temporary = None  # a temporary folder holding the file (a written test model), kept while the runner is
+        self.temporary = temporary  # the temporary folder holding a written file, kept as long as the runner
         self.kv_type = kv_type
         self.device = torch.device("cpu")
         self.capacity = max_length
@@ -292,8 +287,9 @@ class LlamaCppRunner(Runner):
         else:
             if batch != 1:
                 raise ValueError("llamacpp runner: a token tree is fed for one row")
-            entries, nodes, linear = self._tree_entries(ids[0], pos[0], mask.tolist(), keep)
+            nodes: list[_Node] = []  # this feed's, given back if it fails at any step
             try:
+                entries, linear = self._tree_entries(ids[0], pos[0], mask.tolist(), keep, nodes)
                 logits = self._decode(entries)
             except BaseException:
                 for node in nodes:
@@ -306,8 +302,9 @@ class LlamaCppRunner(Runner):
             logits[..., self.head_rows:] = float("-inf")
         return logits
 
-    def _tree_entries(self, ids: list[int], pos: list[int], allowed: list[list[bool]], keep: int):
-        """The batch entries of a masked feed, its new nodes and the row length after it.
+    def _tree_entries(self, ids: list[int], pos: list[int], allowed: list[list[bool]], keep: int,
+                      new: list[_Node]):
+        """The batch entries of a masked feed and the row length after it; its new nodes go to ``new``.
 
         A new token whose mask sees every earlier key, before any tree node, extends the row. Any
         other token is a node: it must see exactly its parent (its latest visible key) and what
@@ -319,52 +316,46 @@ class LlamaCppRunner(Runner):
         first = cached + n - m  # the first slot the mask covers; earlier keys are always visible
         linear, nodes = self._linear, {}  # slot -> _Node, this feed's
         seq_lists = [[] for _ in range(n)]
-        new: list[_Node] = []
-        try:
-            # keys before the window: row positions, then (when the window starts past the row) cached nodes
-            head, head_nodes = min(first, self._linear), tuple(range(self._linear, first))
-            for i in range(n):
-                slot = cached + i
-                if not allowed[i][slot - first] or any(allowed[i][slot - first + 1:]):
-                    raise ValueError(f"llamacpp runner: tree token {i} must see itself and no later token")
-                window = [s for s in range(first, slot) if allowed[i][s - first]]
-                row_keys = [s for s in window if s < linear]  # none when the window starts past the row
-                if row_keys != list(range(head, head + len(row_keys))):
-                    raise ValueError(f"llamacpp runner: tree token {i} skips a committed position")
-                base, chain = head + len(row_keys), head_nodes + tuple(s for s in window if s >= linear)
-                if not self._nodes and not new and base == slot and pos[i] == slot:
-                    linear += 1  # the row goes on
-                    seq_lists[i].append(row)
-                    continue
-                parent = self._node_at(chain[-1], nodes) if chain else None
-                if parent is not None and (parent.base != base or parent.chain != chain[:-1]):
-                    raise ValueError(f"llamacpp runner: tree token {i} sees more or less than its parent and the parent")
-                if pos[i] != base + len(chain):
-                    raise ValueError(f"llamacpp runner: tree token {i} is at position {pos[i]}, not its depth "
-                                     f"{base + len(chain)}")
-                node = _Node(self._alloc(), pos[i], base, chain)
-                new.append(node)
-                nodes[slot] = node
-                seq_lists[i].append(node.seq)
-                for s in chain:  # its ancestors fed now carry its id in the batch
-                    if s >= cached:
-                        seq_lists[s - cached].append(node.seq)
-                for s in range(cached, base):  # so do the row tokens fed now that it sees
+        # keys before the window: row positions, then (when the window starts past the row) cached nodes
+        head, head_nodes = min(first, self._linear), tuple(range(self._linear, first))
+        for i in range(n):
+            slot = cached + i
+            if not allowed[i][slot - first] or any(allowed[i][slot - first + 1:]):
+                raise ValueError(f"llamacpp runner: tree token {i} must see itself and no later token")
+            window = [s for s in range(first, slot) if allowed[i][s - first]]
+            row_keys = [s for s in window if s < linear]  # none when the window starts past the row
+            if row_keys != list(range(head, head + len(row_keys))):
+                raise ValueError(f"llamacpp runner: tree token {i} skips a committed position")
+            base, chain = head + len(row_keys), head_nodes + tuple(s for s in window if s >= linear)
+            if not self._nodes and not new and base == slot and pos[i] == slot:
+                linear += 1  # the row goes on
+                seq_lists[i].append(row)
+                continue
+            parent = self._node_at(chain[-1], nodes) if chain else None
+            if parent is not None and (parent.base != base or parent.chain != chain[:-1]):
+                raise ValueError(f"llamacpp runner: tree token {i} sees more or less than its parent and the parent")
+            if pos[i] != base + len(chain):
+                raise ValueError(f"llamacpp runner: tree token {i} is at position {pos[i]}, not its depth "
+                                 f"{base + len(chain)}")
+            node = _Node(self._alloc(), pos[i], base, chain)
+            new.append(node)
+            nodes[slot] = node
+            seq_lists[i].append(node.seq)
+            for s in chain:  # its ancestors fed now carry its id in the batch
+                if s >= cached:
                     seq_lists[s - cached].append(node.seq)
-            memory, lib = self._memory, self._lib
-            for node in new:  # the cached cells each new node sees get its id
-                if min(node.base, self._linear):
-                    lib.llama_memory_seq_cp(memory, row, node.seq, 0, min(node.base, self._linear))
-                for s in node.chain:
-                    if s < cached:
-                        ancestor = self._nodes[s - self._linear]
-                        lib.llama_memory_seq_cp(memory, ancestor.seq, node.seq, ancestor.pos, ancestor.pos + 1)
-        except BaseException:
-            for node in new:
-                self._release(node.seq)
-            raise
+            for s in range(cached, base):  # so do the row tokens fed now that it sees
+                seq_lists[s - cached].append(node.seq)
+        memory, lib = self._memory, self._lib
+        for node in new:  # the cached cells each new node sees get its id
+            if min(node.base, self._linear):
+                lib.llama_memory_seq_cp(memory, row, node.seq, 0, min(node.base, self._linear))
+            for s in node.chain:
+                if s < cached:
+                    ancestor = self._nodes[s - self._linear]
+                    lib.llama_memory_seq_cp(memory, ancestor.seq, node.seq, ancestor.pos, ancestor.pos + 1)
         entries = [(ids[i], pos[i], seq_lists[i], i >= n - keep) for i in range(n)]
-        return entries, new, linear
+        return entries, linear
 
     def _node_at(self, slot: int, new: dict[int, _Node]) -> _Node:
         return new[slot] if slot in new else self._nodes[slot - self._linear]
