@@ -21,7 +21,9 @@ CMAKE="$(dirname "$PY")/cmake"
 "$CMAKE" -S "$WORK/llama_cpp_python-$VERSION/vendor/llama.cpp" -B "$WORK/build" -DCMAKE_BUILD_TYPE=Release \
   -DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
   -DLLAMA_BUILD_EXAMPLES=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=OFF >/dev/null
-"$CMAKE" --build "$WORK/build" -j"$(nproc)" --target llama-speculative llama-bench >/dev/null
+# The CPU variants are modules loaded at run time, not link dependencies of the tools: name them.
+VARIANTS=$("$CMAKE" --build "$WORK/build" --target help | sed -n 's/^\.\.\. \(ggml-cpu-[a-z0-9_]*\)$/\1/p' | grep -v sapphirerapids || true)
+"$CMAKE" --build "$WORK/build" -j"$(nproc)" --target llama-speculative llama-bench $VARIANTS >/dev/null
 rm -f "$WORK"/build/bin/libggml-cpu-sapphirerapids.so  # AMX: its int8 kernel dies with SIGILL here
 mkdir -p "$DEST"
 rm -rf "$DEST/bin.tmp" && cp -r "$WORK/build/bin" "$DEST/bin.tmp" && rm -rf "$DEST/bin" && mv "$DEST/bin.tmp" "$DEST/bin"
