@@ -237,14 +237,18 @@ def main() -> None:
         configs = job_configs(specs, overrides)
         pair = cached_pair(configs[0].pair)  # the driver's cache: the sittings reuse this pair
         gamma = next((c.decoder["gamma"] for c in configs if "gamma" in c.decoder), 4)
-        results = {"args": {**vars(args), "overrides": overrides}, "environment": environment(), "pair": pair.name,
+        arguments = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}  # JSON has no paths
+        results = {"args": {**arguments, "overrides": overrides}, "environment": environment(), "pair": pair.name,
                    "modes": {}, "roofline": None}
         if not args.skip_roofline:
             print(f"roofline of {pair.name}", flush=True)
             results["roofline"] = roofline({"target": pair.target, "draft": pair.draft}, gamma)
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
         for mode in modes:
             summaries = sitting(specs, overrides, mode)
             results["modes"][mode] = report(mode, specs, summaries)
+            write_atomic(out, json.dumps(results, indent=2))  # after every step: a later failure keeps it
             if args.llamacpp_tools is not None:
                 mode_configs = job_configs(specs[:1], overrides + MODES[mode])
                 spd = next((s for s in summaries if s["decoder"] == "spd"), None)
@@ -254,9 +258,7 @@ def main() -> None:
                 if ar is not None:
                     row["speedup_vs_ar"] = row["tokens_per_second"] / ar["tokens_per_second"]
                 results["modes"][mode]["llama-speculative"] = row
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(out, json.dumps(results, indent=2))
+                write_atomic(out, json.dumps(results, indent=2))
     print(f"wrote {out}")
 
 
