@@ -139,4 +139,14 @@ def claim_rows(rows: list[dict], paper: dict[tuple, dict], metrics: dict[str, Me
             found = [r for r in ours if (r["task"], r["pair"], r["a"], r["b"]) == (task, pair, subject, claim.reference)]
             out += [assess(claim, task, pair, subject, row, paper, metrics.get(task)) for row in found or [None]]
         out += [assess(claim, task, "-", "-", None, paper, metrics.get(task)) for task in unrun]
-    return out
+    # a further pair (another backend) that did not measure a claim adds nothing to the task's first
+    # line saying so: drop it, so the answer stays on the first screen
+    said: set[tuple] = set()
+    kept = []
+    for line in out:
+        key = (line["claim"], line["task"], line["subject"])
+        if line["verdict"] == NOT_MEASURED and key in said:
+            continue
+        said.add(key)
+        kept.append(line)
+    return kept
