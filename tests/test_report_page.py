@@ -76,6 +76,19 @@ def test_claim_lines_carry_the_papers_ratio_and_difference_beside_ours():
             "not measured here"
 
 
+def test_a_second_pair_adds_measured_lines_but_no_second_not_measured_line():
+    metrics = {name: task.metric for name, task in TASKS.items()}
+    first = [comparison("spd", Estimate(0.84, (0.77, 0.91)), None, quality(3.9, (-2.6, 10.0), 1.0))]
+    second = [{**r, "pair": "ours+llamacpp", **quality(None, None, None)}  # speed only, nothing rated
+              for r in [comparison("spd", Estimate(0.79, (0.71, 0.88)))]]
+    lines = [r for r in claim_rows(first + second, PAPER, metrics) if r["task"] == "humaneval"]
+    by_claim = {claim.says: [(r["pair"], r["verdict"]) for r in lines if r["claim"] == claim.says] for claim in CLAIMS}
+    assert by_claim[SPEED.says] == [("ours", "contradicted"), ("ours+llamacpp", "contradicted")]
+    assert by_claim[ENERGY.says] == [("ours", "not measured here")]  # the second pair's says nothing new
+    assert by_claim[VS_SPD.says] == [("ours", "cannot tell")]
+    assert by_claim[VS_AR.says] == [("ours", "not measured here")]  # no AR comparison in either pair
+
+
 def committed_comparisons() -> list[dict]:
     """comparisons.json, its estimates as Estimates again."""
     rows = json.loads((RESULTS / "comparisons.json").read_text())
