@@ -19,7 +19,7 @@ from mtad.decoding.chain import draft_chain, finish_round, verify_chain
 from mtad.runners.base import Runner
 from mtad.runners.catalogue import BACKENDS
 from mtad.runners.pair import Pair
-from mtad.decoding.sampling import SamplingConfig, process, residual, uniforms
+from mtad.decoding.sampling import SamplingConfig, draw, process, residual, uniforms
 from mtad.runners.static import StaticRunner
 from mtad.runners.toy_models import TableLM, tiny_llama_pair
 
@@ -31,9 +31,9 @@ DISTRIBUTION_RUNS = int(os.environ.get("MTAD_DISTRIBUTION_RUNS", "5000"))
 
 
 def sample_one(probs: torch.Tensor, generator: torch.Generator) -> int:
-    """One token id from ``probs`` (1-D) by ``torch.multinomial``, read to the host: how the
-    decoders drew before issue 35 (``sampling.draw`` takes the same random numbers, unread)."""
-    return int(torch.multinomial(probs, 1, generator=generator).item())
+    """One token id from ``probs`` (1-D), read to the host as the decoders read theirs before
+    issue 35; the sampler itself is theirs (``sampling.draw``), so both take the same random stream."""
+    return int(draw(probs, generator))
 
 
 def uniform(generator: torch.Generator, device: torch.device | str) -> float:

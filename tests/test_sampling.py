@@ -75,15 +75,35 @@ def test_process_matches_the_rule_with_ties_at_the_k_th_value_and_at_the_top_p_c
     assert torch.allclose(process(batch, cfg), torch.stack([reference_process(row, cfg) for row in batch]), atol=1e-6)
 
 
-def test_draw_is_multinomial_one_sample_without_reads():
-    # the same random numbers and tokens as torch.multinomial(probs, 1): a changed sampler keeps the stream
-    generator = torch.Generator().manual_seed(1)
-    for seed in range(50):
-        probs = torch.rand(30, generator=generator).masked_fill(torch.rand(30, generator=generator) < 0.5, 0)
-        a, b = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
-        assert [int(torch.multinomial(probs, 1, generator=a)) for _ in range(4)] == [int(draw(probs, b)) for _ in range(4)]
-    rows = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 3.0]])  # rows need not be normalised
-    assert draw(rows, torch.Generator().manual_seed(0)).tolist() == [1, 2]
+def test_draw_follows_each_row_without_reads():
+    from collections import Counter
+
+    from helpers import g_test
+    from mtad.decoding.sampling import draws
+    from mtad.job.overhead import Overhead, counting
+    rows = torch.tensor([[0.0, 0.5, 0.2, 0.0, 0.3], [0.1, 0.0, 0.0, 0.6, 0.3]])
+    g = torch.Generator().manual_seed(3)
+    seen = Counter()
+    for _ in range(4000):
+        seen.update((r, int(i)) for r, i in enumerate(draw(rows, g).tolist()))
+    expected = {(r, i): float(rows[r, i]) / 2 for r in range(2) for i in range(5) if rows[r, i] > 0}
+    pvalue, tv = g_test(seen, expected)
+    assert pvalue > 1e-4, f"p={pvalue:.2e}, TV={tv:.3f}"
+    # negative control: the same counts fail with 0.05 of a row's mass moved
+    shifted = dict(expected)
+    shifted[(0, 1)], shifted[(0, 4)] = shifted[(0, 1)] - 0.025, shifted[(0, 4)] + 0.025
+    assert g_test(seen, shifted)[0] < 1e-4
+    # one uniform a row, as draws with n = 1: a one-child tree level takes SpD's random stream
+    a, b = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    assert [draw(rows, a).tolist() for _ in range(20)] == [draws(rows, b, 1)[:, 0].tolist() for _ in range(20)]
+    # rows need not be normalised; 1-D probs give a 0-d id; mass 0 is never drawn
+    assert draw(torch.tensor([[0.0, 3.0, 0.0], [0.0, 0.0, 7.0]]), g).tolist() == [1, 2]
+    assert draw(torch.tensor([0.0, 0.0, 2.0]), g).shape == ()
+    assert {int(draw(torch.tensor([0.3, 0.7, 0.0]), g)) for _ in range(2000)} == {0, 1}
+    overhead = Overhead()
+    with counting(overhead):
+        draw(rows, g)
+    assert overhead.reads == 0
 
 
 @pytest.mark.parametrize("kwargs, message", [

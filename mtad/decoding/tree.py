@@ -210,13 +210,12 @@ def draw_children(q: torch.Tensor, k: int, replacement: bool,
     """k children per row of ``q`` [F, V], long [F, k], and which are real draws (bool [F, k]),
     without reading the device.
 
-    With replacement every child is real. A level of one child takes ``draw``, so a chain consumes
-    the random stream exactly like SpD; more children take ``draws`` (inverse CDF: one uniform a
-    child, not a clock per vocabulary id). Without replacement (``draws_without_replacement``) a
+    With replacement every child is real: ``draws`` (inverse CDF, one uniform a child), so a chain
+    consumes the random stream exactly like SpD's ``draw``. Without replacement (``draws_without_replacement``) a
     row that supports fewer than k tokens ends with tokens of q = 0, marked not real; verification
     never accepts them."""
     if replacement or k == 1:  # one child a row is the same draw either way
-        children = draw(q, generator)[:, None] if q.shape[0] * k == 1 else draws(q, generator, k)
+        children = draws(q, generator, k)
         return children, torch.ones_like(children, dtype=torch.bool)
     return draws_without_replacement(q, generator, k)
 
