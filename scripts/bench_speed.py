@@ -39,7 +39,8 @@ from pathlib import Path
 
 import torch
 
-from mtad.errors import one_line_errors
+from mtad.decoding.base import GenerationStats
+from mtad.errors import UserError, one_line_errors
 from mtad.job.comparison import speedup
 from mtad.job.harness import Job, cached_pair, run_jobs
 from mtad.job.interleave import job_configs
@@ -117,11 +118,14 @@ def with_defaults(overrides: list[str]) -> list[str]:
     return [d for d in DEFAULTS if d.split("=", 1)[0] not in given] + overrides
 
 
-def sitting(specs: list[str], overrides: list[str], mode: str) -> list[dict]:
-    """One sitting of the decoders in ``mode``; the summaries, in the order of ``specs``."""
+def sitting(specs: list[str], overrides: list[str], mode: str, yardstick=None) -> list[dict]:
+    """One sitting of the decoders in ``mode``; the summaries, in the order of ``specs``.
+    ``yardstick.between(jobs)``, if given, is the ``between`` step of ``run_jobs``: an outside
+    program taking its turn on each example after the decoders."""
     configs = job_configs(specs, overrides + MODES[mode])
     out = Path(configs[0].results_dir) / "jobs" / f"bench-{mode}"
-    return run_jobs([Job(config, out / str(k), sweep=str(out)) for k, config in enumerate(configs)])
+    jobs = [Job(config, out / str(k), sweep=str(out)) for k, config in enumerate(configs)]
+    return run_jobs(jobs, between=yardstick.between(jobs) if yardstick else None)
 
 
 def report(mode: str, specs: list[str], summaries: list[dict]) -> dict:
@@ -148,10 +152,11 @@ def report(mode: str, specs: list[str], summaries: list[dict]) -> dict:
             ratio = speedup(s, summaries, reference)
             if ratio is not None:
                 row[f"speedup_vs_{reference}"] = ratio
-        forward = st["target_seconds"] + st["draft_seconds"]
+        stats = GenerationStats.from_dict(st)
+        forward = stats.forward_seconds
         if forward:  # a yardstick (llamacpp_plain, hf_assisted) books its whole generate() as target time
             row["limit"] = {"forward_seconds": forward, "tokens_per_second_limit": st["new_tokens"] / forward,
-                            "share_of_limit": forward / st["wall_seconds"],
+                            "share_of_limit": stats.forward_share,
                             "target_ms_per_call": 1e3 * st["target_seconds"] / st["target_calls"],
                             "draft_ms_per_call": 1e3 * st["draft_seconds"] / st["draft_calls"] if st["draft_calls"] else None,
                             "block_efficiency": st["block_efficiency"]}
@@ -169,52 +174,69 @@ def report(mode: str, specs: list[str], summaries: list[dict]) -> dict:
     return rows
 
 
-def llamacpp_speculative(tools: Path, configs, pair, mode: str, gamma: int, lengths: dict[str, int]) -> dict:
+class LlamaSpeculative:
     """llama.cpp's own speculative decoding of the pair's GGUF files (its ``llama-speculative``,
-    built from the same source by scripts/build_llamacpp_tools.sh) on the sitting's prompts, one
-    process per prompt, same threads, draft length ``gamma`` and sampling. It knows none of our
-    tasks' stop rules, so each prompt generates as many tokens as our SpD did on it (``lengths``,
-    past any end of text): the same share of prompt pass in both tokens/s, which count it. The
-    prompt goes in as text (the same vocabulary)."""
-    import re
-    import subprocess
-    import tempfile
+    built from the same source by scripts/build_llamacpp_tools.sh): one process per prompt, same
+    threads, draft length and sampling as our first ``spd`` job, run as ``run_jobs``' ``between`` step, so it
+    takes its turn on each prompt right after our decoders (the machine's speed drifts by 10% and
+    more over a sitting). It knows none of our tasks' stop rules, so each prompt generates as many
+    tokens as our ``spd`` job just did on it (``--ignore-eos``): the same share of prompt pass in
+    both tokens/s, which count it. The prompt goes in as text (the same vocabulary). Its drafts
+    are the draft's top token even when sampling (its example's rule, not ours), so its
+    acceptance differs from SpD's."""
 
-    from tasks.catalogue import build_task
+    def __init__(self, tools: Path, pair):
+        self.tools, self.pair = tools, pair
 
-    config = configs[0]
-    task_params = dict(config.task)
-    task = build_task(task_params.pop("name"), **task_params)
-    sampling = config.sampling
-    options = ["--temp", "0"] if sampling.temperature == 0 else [
-        "--temp", str(sampling.temperature), "--top-k", str(sampling.top_k), "--top-p", str(sampling.top_p),
-        "--min-p", "0"]
-    env = {**os.environ, "LD_LIBRARY_PATH": str(tools)}
-    tokens = seconds = drafted = accepted = 0
-    for example in task.examples(pair.info):
+    def between(self, jobs: list[Job]):
+        """The step for ``run_jobs(jobs, between=...)``, counting afresh (one sitting, one mode)."""
+        spd = [job for job in jobs if job.decoder.name == "spd"]
+        if not spd:
+            raise UserError("--llamacpp-tools: llama-speculative takes its token counts from an spd decoder; "
+                            "add spd to --decoders")
+        self.spd = spd[0]
+        self.gamma = self.spd.decoder.gamma
+        sampling = self.spd.config.sampling
+        self.options = ["--temp", "0"] if sampling.temperature == 0 else [
+            "--temp", str(sampling.temperature), "--top-k", str(sampling.top_k), "--top-p", str(sampling.top_p),
+            "--min-p", "0"]
+        self.tokens = self.seconds = self.drafted = self.accepted = 0
+        return self.turn
+
+    def turn(self, i: int) -> None:
+        import re
+        import subprocess
+        import tempfile
+
+        example, config, tools = self.spd.examples[i], self.spd.config, self.tools
+        length = len(self.spd.recorder.done[example.id]["new_tokens"])
         with tempfile.NamedTemporaryFile("w", suffix=".txt") as prompt:
-            prompt.write(pair.tokenizer.decode(example.prompt_ids))
+            prompt.write(self.pair.tokenizer.decode(example.prompt_ids))
             prompt.flush()
-            proc = subprocess.run([str(tools / "llama-speculative"), "-m", str(pair.target.gguf_file()),
-                                   "-md", str(pair.draft.gguf_file()), "-f", prompt.name,
-                                   "-n", str(lengths.get(example.id, config.max_new_tokens)), "--ignore-eos",
-                                   "--spec-draft-n-max", str(gamma), "-t", str(pair.target.threads),
-                                   "-c", str(pair.target.cells), "--seed", str(config.seed), *options],
-                                  capture_output=True, text=True, env=env, timeout=600)
+            proc = subprocess.run([str(tools / "llama-speculative"), "-m", str(self.pair.target.gguf_file()),
+                                   "-md", str(self.pair.draft.gguf_file()), "-f", prompt.name,
+                                   "-n", str(length), "--ignore-eos",
+                                   "--spec-draft-n-max", str(self.gamma), "-t", str(self.pair.target.threads),
+                                   "-c", str(self.pair.target.cells), "--seed", str(config.seed), *self.options],
+                                  capture_output=True, text=True, check=False, env={**os.environ, "LD_LIBRARY_PATH": str(tools)},
+                                  timeout=600)
         log = proc.stdout + proc.stderr
         found = {key: re.search(pattern, log) for key, pattern in {
             "encoded": r"encoded\s+(\d+) tokens in\s+([\d.]+) seconds", "decoded": r"decoded\s+(\d+) tokens in\s+([\d.]+) seconds",
             "drafted": r"n_drafted\s*=\s*(\d+)", "accept": r"n_accept\s*=\s*(\d+)"}.items()}
         if proc.returncode != 0 or not all(found.values()):
             raise RuntimeError(f"llama-speculative failed on {example.id} (exit {proc.returncode}): {log[-500:]}")
-        tokens += int(found["decoded"][1])
-        seconds += float(found["encoded"][2]) + float(found["decoded"][2])
-        drafted, accepted = drafted + int(found["drafted"][1]), accepted + int(found["accept"][1])
-    row = {"tokens": tokens, "seconds": seconds, "tokens_per_second": tokens / seconds,
-           "acceptance_rate": accepted / drafted if drafted else None}
-    print(f"[{mode}] llama-speculative tokens={tokens} seconds={seconds:.2f} tok/s={row['tokens_per_second']:.2f} "
-          f"accept={row['acceptance_rate']}", flush=True)
-    return row
+        self.tokens += int(found["decoded"][1])
+        self.seconds += float(found["encoded"][2]) + float(found["decoded"][2])
+        self.drafted, self.accepted = self.drafted + int(found["drafted"][1]), self.accepted + int(found["accept"][1])
+
+    def row(self, mode: str) -> dict:
+        row = {"tokens": self.tokens, "seconds": self.seconds, "tokens_per_second": self.tokens / self.seconds,
+               "acceptance_rate": self.accepted / self.drafted if self.drafted else None,
+               "interleaved": True}  # took turns with the sitting's decoders, prompt by prompt
+        print(f"[{mode}] llama-speculative tokens={self.tokens} seconds={self.seconds:.2f} "
+              f"tok/s={row['tokens_per_second']:.2f} accept={row['acceptance_rate']}", flush=True)
+        return row
 
 
 def main() -> None:
@@ -225,7 +247,8 @@ def main() -> None:
     parser.add_argument("--out", default="results/bench/speed.json")
     parser.add_argument("--llamacpp-tools", type=Path, default=None,
                         help="with pair.backend=llamacpp: the folder of llama-speculative "
-                             "(scripts/build_llamacpp_tools.sh prints it); its speculative decoding runs after each sitting")
+                             "(scripts/build_llamacpp_tools.sh prints it); its speculative decoding takes a turn on each prompt "
+                             "after the decoders, as long as our spd runs")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides shared by every decoder (pair, task, budget)")
     args = parser.parse_args()
     specs, overrides = args.decoders.split(","), with_defaults(args.overrides)
@@ -246,19 +269,19 @@ def main() -> None:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         for mode in modes:
-            summaries = sitting(specs, overrides, mode)
+            speculative = None if args.llamacpp_tools is None else LlamaSpeculative(args.llamacpp_tools, pair)
+            summaries = sitting(specs, overrides, mode, speculative)
             results["modes"][mode] = report(mode, specs, summaries)
-            write_atomic(out, json.dumps(results, indent=2))  # after every step: a later failure keeps it
-            if args.llamacpp_tools is not None:
-                mode_configs = job_configs(specs[:1], overrides + MODES[mode])
-                spd = next((s for s in summaries if s["decoder"] == "spd"), None)
-                lengths = {r["id"]: len(r["new_tokens"]) for r in read_lines(Path(spd["output_dir"]) / "samples.jsonl")} if spd else {}
-                row = llamacpp_speculative(args.llamacpp_tools, mode_configs, pair, mode, gamma, lengths)
+            if speculative is not None:
+                row = speculative.row(mode)
                 ar = results["modes"][mode].get("ar")
                 if ar is not None:
                     row["speedup_vs_ar"] = row["tokens_per_second"] / ar["tokens_per_second"]
+                spd = results["modes"][mode].get("spd")
+                if spd is not None:
+                    row["spd_over_it"] = spd["tokens_per_second"] / row["tokens_per_second"]
                 results["modes"][mode]["llama-speculative"] = row
-                write_atomic(out, json.dumps(results, indent=2))
+            write_atomic(out, json.dumps(results, indent=2))  # after every step: a later failure keeps it
     print(f"wrote {out}")
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mtad.decoding.base import GenerationStats
 from mtad.errors import one_line_errors
 from mtad.job.records import write_atomic
 from mtad.report.paired import frames_of, label, matrices, paired
@@ -29,12 +30,11 @@ PAIR = CELL.index("pair")
 
 
 def forward_share(runs) -> float | None:
-    """The share of a cell's wall time spent in its own forwards, (target + draft seconds) / wall
-    seconds over its runs: how close the loop comes to its forward-only limit. A yardstick that
-    books its whole generation as target time (llamacpp_plain, hf_assisted) reads about 1."""
-    totals = [run["totals"] for run in runs.to_dict("records")]
-    wall = sum(t["wall_seconds"] for t in totals)
-    return sum(t["target_seconds"] + t["draft_seconds"] for t in totals) / wall if wall else None
+    """A cell's forward share (``GenerationStats.forward_share``) over all its runs' totals."""
+    totals = GenerationStats()
+    for run in runs.to_dict("records"):
+        totals.add(GenerationStats.from_dict(run["totals"]))
+    return totals.forward_share
 
 
 def compare(store_dir: Path, pair_a: str, pair_b: str) -> list[dict]:

@@ -127,6 +127,9 @@ def test_stats_add_sums_counts_and_pads_per_position_lists():
     total.add(GenerationStats(new_tokens=4, proposed_per_position=[3, 3, 3], accepted_per_position=[2, 1, 0]))
     assert total.new_tokens == 7
     assert total.proposed_per_position == [5, 3, 3] and total.accepted_per_position == [3, 1, 0]
+    assert total.forward_share is None  # no wall time yet
+    total.add(GenerationStats(wall_seconds=4.0, target_seconds=2.5, draft_seconds=0.5))
+    assert total.forward_seconds == 3.0 and total.forward_share == 0.75
 
 
 def test_numbers_given_as_text_become_numbers_and_bad_ones_are_one_clear_error():

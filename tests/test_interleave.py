@@ -83,3 +83,25 @@ def test_jobs_taking_turns_must_share_one_pair(tmp_path):
     with pytest.raises(UserError, match="jobs taking turns share one pair"):
         run_jobs([Job(config, tmp_path / str(k)) for k, config in enumerate(configs)])
     assert not list(tmp_path.glob("samples/*.jsonl"))  # refused before generating
+
+
+def test_an_outside_yardstick_takes_its_turn_after_the_decoders_on_each_example(tmp_path, monkeypatch):
+    # run_jobs' between step (scripts/bench_speed.py runs llama-speculative there): after every job's
+    # turn on example i, with the example's records already written, and never inside a job's timing
+    order, run = [], Job.run
+
+    def logged(job, pair, i, example, meter):
+        order.append((job.decoder.name, i))
+        return run(job, pair, i, example, meter)
+
+    monkeypatch.setattr(Job, "run", logged)
+    configs = job_configs(["ar", "spd"], [*COMMON, f"results_dir={tmp_path}"])
+    jobs = [Job(config, tmp_path / str(k)) for k, config in enumerate(configs)]
+
+    def between(i):
+        assert all(job.examples[i].id in job.recorder.done for job in jobs)
+        order.append(("between", i))
+
+    run_jobs(jobs, between=between)
+    assert order == [("ar", 0), ("spd", 0), ("between", 0), ("spd", 1), ("ar", 1), ("between", 1),
+                     ("ar", 2), ("spd", 2), ("between", 2), ("spd", 3), ("ar", 3), ("between", 3)]

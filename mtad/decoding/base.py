@@ -126,6 +126,19 @@ class GenerationStats:
     def tokens_per_second(self) -> float:
         return self.new_tokens / self.wall_seconds if self.wall_seconds else 0.0
 
+    @property
+    def forward_seconds(self) -> float:
+        """Both models' forwards, prompt passes included: new_tokens / forward_seconds is the
+        forward-only limit, the tokens/s if nothing else took time."""
+        return self.target_seconds + self.draft_seconds
+
+    @property
+    def forward_share(self) -> float | None:
+        """The share of the wall time spent in forwards: how close the loop comes to its
+        forward-only limit. A yardstick that books its whole generation as target time
+        (llamacpp_plain, hf_assisted) reads about 1."""
+        return self.forward_seconds / self.wall_seconds if self.wall_seconds else None
+
     def record(self, block: Block, emitted: int) -> None:
         accepted = min(block.accepted, emitted)
         self.new_tokens += emitted

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
@@ -158,14 +159,16 @@ class Job:
         return summary
 
 
-def run_jobs(jobs: list[Job]) -> list[dict]:
+def run_jobs(jobs: list[Job], between: Callable[[int], None] | None = None) -> list[dict]:
     """The one path that times generations: run the examples that ``jobs`` have not recorded
     yet on one loaded pair and return their summaries, in order. Runs already in the results
     store are not run again. The others take turns example by example: on example i every job
     generates before any moves on, starting from job i mod n, so a drift in machine speed (heat,
     a neighbour's load) hits all of them alike. Their summaries carry one ``sitting`` id, new for
     each call: runs with the same sitting took turns on one machine, so their tokens/s may be
-    divided (``mtad/job/sweep_table.py``); runs of different sittings ran one after another."""
+    divided (``mtad/job/sweep_table.py``); runs of different sittings ran one after another.
+    ``between(i)``, if given, runs after every job's turn on example i, outside their timing: a
+    benchmark's outside yardstick (another program) takes its turn there too."""
     summaries = {k: job.finished_before() for k, job in enumerate(jobs) if job.recorder.finished}
     running = [job for k, job in enumerate(jobs) if k not in summaries]
     if running:
@@ -194,6 +197,8 @@ def run_jobs(jobs: list[Job]) -> list[dict]:
                     k = (i + turn) % len(running)
                     if i in todo[k]:
                         running[k].run(pair, i, todo[k][i], meter)
+                if between is not None:
+                    between(i)
             for job in running:
                 summaries[jobs.index(job)] = job.finish(pair, meter, idle_watts, sitting)
     return [summaries[k] for k in range(len(jobs))]
