@@ -1,9 +1,9 @@
 """Speed benchmark on a real pair: AR vs SpD vs MTAD vs transformers' assisted generation.
 
-First the roofline: the machine's memory bandwidth (the better of a large bf16 GEMV and a float32 sum, best of several), then
-for each model (target, draft, int8 draft) the ms per forward shape (1 and gamma+1 tokens; 1, 4
-and 8 beams) after a cached context, its weight bytes, the bandwidth it achieves and the
-fraction of the roofline (gpt-fast's "bandwidth achieved").
+First the roofline: the machine's memory bandwidth (the better of a large bf16 GEMV and a float32
+sum, best of several), then for each model (target, draft, int8 draft) the ms per forward shape
+(1 and gamma+1 tokens; 1, 4 and 8 beams) after a cached context, its weight bytes, the bandwidth
+it achieves and the fraction of the roofline (gpt-fast's "bandwidth achieved").
 
 Then the decoders, through the harness's one job driver (``mtad.job.harness.run_jobs``, as
 ``python -m mtad.job.interleave``): ordinary runs with records, taking turns example by example on
@@ -184,9 +184,9 @@ def report(mode: str, specs: list[str], summaries: list[dict]) -> dict:
 class LlamaSpeculative:
     """llama.cpp's own speculative decoding of the pair's GGUF files (its ``llama-speculative``,
     built from the same source by scripts/build_llamacpp_tools.sh): one process per prompt, same
-    threads, draft length and sampling as our first ``spd`` job, run as ``run_jobs``' ``between`` step, so it
-    takes its turn on each prompt right after our decoders (the machine's speed drifts by 10% and
-    more over a sitting). It knows none of our tasks' stop rules, so each prompt generates as many
+    threads, draft length and sampling as our first ``spd`` job, run as ``run_jobs``' ``between``
+    step, so it takes its turn on each prompt right after our decoders (the machine's speed drifts
+    by 10% and more over a sitting). It knows none of our tasks' stop rules, so each prompt generates as many
     tokens as our ``spd`` job just did on it (``--ignore-eos``): the same share of prompt pass in
     both tokens/s, which count it. The prompt goes in as text (the same vocabulary). Its drafts
     are the draft's top token even when sampling (its example's rule, not ours), so its

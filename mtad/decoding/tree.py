@@ -211,9 +211,9 @@ def draw_children(q: torch.Tensor, k: int, replacement: bool,
     without reading the device.
 
     With replacement every child is real: ``draws`` (inverse CDF, one uniform a child), so a chain
-    consumes the random stream exactly like SpD's ``draw``. Without replacement (``draws_without_replacement``) a
-    row that supports fewer than k tokens ends with tokens of q = 0, marked not real; verification
-    never accepts them."""
+    consumes the random stream exactly like SpD's ``draw``. Without replacement
+    (``draws_without_replacement``) a row that supports fewer than k tokens ends with tokens of
+    q = 0, marked not real; verification never accepts them."""
     if replacement or k == 1:  # one child a row is the same draw either way
         children = draws(q, generator, k)
         return children, torch.ones_like(children, dtype=torch.bool)
