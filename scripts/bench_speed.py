@@ -181,16 +181,40 @@ def report(mode: str, specs: list[str], summaries: list[dict]) -> dict:
     return rows
 
 
+def speculative_counts(log: str, length: int) -> dict:
+    """What one ``llama-speculative`` run did, read from its log, credited with ``length`` tokens. It stops only after a round takes its count past ``-n`` and counts every token of that
+    round, up to gamma + 1 more than asked for; our decoders do the same last round but keep only
+    the tokens their job needs. Counting its extra tokens would credit it with up to gamma + 1
+    tokens a prompt for free (8% of 40-token answers), so it runs with ``-n length - 1`` (its
+    last round reaches ``length``) and is credited ``length``; ``generated`` keeps its own count.
+    Raises ValueError when the log lacks its summary lines."""
+    import re
+
+    found = {key: re.search(pattern, log) for key, pattern in {
+        "encoded": r"encoded\s+(\d+) tokens in\s+([\d.]+) seconds", "decoded": r"decoded\s+(\d+) tokens in\s+([\d.]+) seconds",
+        "drafted": r"n_drafted\s*=\s*(\d+)", "accept": r"n_accept\s*=\s*(\d+)"}.items()}
+    missing = [key for key, match in found.items() if match is None]
+    if missing:
+        raise ValueError(f"llama-speculative's log lacks {', '.join(missing)}")
+    generated = int(found["decoded"][1])
+    if generated < length:
+        raise ValueError(f"llama-speculative generated {generated} tokens of the {length} asked for")
+    return {"tokens": length, "generated": generated,
+            "seconds": float(found["encoded"][2]) + float(found["decoded"][2]),
+            "drafted": int(found["drafted"][1]), "accepted": int(found["accept"][1])}
+
+
 class LlamaSpeculative:
     """llama.cpp's own speculative decoding of the pair's GGUF files (its ``llama-speculative``,
     built from the same source by scripts/build_llamacpp_tools.sh): one process per prompt, same
     threads, draft length and sampling as our first ``spd`` job, run as ``run_jobs``' ``between``
     step, so it takes its turn on each prompt right after our decoders (the machine's speed drifts
-    by 10% and more over a sitting). It knows none of our tasks' stop rules, so each prompt generates as many
-    tokens as our ``spd`` job just did on it (``--ignore-eos``): the same share of prompt pass in
-    both tokens/s, which count it. The prompt goes in as text (the same vocabulary). Its drafts
-    are the draft's top token even when sampling (its example's rule, not ours), so its
-    acceptance differs from SpD's."""
+    by 10% and more over a sitting). It knows none of our tasks' stop rules, so each prompt runs
+    until it has as many tokens as our ``spd`` job just did on it (``--ignore-eos``) and is
+    credited with that many (``speculative_counts``): the same share of prompt pass in both
+    tokens/s, which count it. The prompt goes in as text (the same vocabulary). Its drafts are
+    the draft's top token even when sampling (its example's rule, not ours), so its acceptance
+    differs from SpD's."""
 
     def __init__(self, tools: Path, pair):
         self.tools, self.pair = tools, pair
@@ -207,11 +231,10 @@ class LlamaSpeculative:
         self.options = ["--temp", "0"] if sampling.temperature == 0 else [
             "--temp", str(sampling.temperature), "--top-k", str(sampling.top_k), "--top-p", str(sampling.top_p),
             "--min-p", "0"]
-        self.tokens = self.seconds = self.drafted = self.accepted = 0
+        self.tokens = self.generated = self.seconds = self.drafted = self.accepted = 0
         return self.turn
 
     def turn(self, i: int) -> None:
-        import re
         import subprocess
         import tempfile
 
@@ -222,23 +245,24 @@ class LlamaSpeculative:
             prompt.flush()
             proc = subprocess.run([str(tools / "llama-speculative"), "-m", str(self.pair.target.gguf_file()),
                                    "-md", str(self.pair.draft.gguf_file()), "-f", prompt.name,
-                                   "-n", str(length), "--ignore-eos",
+                                   "-n", str(max(length - 1, 0)), "--ignore-eos",  # it stops past -n
                                    "--spec-draft-n-max", str(self.gamma), "-t", str(self.pair.target.threads),
                                    "-c", str(self.pair.target.cells), "--seed", str(config.seed), *self.options],
                                   capture_output=True, text=True, check=False, env={**os.environ, "LD_LIBRARY_PATH": str(tools)},
                                   timeout=600)
         log = proc.stdout + proc.stderr
-        found = {key: re.search(pattern, log) for key, pattern in {
-            "encoded": r"encoded\s+(\d+) tokens in\s+([\d.]+) seconds", "decoded": r"decoded\s+(\d+) tokens in\s+([\d.]+) seconds",
-            "drafted": r"n_drafted\s*=\s*(\d+)", "accept": r"n_accept\s*=\s*(\d+)"}.items()}
-        if proc.returncode != 0 or not all(found.values()):
+        try:
+            counts = speculative_counts(log, length)
+        except ValueError:
+            counts = None
+        if proc.returncode != 0 or counts is None:
             raise RuntimeError(f"llama-speculative failed on {example.id} (exit {proc.returncode}): {log[-500:]}")
-        self.tokens += int(found["decoded"][1])
-        self.seconds += float(found["encoded"][2]) + float(found["decoded"][2])
-        self.drafted, self.accepted = self.drafted + int(found["drafted"][1]), self.accepted + int(found["accept"][1])
+        for key, value in counts.items():
+            setattr(self, key, getattr(self, key) + value)
 
     def row(self, mode: str) -> dict:
-        row = {"tokens": self.tokens, "seconds": self.seconds, "tokens_per_second": self.tokens / self.seconds,
+        row = {"tokens": self.tokens, "generated": self.generated, "seconds": self.seconds,
+               "tokens_per_second": self.tokens / self.seconds,
                "acceptance_rate": self.accepted / self.drafted if self.drafted else None,
                "interleaved": True}  # took turns with the sitting's decoders, prompt by prompt
         print(f"[{mode}] llama-speculative tokens={self.tokens} seconds={self.seconds:.2f} "
