@@ -182,12 +182,14 @@ def report(mode: str, specs: list[str], summaries: list[dict]) -> dict:
 
 
 def speculative_counts(log: str, length: int) -> dict:
-    """What one ``llama-speculative`` run did, read from its log, credited with ``length`` tokens. It stops only after a round takes its count past ``-n`` and counts every token of that
-    round, up to gamma + 1 more than asked for; our decoders do the same last round but keep only
-    the tokens their job needs. Counting its extra tokens would credit it with up to gamma + 1
-    tokens a prompt for free (8% of 40-token answers), so it runs with ``-n length - 1`` (its
-    last round reaches ``length``) and is credited ``length``; ``generated`` keeps its own count.
-    Raises ValueError when the log lacks its summary lines."""
+    """What one ``llama-speculative`` run did, read from its log, credited with ``length`` tokens.
+
+    It stops only after a round takes its count past ``-n`` and counts every token of that round,
+    up to gamma + 1 more than asked for; our decoders run the same last round but keep only the
+    tokens their job needs. Counting its extras would credit it with up to gamma + 1 tokens a
+    prompt for free (8% of 40-token answers), so it runs with ``-n length - 1`` (its last round
+    reaches ``length``) and is credited ``length``; ``generated`` keeps its own count. Raises
+    ValueError when the log lacks its summary lines or falls short of ``length``."""
     import re
 
     found = {key: re.search(pattern, log) for key, pattern in {

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -28,6 +31,19 @@ from mtad.runners.toy_models import TableLM, tiny_llama_pair
 # statistic grows with n * TV^2, so MTAD_DISTRIBUTION_RUNS=20000 sees deviations half as large: use it
 # after touching a decoder's acceptance math.
 DISTRIBUTION_RUNS = int(os.environ.get("MTAD_DISTRIBUTION_RUNS", "5000"))
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(name: str):
+    """``scripts/<name>.py`` imported as the module ``name`` (scripts are not a package), registered
+    in ``sys.modules``: dataclasses look their module up there."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def sample_one(probs: torch.Tensor, generator: torch.Generator) -> int:

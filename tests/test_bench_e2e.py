@@ -3,22 +3,17 @@ SpD then measures, the JSON's rows, and the one-line refusals before any work.""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from mtad.catalogue import DECODERS
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_e2e.py"
-spec = importlib.util.spec_from_file_location("bench_e2e", SCRIPT)
-bench_e2e = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = bench_e2e  # its dataclasses look their module up
-spec.loader.exec_module(bench_e2e)
+from helpers import load_script
+
+bench_e2e = load_script("bench_e2e")
 
 DEFAULT_DECODERS = [n for n in DECODERS if n not in bench_e2e.DEFAULT_SKIPPED]
 

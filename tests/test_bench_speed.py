@@ -3,18 +3,11 @@ credited with the tokens our spd job needed, not with the extra tokens of its la
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "scripts" / "bench_speed.py"
-spec = importlib.util.spec_from_file_location("bench_speed", SCRIPT)
-bench_speed = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = bench_speed
-spec.loader.exec_module(bench_speed)
+from helpers import load_script
+
+bench_speed = load_script("bench_speed")
 
 # the summary lines of a real run (llama.cpp 0.3.36's llama-speculative, -n 9, gamma 4, greedy):
 # asked to pass 9 tokens, its last round of five took it to 11

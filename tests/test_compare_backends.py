@@ -4,7 +4,6 @@ refusal when the pairs share no cell."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -14,12 +13,11 @@ import pytest
 from mtad.job.records import append_line
 from tasks.catalogue import TASKS
 
+from helpers import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "compare_backends.py"
-spec = importlib.util.spec_from_file_location("compare_backends", SCRIPT)
-compare_backends = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = compare_backends
-spec.loader.exec_module(compare_backends)
+compare_backends = load_script("compare_backends")
 
 
 def add_run(results: Path, run_id: str, pair: str, decoder: str, calls: list[int], forward: float, wall: float,
