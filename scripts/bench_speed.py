@@ -35,6 +35,7 @@ import json
 import os
 import statistics
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -222,18 +223,15 @@ class LlamaSpeculative:
         self.tools, self.pair = tools, pair
 
     def between(self, jobs: list[Job]):
-        """The step for ``run_jobs(jobs, between=...)``, counting afresh (one sitting, one mode)."""
-        spd = [job for job in jobs if job.decoder.name == "spd"]
-        if not spd:
-            raise UserError("--llamacpp-tools: llama-speculative takes its token counts from an spd decoder; "
-                            "add spd to --decoders")
-        self.spd = spd[0]
+        """The step for ``run_jobs(jobs, between=...)``, counting afresh (one sitting, one mode);
+        ``jobs`` hold an spd job (``main`` refuses a sitting without one)."""
+        self.spd = next(job for job in jobs if job.decoder.name == "spd")
         self.gamma = self.spd.decoder.gamma
         sampling = self.spd.config.sampling
         self.options = ["--temp", "0"] if sampling.temperature == 0 else [
             "--temp", str(sampling.temperature), "--top-k", str(sampling.top_k), "--top-p", str(sampling.top_p),
             "--min-p", "0"]
-        self.tokens = self.generated = self.seconds = self.drafted = self.accepted = 0
+        self.totals = Counter()  # speculative_counts' keys, summed over the prompts
         return self.turn
 
     def turn(self, i: int) -> None:
@@ -253,21 +251,20 @@ class LlamaSpeculative:
                                   capture_output=True, text=True, check=False, env={**os.environ, "LD_LIBRARY_PATH": str(tools)},
                                   timeout=600)
         log = proc.stdout + proc.stderr
-        try:
-            counts = speculative_counts(log, length)
-        except ValueError:
-            counts = None
-        if proc.returncode != 0 or counts is None:
+        if proc.returncode != 0:
             raise RuntimeError(f"llama-speculative failed on {example.id} (exit {proc.returncode}): {log[-500:]}")
-        for key, value in counts.items():
-            setattr(self, key, getattr(self, key) + value)
+        try:
+            self.totals.update(speculative_counts(log, length))
+        except ValueError as error:
+            raise RuntimeError(f"llama-speculative on {example.id}: {error}: {log[-500:]}") from error
 
     def row(self, mode: str) -> dict:
-        row = {"tokens": self.tokens, "generated": self.generated, "seconds": self.seconds,
-               "tokens_per_second": self.tokens / self.seconds,
-               "acceptance_rate": self.accepted / self.drafted if self.drafted else None,
+        t = self.totals
+        row = {"tokens": t["tokens"], "generated": t["generated"], "seconds": t["seconds"],
+               "tokens_per_second": t["tokens"] / t["seconds"],
+               "acceptance_rate": t["accepted"] / t["drafted"] if t["drafted"] else None,
                "interleaved": True}  # took turns with the sitting's decoders, prompt by prompt
-        print(f"[{mode}] llama-speculative tokens={self.tokens} seconds={self.seconds:.2f} "
+        print(f"[{mode}] llama-speculative tokens={t['tokens']} seconds={t['seconds']:.2f} "
               f"tok/s={row['tokens_per_second']:.2f} accept={row['acceptance_rate']}", flush=True)
         return row
 
@@ -291,6 +288,9 @@ def main() -> None:
         if unknown:
             parser.error(f"--modes: unknown {', '.join(unknown)} (known: {', '.join(MODES)})")
         configs = job_configs(specs, overrides)
+        if args.llamacpp_tools is not None and not any(c.decoder["name"] == "spd" for c in configs):
+            raise UserError("--llamacpp-tools: llama-speculative takes its token counts from an spd decoder; "
+                            "add spd to --decoders")
         pair = cached_pair(configs[0].pair)  # the driver's cache: the sittings reuse this pair
         gamma = next((c.decoder["gamma"] for c in configs if "gamma" in c.decoder), 4)
         arguments = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}  # JSON has no paths

@@ -3,9 +3,12 @@ credited with the tokens our spd job needed, not with the extra tokens of its la
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
-from helpers import load_script
+from helpers import ROOT, load_script
 
 bench_speed = load_script("bench_speed")
 
@@ -31,3 +34,14 @@ def test_a_run_short_of_the_tokens_or_without_its_summary_is_refused():
         bench_speed.speculative_counts(LOG, 12)
     with pytest.raises(ValueError, match="lacks decoded"):
         bench_speed.speculative_counts("\n".join(line for line in LOG.splitlines() if "decoded" not in line), 10)
+
+
+def test_llamacpp_tools_without_an_spd_decoder_is_refused_before_any_work(tmp_path):
+    # its token counts come from our spd job: without one, one line, before the pair loads
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_speed.py"), "--decoders", "ar",
+                           "--llamacpp-tools", str(tmp_path), "--out", str(tmp_path / "out.json"), "pair=tiny"],
+                          capture_output=True, text=True, check=False, cwd=ROOT)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines() == [
+        "error: --llamacpp-tools: llama-speculative takes its token counts from an spd decoder; add spd to --decoders"]
+    assert proc.stdout == "" and not (tmp_path / "out.json").exists()  # no roofline, no sitting

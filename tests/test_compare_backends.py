@@ -13,9 +13,8 @@ import pytest
 from mtad.job.records import append_line
 from tasks.catalogue import TASKS
 
-from helpers import load_script
+from helpers import ROOT, load_script
 
-ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "compare_backends.py"
 compare_backends = load_script("compare_backends")
 
